@@ -1,0 +1,81 @@
+"""The authorization policy: a pure function of (principal, action, centre, centre status, document ownership).
+
+Nothing here touches the database or the network, so the whole matrix is tested directly
+(tests/auth/test_policy.py). The core service asks :func:`decide` before every operation.
+
+Outcomes:
+- ``HIDDEN``: the caller may not even know the centre exists -- the front-end answers "no such file".
+- ``DENIED``: the caller sees the object but may not do this (e.g. an uploader reading).
+- ``NOT_ACTIVE``: an upload into a centre that has not switched over or is suspended.
+- ``ALLOWED``.
+"""
+from __future__ import annotations
+
+from enum import Enum, StrEnum
+
+from auth.principal import Principal, Role
+
+
+class Action(StrEnum):
+    SEE = "see"              # centre appears in "/" and can be addressed at all
+    LIST = "list"            # list a mailbox/folder and stat its documents
+    READ = "read"            # download content
+    UPLOAD = "upload"
+    MKDIR = "mkdir"
+    ARCHIVE = "archive"      # remove from the mailbox (kept, restorable)
+    RESTORE = "restore"
+
+
+class Decision(Enum):
+    ALLOWED = "allowed"
+    DENIED = "denied"
+    HIDDEN = "hidden"
+    NOT_ACTIVE = "not-active"
+
+
+ACTIVE = "active"
+STATUSES = ("paper", "requested", "active", "suspended")
+
+
+def _reader_scope(p: Principal, institution_id: str) -> tuple[bool, bool]:
+    """(may read, may remove) for roles that read a centre's mailbox."""
+    if p.role is Role.ARCHIVER:
+        own = p.institution_id == institution_id
+        return own, own
+    if p.role in (Role.STAFF, Role.LOCAL_ADMIN):
+        grant = p.grant_for(institution_id)
+        own_admin = p.role is Role.LOCAL_ADMIN and p.institution_id == institution_id
+        return (grant is not None or own_admin), (grant is not None and grant.can_remove)
+    return False, False
+
+
+def decide(p: Principal, action: Action, institution_id: str, status: str) -> Decision:
+    if p.role is Role.UPLOADER:
+        # POD MI knows every centre; it is told plainly when one does not take electronic delivery.
+        if action in (Action.UPLOAD, Action.MKDIR):
+            return Decision.ALLOWED if status == ACTIVE else Decision.NOT_ACTIVE
+        if action is Action.SEE:
+            return Decision.ALLOWED if status == ACTIVE else Decision.HIDDEN
+        if action is Action.LIST:
+            # an uploader lists folders and its own uploads only (the core filters by owner)
+            return Decision.ALLOWED if status == ACTIVE else Decision.NOT_ACTIVE
+        return Decision.DENIED
+
+    if p.role is Role.SECURITY_CELL:
+        return Decision.ALLOWED if action is Action.SEE else Decision.DENIED
+
+    may_read, may_remove = _reader_scope(p, institution_id)
+    if not may_read:
+        return Decision.HIDDEN
+    if action in (Action.SEE, Action.LIST, Action.READ):
+        return Decision.ALLOWED
+    if action is Action.ARCHIVE:
+        return Decision.ALLOWED if may_remove else Decision.DENIED
+    if action is Action.RESTORE:
+        return Decision.ALLOWED if p.role is Role.LOCAL_ADMIN and p.institution_id == institution_id else Decision.DENIED
+    return Decision.DENIED
+
+
+def sees_only_own_documents(p: Principal) -> bool:
+    """Uploaders see (metadata of) the documents they sent themselves, never other senders'."""
+    return p.role is Role.UPLOADER

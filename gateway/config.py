@@ -1,0 +1,237 @@
+"""Configuration: one TOML file, every key overridable by an ``INSTPAGES_...`` environment variable.
+
+The result is a tree of frozen dataclasses passed to whoever needs it; nothing reads configuration from globals.
+Environment names are ``INSTPAGES_<KEY>`` for top-level keys (``INSTPAGES_DATA_DIR``) and
+``INSTPAGES_<SECTION>_<KEY>`` for keys in a section (``INSTPAGES_SFTP_PORT``). Unknown keys, wrong types and
+out-of-range values are refused at start with the key named.
+"""
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from gateway.errors import ConfigError
+
+ENV_PREFIX = "INSTPAGES_"
+
+
+@dataclass(frozen=True)
+class SFTPConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 2222
+    #: host key file; empty = ``<data_dir>/ssh_host_ed25519_key``, generated on first start
+    host_key: str = ""
+    #: files holding trusted OpenSSH user CA public keys (one key per line)
+    user_ca_keys: tuple[str, ...] = ()
+    login_timeout: int = 30
+    #: seconds an idle session may stay open (0 = no limit)
+    idle_timeout: int = 900
+    #: accept password logins for local person accounts (LDAP and second factors come later)
+    password_auth: bool = True
+    #: out-of-order write window per upload handle, in bytes
+    write_window: int = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    #: SQLAlchemy URL; empty = ``sqlite:///<data_dir>/instpages.db``
+    database_url: str = ""
+    #: folder for encrypted documents; empty = ``<data_dir>/blobs``
+    blob_dir: str = ""
+    #: folder for master keys; empty = ``<data_dir>/keys``
+    key_dir: str = ""
+    chunk_size: int = 256 * 1024
+    #: worker threads for blocking work (database, disk, crypto)
+    workers: int = 16
+
+
+@dataclass(frozen=True)
+class DocumentsConfig:
+    max_size: int = 512 * 1024 * 1024
+    allow_active_content: bool = False
+    #: names ending in one of these are staged uploads, committed by a rename (WinSCP, FileZilla)
+    temporary_suffixes: tuple[str, ...] = (".filepart", ".part")
+    #: folder levels below a centre's mailbox
+    max_depth: int = 4
+    max_name_length: int = 200
+    #: hours an unrenamed staged upload is kept before it is removed
+    staged_ttl_hours: int = 24
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: str = "./var"
+    #: identifies this process among identical gateways sharing one database (crash recovery); empty = hostname
+    node_id: str = ""
+    sftp: SFTPConfig = field(default_factory=SFTPConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    documents: DocumentsConfig = field(default_factory=DocumentsConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    # -- derived paths -------------------------------------------------------------------------------------------
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def database_url(self) -> str:
+        return self.storage.database_url or f"sqlite:///{self.data_path / 'instpages.db'}"
+
+    @property
+    def blob_path(self) -> Path:
+        return Path(self.storage.blob_dir).expanduser().resolve() if self.storage.blob_dir else self.data_path / "blobs"
+
+    @property
+    def key_path(self) -> Path:
+        return Path(self.storage.key_dir).expanduser().resolve() if self.storage.key_dir else self.data_path / "keys"
+
+    @property
+    def host_key_path(self) -> Path:
+        return Path(self.sftp.host_key).expanduser().resolve() if self.sftp.host_key else self.data_path / "ssh_host_ed25519_key"
+
+    @property
+    def effective_node_id(self) -> str:
+        return self.node_id or os.uname().nodename
+
+
+def _section_types() -> dict[str, type]:
+    hints = typing.get_type_hints(Config)
+    return {name: hints[name] for name in hints if dataclasses.is_dataclass(hints[name])}
+
+
+def _convert(key: str, value: Any, typ: Any, from_env: bool) -> Any:
+    """Convert ``value`` to ``typ``; ``key`` is the dotted name used in error messages."""
+    origin = typing.get_origin(typ)
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if from_env and isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise ConfigError(f"configuration key {key}: expected true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"configuration key {key}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if from_env and isinstance(value, str):
+            try:
+                return int(value.strip().replace("_", ""))
+            except ValueError:
+                pass
+        raise ConfigError(f"configuration key {key}: expected an integer, got {value!r}")
+    if typ is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"configuration key {key}: expected a string, got {value!r}")
+    if origin is tuple:
+        if from_env and isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ConfigError(f"configuration key {key}: expected a list of strings, got {value!r}")
+    raise ConfigError(f"configuration key {key}: unsupported type")  # pragma: no cover
+
+
+def _validate(cfg: Config) -> None:
+    def need(cond: bool, key: str, why: str) -> None:
+        if not cond:
+            raise ConfigError(f"configuration key {key}: {why}")
+
+    need(0 <= cfg.sftp.port <= 65535, "sftp.port", "must be between 0 and 65535")
+    try:
+        ipaddress.ip_address(cfg.sftp.host)
+    except ValueError:
+        need(cfg.sftp.host == "localhost" or (cfg.sftp.host.replace(".", "").replace("-", "").isalnum()),
+             "sftp.host", "must be an IP address or host name")
+    need(cfg.sftp.login_timeout > 0, "sftp.login_timeout", "must be positive")
+    need(cfg.sftp.idle_timeout >= 0, "sftp.idle_timeout", "must not be negative")
+    need(cfg.sftp.write_window >= 65536, "sftp.write_window", "must be at least 65536")
+    need(4096 <= cfg.storage.chunk_size <= 16 * 1024 * 1024, "storage.chunk_size", "must be between 4096 and 16777216")
+    need(1 <= cfg.storage.workers <= 256, "storage.workers", "must be between 1 and 256")
+    need(cfg.documents.max_size > 0, "documents.max_size", "must be positive")
+    need(1 <= cfg.documents.max_depth <= 16, "documents.max_depth", "must be between 1 and 16")
+    need(16 <= cfg.documents.max_name_length <= 255, "documents.max_name_length", "must be between 16 and 255")
+    need(all(s.startswith(".") and len(s) > 1 for s in cfg.documents.temporary_suffixes),
+         "documents.temporary_suffixes", "each suffix must start with a dot")
+    need(cfg.documents.staged_ttl_hours > 0, "documents.staged_ttl_hours", "must be positive")
+    need(cfg.logging.level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "logging.level",
+         "must be DEBUG, INFO, WARNING or ERROR")
+    need(bool(cfg.data_dir), "data_dir", "must not be empty")
+
+
+def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None,
+                overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read ``path`` (TOML, optional), then environment overrides, then explicit ``overrides``
+    (dotted keys such as ``"sftp.port"``, used by the CLI's ``--data-dir``)."""
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                raw = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"configuration file {path} not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"configuration file {path}: {exc}") from None
+
+    sections = _section_types()
+    top_hints = {k: v for k, v in typing.get_type_hints(Config).items() if k not in sections}
+    values: dict[str, Any] = {}
+    section_values: dict[str, dict[str, Any]] = {name: {} for name in sections}
+
+    for key, value in raw.items():
+        if key in sections:
+            if not isinstance(value, dict):
+                raise ConfigError(f"configuration key {key}: expected a table")
+            hints = typing.get_type_hints(sections[key])
+            for sub, subval in value.items():
+                if sub not in hints:
+                    raise ConfigError(f"unknown configuration key {key}.{sub}")
+                section_values[key][sub] = _convert(f"{key}.{sub}", subval, hints[sub], False)
+        elif key in top_hints:
+            values[key] = _convert(key, value, top_hints[key], False)
+        else:
+            raise ConfigError(f"unknown configuration key {key}")
+
+    # environment: INSTPAGES_DATA_DIR, INSTPAGES_SFTP_PORT, ...
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name in ("INSTPAGES_CONFIG",):
+            continue
+        rest = name[len(ENV_PREFIX):].lower()
+        if rest in top_hints:
+            values[rest] = _convert(rest, value, top_hints[rest], True)
+            continue
+        for section, cls in sections.items():
+            if rest.startswith(section + "_"):
+                sub = rest[len(section) + 1:]
+                hints = typing.get_type_hints(cls)
+                if sub not in hints:
+                    raise ConfigError(f"unknown configuration key {section}.{sub} (from environment variable {name})")
+                section_values[section][sub] = _convert(f"{section}.{sub}", value, hints[sub], True)
+                break
+        else:
+            raise ConfigError(f"unknown configuration key in environment variable {name}")
+
+    for dotted, value in (overrides or {}).items():
+        if "." in dotted:
+            section, sub = dotted.split(".", 1)
+            hints = typing.get_type_hints(sections[section])
+            section_values[section][sub] = _convert(dotted, value, hints[sub], False)
+        else:
+            values[dotted] = _convert(dotted, value, top_hints[dotted], False)
+
+    cfg = Config(**values, **{name: cls(**section_values[name]) for name, cls in sections.items()})
+    _validate(cfg)
+    return cfg

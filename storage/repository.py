@@ -1,0 +1,362 @@
+"""The metadata repository: every row the gateway reads or writes goes through here.
+
+SQLAlchemy Core statements only (bound parameters, never string-built SQL). The same code runs on SQLite and
+PostgreSQL. Methods that change state take an open connection from :meth:`Repository.write` so that a state
+change and its audit event commit together.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Iterable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from storage import db
+from storage.models import Account, AuditEvent, AuditHead, Document, Folder, Grant, Institution, SSHKey
+
+I = Institution.__table__
+A = Account.__table__
+K = SSHKey.__table__
+G = Grant.__table__
+F = Folder.__table__
+D = Document.__table__
+E = AuditEvent.__table__
+H = AuditHead.__table__
+
+GENESIS = "0" * 64
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+class Conflict(Exception):
+    """A uniqueness rule of the database refused the change (the caller decides what it means)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentRow:
+    id: int
+    institution_id: str
+    folder: str
+    name: str
+    state: str
+    blob_id: str
+    size: int
+    sha256: str
+    key_id: str
+    wrapped_key: bytes
+    content_type: str
+    uploaded_by: int
+    created_at: datetime
+    committed_at: datetime | None
+    archived_at: datetime | None
+    first_fetched_at: datetime | None
+
+    @classmethod
+    def from_row(cls, r) -> "DocumentRow":
+        return cls(r.id, r.institution_id, r.folder, r.name, r.state, r.blob_id, r.size, r.sha256, r.key_id,
+                   bytes(r.wrapped_key or b""), r.content_type, r.uploaded_by, as_utc(r.created_at),
+                   as_utc(r.committed_at), as_utc(r.archived_at), as_utc(r.first_fetched_at))
+
+
+_DOC_COLS = (D.c.id, D.c.institution_id, D.c.folder, D.c.name, D.c.state, D.c.blob_id, D.c.size, D.c.sha256,
+             D.c.key_id, D.c.wrapped_key, D.c.content_type, D.c.uploaded_by, D.c.created_at, D.c.committed_at,
+             D.c.archived_at, D.c.first_fetched_at)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    action: str
+    outcome: str
+    actor: str = ""
+    protocol: str = ""
+    source: str = ""
+    institution_id: str | None = None
+    path: str = ""
+    document_id: int | None = None
+    bytes: int | None = None
+    detail: str = ""
+
+
+def _event_hash(prev: str, ts: datetime, rec: AuditRecord) -> str:
+    body = json.dumps({
+        "prev": prev, "ts": ts.isoformat(), "actor": rec.actor, "protocol": rec.protocol, "source": rec.source,
+        "action": rec.action, "outcome": rec.outcome, "institution": rec.institution_id, "path": rec.path,
+        "document": rec.document_id, "bytes": rec.bytes, "detail": rec.detail,
+    }, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+class Repository:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    # -- transactions ----------------------------------------------------------------------------------------
+    def write(self):
+        return db.write_tx(self.engine)
+
+    def read(self):
+        return db.read_tx(self.engine)
+
+    def initialize(self) -> None:
+        """Migrate the schema to the newest revision and make sure the audit chain has its head row."""
+        db.migrate(self.engine)
+        with self.write() as c:
+            if c.execute(sa.select(H.c.id).where(H.c.id == 1)).first() is None:
+                c.execute(H.insert().values(id=1, last_id=0, hash=GENESIS))
+
+    # -- institutions ----------------------------------------------------------------------------------------
+    def add_institution(self, c: Connection, id: str, name: str, status: str) -> None:
+        now = utcnow()
+        try:
+            with c.begin_nested():
+                c.execute(I.insert().values(id=id, name=name, status=status, created_at=now, status_changed_at=now,
+                                            content_types="application/pdf", language="nl"))
+        except IntegrityError:
+            raise Conflict(f"centre {id} already exists") from None
+
+    def set_institution_status(self, c: Connection, id: str, status: str) -> str | None:
+        old = c.execute(sa.select(I.c.status).where(I.c.id == id)).scalar()
+        if old is None:
+            return None
+        c.execute(I.update().where(I.c.id == id).values(status=status, status_changed_at=utcnow()))
+        return old
+
+    def institution(self, c: Connection, id: str):
+        return c.execute(sa.select(I).where(I.c.id == id)).first()
+
+    def institutions(self, c: Connection, ids: Iterable[str] | None = None) -> list:
+        q = sa.select(I).order_by(I.c.id)
+        if ids is not None:
+            q = q.where(I.c.id.in_(list(ids)))
+        return list(c.execute(q))
+
+    # -- accounts --------------------------------------------------------------------------------------------
+    def add_account(self, c: Connection, name: str, role: str, institution_id: str | None,
+                    password_hash: str | None = None, display_name: str = "") -> int:
+        try:
+            with c.begin_nested():
+                return c.execute(A.insert().values(name=name, role=role, institution_id=institution_id,
+                                                   password_hash=password_hash, display_name=display_name,
+                                                   email="", enabled=True, created_at=utcnow())
+                                 ).inserted_primary_key[0]
+        except IntegrityError:
+            raise Conflict(f"account {name} already exists") from None
+
+    def account_by_name(self, c: Connection, name: str):
+        return c.execute(sa.select(A).where(A.c.name == name)).first()
+
+    def account(self, c: Connection, account_id: int):
+        return c.execute(sa.select(A).where(A.c.id == account_id)).first()
+
+    def accounts(self, c: Connection) -> list:
+        return list(c.execute(sa.select(A).order_by(A.c.name)))
+
+    def add_ssh_key(self, c: Connection, account_id: int, fingerprint: str, public_key: str, comment: str) -> None:
+        try:
+            with c.begin_nested():
+                c.execute(K.insert().values(account_id=account_id, fingerprint=fingerprint, public_key=public_key,
+                                            comment=comment, created_at=utcnow()))
+        except IntegrityError:
+            raise Conflict(f"SSH key {fingerprint} is already registered") from None
+
+    def account_for_key(self, c: Connection, fingerprint: str):
+        return c.execute(sa.select(A).join(K, K.c.account_id == A.c.id).where(K.c.fingerprint == fingerprint)).first()
+
+    def grants_of(self, c: Connection, account_id: int) -> list:
+        return list(c.execute(sa.select(G.c.institution_id, G.c.can_remove).where(G.c.account_id == account_id)))
+
+    def set_grant(self, c: Connection, account_id: int, institution_id: str, can_remove: bool, granted_by: str) -> None:
+        existing = c.execute(sa.select(G.c.id).where(G.c.account_id == account_id,
+                                                     G.c.institution_id == institution_id)).scalar()
+        if existing is None:
+            c.execute(G.insert().values(account_id=account_id, institution_id=institution_id, can_remove=can_remove,
+                                        granted_by=granted_by, created_at=utcnow()))
+        else:
+            c.execute(G.update().where(G.c.id == existing).values(can_remove=can_remove, granted_by=granted_by))
+
+    def revoke_grant(self, c: Connection, account_id: int, institution_id: str) -> bool:
+        return c.execute(G.delete().where(G.c.account_id == account_id,
+                                          G.c.institution_id == institution_id)).rowcount > 0
+
+    # -- folders ---------------------------------------------------------------------------------------------
+    def folder_exists(self, c: Connection, institution_id: str, path: str) -> bool:
+        if path == "":
+            return True
+        return c.execute(sa.select(F.c.id).where(F.c.institution_id == institution_id, F.c.path == path)).first() is not None
+
+    def folder_row(self, c: Connection, institution_id: str, path: str):
+        return c.execute(sa.select(F).where(F.c.institution_id == institution_id, F.c.path == path)).first()
+
+    def create_folders(self, c: Connection, institution_id: str, path: str, created_by: str) -> bool:
+        """Create ``path`` and its missing parents; returns False if ``path`` already existed."""
+        parts = path.split("/")
+        created = False
+        for i in range(1, len(parts) + 1):
+            sub = "/".join(parts[:i])
+            if not self.folder_exists(c, institution_id, sub):
+                try:
+                    with c.begin_nested():
+                        c.execute(F.insert().values(institution_id=institution_id, path=sub, created_by=created_by,
+                                                    created_at=utcnow()))
+                    created = created or i == len(parts)
+                except IntegrityError:  # created concurrently: fine
+                    pass
+        return created
+
+    def child_folders(self, c: Connection, institution_id: str, parent: str) -> list:
+        """Folders directly below ``parent`` ("" = top level)."""
+        q = sa.select(F.c.path, F.c.created_at).where(F.c.institution_id == institution_id)
+        if parent:
+            q = q.where(F.c.path.startswith(parent + "/", autoescape=True))
+        rows = c.execute(q).all()
+        depth = 0 if not parent else parent.count("/") + 1
+        return [r for r in rows if r.path.count("/") == depth]
+
+    def delete_folder(self, c: Connection, institution_id: str, path: str) -> None:
+        c.execute(F.delete().where(F.c.institution_id == institution_id, F.c.path == path))
+
+    # -- documents -------------------------------------------------------------------------------------------
+    def visible_document(self, c: Connection, institution_id: str, folder: str, name: str) -> DocumentRow | None:
+        r = c.execute(sa.select(*_DOC_COLS).where(D.c.institution_id == institution_id, D.c.folder == folder,
+                                                  D.c.name == name, D.c.state.in_(("committed", "staged")))).first()
+        return DocumentRow.from_row(r) if r else None
+
+    def document(self, c: Connection, document_id: int) -> DocumentRow | None:
+        r = c.execute(sa.select(*_DOC_COLS).where(D.c.id == document_id)).first()
+        return DocumentRow.from_row(r) if r else None
+
+    def documents_in(self, c: Connection, institution_id: str, folder: str,
+                     uploaded_by: int | None = None) -> list[DocumentRow]:
+        q = sa.select(*_DOC_COLS).where(D.c.institution_id == institution_id, D.c.folder == folder,
+                                        D.c.state.in_(("committed", "staged")))
+        if uploaded_by is not None:
+            q = q.where(D.c.uploaded_by == uploaded_by)
+        return [DocumentRow.from_row(r) for r in c.execute(q)]
+
+    def has_children(self, c: Connection, institution_id: str, folder: str) -> bool:
+        if c.execute(sa.select(D.c.id).where(D.c.institution_id == institution_id, D.c.folder == folder,
+                                             D.c.state.in_(("committed", "staged"))).limit(1)).first():
+            return True
+        return c.execute(sa.select(F.c.id).where(F.c.institution_id == institution_id,
+                                                 F.c.path.startswith(folder + "/", autoescape=True)).limit(1)).first() is not None
+
+    def create_pending(self, c: Connection, *, institution_id: str, folder: str, name: str, blob_id: str,
+                       uploaded_by: int, node_id: str) -> int:
+        return c.execute(D.insert().values(institution_id=institution_id, folder=folder, name=name, state="pending",
+                                           blob_id=blob_id, size=0, sha256="", key_id="", wrapped_key=b"",
+                                           content_type="", uploaded_by=uploaded_by, node_id=node_id,
+                                           created_at=utcnow())).inserted_primary_key[0]
+
+    def finish_document(self, c: Connection, document_id: int, *, state: str, size: int, sha256: str, key_id: str,
+                        wrapped_key: bytes, content_type: str, folder: str | None = None,
+                        name: str | None = None) -> None:
+        """pending -> committed|staged. Raises Conflict when the name is taken by a visible document."""
+        values = dict(state=state, size=size, sha256=sha256, key_id=key_id, wrapped_key=wrapped_key,
+                      content_type=content_type, committed_at=utcnow())
+        if folder is not None:
+            values["folder"] = folder
+        if name is not None:
+            values["name"] = name
+        try:
+            with c.begin_nested():
+                n = c.execute(D.update().where(D.c.id == document_id, D.c.state == "pending").values(**values)).rowcount
+        except IntegrityError:
+            raise Conflict("name taken") from None
+        if n != 1:
+            raise Conflict("upload is no longer pending")
+
+    def promote_staged(self, c: Connection, document_id: int, folder: str, name: str) -> None:
+        try:
+            with c.begin_nested():
+                n = c.execute(D.update().where(D.c.id == document_id, D.c.state == "staged").values(
+                    state="committed", folder=folder, name=name, committed_at=utcnow())).rowcount
+        except IntegrityError:
+            raise Conflict("name taken") from None
+        if n != 1:
+            raise Conflict("staged upload is gone")
+
+    def set_state(self, c: Connection, document_id: int, from_states: Sequence[str], to_state: str, **extra) -> bool:
+        return c.execute(D.update().where(D.c.id == document_id, D.c.state.in_(list(from_states)))
+                         .values(state=to_state, **extra)).rowcount == 1
+
+    def archived_documents(self, c: Connection, institution_id: str, folder: str, name: str) -> list[DocumentRow]:
+        q = (sa.select(*_DOC_COLS).where(D.c.institution_id == institution_id, D.c.folder == folder,
+                                         D.c.name == name, D.c.state == "archived").order_by(D.c.archived_at.desc()))
+        return [DocumentRow.from_row(r) for r in c.execute(q)]
+
+    def same_content_exists(self, c: Connection, institution_id: str, folder: str, name: str, sha256: str,
+                            size: int) -> bool:
+        """An identical document (same name and content) was delivered before, visible or archived."""
+        return c.execute(sa.select(D.c.id).where(
+            D.c.institution_id == institution_id, D.c.folder == folder, D.c.name == name, D.c.sha256 == sha256,
+            D.c.size == size, D.c.state.in_(("committed", "archived"))).limit(1)).first() is not None
+
+    def mark_fetched(self, c: Connection, document_id: int, by: str) -> None:
+        c.execute(D.update().where(D.c.id == document_id, D.c.first_fetched_at.is_(None))
+                  .values(first_fetched_at=utcnow(), first_fetched_by=by))
+
+    def pending_of_node(self, c: Connection, node_id: str) -> list[tuple[int, str]]:
+        return [(r.id, r.blob_id) for r in c.execute(sa.select(D.c.id, D.c.blob_id).where(
+            D.c.state == "pending", D.c.node_id == node_id))]
+
+    def stale(self, c: Connection, state: str, before: datetime) -> list[tuple[int, str]]:
+        return [(r.id, r.blob_id) for r in c.execute(sa.select(D.c.id, D.c.blob_id).where(
+            D.c.state == state, D.c.created_at < before))]
+
+    def live_blob_ids(self, c: Connection) -> set[str]:
+        return {r[0] for r in c.execute(sa.select(D.c.blob_id).where(D.c.state != "aborted"))}
+
+    # -- audit -----------------------------------------------------------------------------------------------
+    def audit(self, c: Connection, rec: AuditRecord) -> int:
+        """Append one event to the hash chain (inside the caller's transaction)."""
+        head = c.execute(sa.select(H.c.hash).where(H.c.id == 1).with_for_update()).scalar()
+        if head is None:
+            c.execute(H.insert().values(id=1, last_id=0, hash=GENESIS))
+            head = GENESIS
+        ts = utcnow()
+        h = _event_hash(head, ts, rec)
+        event_id = c.execute(E.insert().values(
+            ts=ts, actor=rec.actor, protocol=rec.protocol, source=rec.source, action=rec.action, outcome=rec.outcome,
+            institution_id=rec.institution_id, path=rec.path, document_id=rec.document_id, bytes=rec.bytes,
+            detail=rec.detail, prev_hash=head, hash=h)).inserted_primary_key[0]
+        c.execute(H.update().where(H.c.id == 1).values(last_id=event_id, hash=h))
+        return event_id
+
+    def audit_events(self, c: Connection, *, institution_id: str | None = None, limit: int = 100,
+                     action: str | None = None) -> list:
+        q = sa.select(E).order_by(E.c.id.desc()).limit(limit)
+        if institution_id:
+            q = q.where(E.c.institution_id == institution_id)
+        if action:
+            q = q.where(E.c.action == action)
+        return list(c.execute(q))
+
+    def verify_audit_chain(self, c: Connection) -> tuple[int, int | None]:
+        """Walk the chain; returns (events checked, id of the first broken event or None)."""
+        prev = GENESIS
+        n = 0
+        for r in c.execute(sa.select(E).order_by(E.c.id)):
+            rec = AuditRecord(r.action, r.outcome, r.actor, r.protocol, r.source, r.institution_id, r.path,
+                              r.document_id, r.bytes, r.detail)
+            if r.prev_hash != prev or _event_hash(prev, as_utc(r.ts), rec) != r.hash:
+                return n, r.id
+            prev = r.hash
+            n += 1
+        head = c.execute(sa.select(H.c.hash).where(H.c.id == 1)).scalar()
+        if head is not None and head != prev:
+            return n, -1
+        return n, None
+
