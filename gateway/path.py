@@ -118,3 +118,22 @@ def check_new_name(path: VPath, *, max_depth: int, max_name_length: int, is_fold
             raise InvalidName('names may not contain any of \\ / : * ? " < > |')
         if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in comp):
             raise InvalidName("names may not contain control or invisible formatting characters")
+
+
+def normalize(raw: str | bytes) -> str:
+    """Lexical absolute form of ``raw`` (relative paths are taken from ``/``), for SFTP's realpath.
+    It decides nothing about existence or visibility."""
+    try:
+        text = _decode(raw)
+    except NotFound:
+        text = "/"
+    stack: list[str] = []
+    for comp in text.split("/"):
+        if comp in ("", "."):
+            continue
+        if comp == "..":
+            if stack:
+                stack.pop()
+            continue
+        stack.append(comp)
+    return "/" + "/".join(stack)

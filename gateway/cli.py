@@ -1,0 +1,198 @@
+"""``instpages``: the operator's command line. Operators script against these names; keep them stable.
+
+Every command takes ``--data-dir`` and ``--config``; errors print one clear line and exit non-zero.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from gateway.admin import Administration
+from gateway.config import Config, load_config
+from gateway.errors import GatewayError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _common() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--data-dir", help="data folder (default ./var, or $INSTPAGES_DATA_DIR)")
+    p.add_argument("--config", help="TOML configuration file (default $INSTPAGES_CONFIG)")
+    return p
+
+
+def parser() -> argparse.ArgumentParser:
+    common = _common()
+    ap = argparse.ArgumentParser(prog="instpages", description="Institutional Pages gateway", parents=[common])
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("init", parents=[common], help="create the data folder, database and keys")
+    s = sub.add_parser("serve", parents=[common], help="run the gateway")
+    s.add_argument("--demo", action="store_true", help="load the demo data set (idempotent) and print how to log in")
+
+    inst = sub.add_parser("institution", parents=[common], help="centres").add_subparsers(dest="sub", required=True)
+    a = inst.add_parser("add", parents=[common])
+    a.add_argument("id")
+    a.add_argument("--name", required=True)
+    a.add_argument("--status", default="paper", choices=["paper", "requested", "active", "suspended"])
+    a = inst.add_parser("set-status", parents=[common])
+    a.add_argument("id")
+    a.add_argument("status", choices=["paper", "requested", "active", "suspended"])
+    inst.add_parser("list", parents=[common])
+
+    acc = sub.add_parser("account", parents=[common], help="accounts").add_subparsers(dest="sub", required=True)
+    a = acc.add_parser("add", parents=[common])
+    a.add_argument("name")
+    a.add_argument("--role", required=True, choices=["uploader", "archiver", "staff", "local-admin", "security-cell"])
+    a.add_argument("--institution")
+    a.add_argument("--ssh-key", action="append", default=[], metavar="FILE", help="OpenSSH public key file")
+    a.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    a.add_argument("--display-name", default="")
+    acc.add_parser("list", parents=[common])
+
+    gr = sub.add_parser("grant", parents=[common], help="access of staff to centres").add_subparsers(dest="sub",
+                                                                                                 required=True)
+    a = gr.add_parser("add", parents=[common])
+    a.add_argument("account")
+    a.add_argument("institution")
+    a.add_argument("--remove", action="store_true", help="may also remove (archive) documents")
+    a = gr.add_parser("revoke", parents=[common])
+    a.add_argument("account")
+    a.add_argument("institution")
+
+    au = sub.add_parser("audit", parents=[common], help="the record").add_subparsers(dest="sub", required=True)
+    a = au.add_parser("list", parents=[common])
+    a.add_argument("--institution")
+    a.add_argument("--limit", type=int, default=50)
+    au.add_parser("verify", parents=[common], help="check the hash chain of the record")
+
+    doc = sub.add_parser("document", parents=[common], help="documents").add_subparsers(dest="sub", required=True)
+    a = doc.add_parser("restore", parents=[common])
+    a.add_argument("institution")
+    a.add_argument("path")
+    return ap
+
+
+def _config(args) -> Config:
+    overrides = {"data_dir": args.data_dir} if args.data_dir else {}
+    return load_config(args.config or os.environ.get("INSTPAGES_CONFIG"), overrides=overrides)
+
+
+def _print_table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
+    for r in [header, *rows]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        cfg = _config(args)
+        logging.basicConfig(level=getattr(logging, cfg.logging.level.upper()),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        for noisy in ("alembic", "asyncssh"):
+            logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+        return _dispatch(args, cfg)
+    except GatewayError as exc:
+        print(f"instpages: error: {exc.message}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:  # pragma: no cover
+        return 130
+
+
+def _dispatch(args, cfg: Config) -> int:
+    from gateway.services import build
+
+    if args.command == "serve":
+        from gateway import server
+
+        services = build(cfg)
+        demo_info = None
+        if args.demo:
+            from gateway.demo import ensure_demo
+
+            demo_info = ensure_demo(Administration(services.mailbox, actor="demo"), cfg)
+
+        def ready(srv) -> None:
+            print(f"Institutional Pages is running: SFTP on {cfg.sftp.host}:{srv.sftp.port}"
+                  f" (data in {cfg.data_path})", flush=True)
+            if demo_info:
+                print(demo_info.replace("{port}", str(srv.sftp.port)), flush=True)
+
+        server.run(cfg, services, on_ready=ready)
+        return 0
+
+    services = build(cfg)
+    try:
+        admin = Administration(services.mailbox)
+        return _admin_command(args, cfg, admin)
+    finally:
+        services.close()
+
+
+def _admin_command(args, cfg: Config, admin: Administration) -> int:
+    if args.command == "init":
+        print(f"initialised {cfg.data_path}")
+        return 0
+    if args.command == "institution":
+        if args.sub == "add":
+            inst_id = admin.add_institution(args.id, args.name, args.status)
+            print(f"added centre {inst_id} ({args.status})")
+        elif args.sub == "set-status":
+            old = admin.set_status(args.id, args.status)
+            print(f"centre {args.id}: {old} -> {args.status}")
+        else:
+            _print_table([[i.id, i.status, i.name] for i in admin.institutions()], ["ID", "STATUS", "NAME"])
+        return 0
+    if args.command == "account":
+        if args.sub == "add":
+            keys = []
+            for f in args.ssh_key:
+                try:
+                    keys.append(Path(f).read_text())
+                except OSError as exc:
+                    raise GatewayError(f"cannot read SSH key file {f}: {exc.strerror}") from None
+            password = None
+            if args.password_stdin:
+                password = sys.stdin.readline().rstrip("\r\n")
+                if not password:
+                    raise GatewayError("no password on standard input")
+            admin.add_account(args.name, args.role, args.institution, keys, password, args.display_name)
+            print(f"added account {args.name} ({args.role})")
+        else:
+            _print_table([[a.name, a.role, a.institution_id or "-", "yes" if a.enabled else "no"]
+                          for a in admin.accounts()], ["NAME", "ROLE", "CENTRE", "ENABLED"])
+        return 0
+    if args.command == "grant":
+        if args.sub == "add":
+            admin.grant(args.account, args.institution, args.remove)
+            print(f"granted {args.account} access to {args.institution}" + (" (with remove)" if args.remove else ""))
+        else:
+            admin.revoke(args.account, args.institution)
+            print(f"revoked {args.account}'s access to {args.institution}")
+        return 0
+    if args.command == "audit":
+        if args.sub == "verify":
+            n, broken = admin.audit_verify()
+            if broken is not None:
+                print(f"instpages: error: audit record broken at event {broken} (after {n} good events)",
+                      file=sys.stderr)
+                return EXIT_ERROR
+            print(f"audit record intact: {n} events")
+            return 0
+        if args.limit <= 0:
+            raise GatewayError("--limit must be positive")
+        rows = admin.audit_list(args.institution, args.limit)
+        _print_table([[str(r.id), r.ts.strftime("%Y-%m-%d %H:%M:%S"), r.actor, r.protocol, r.source, r.action,
+                       r.outcome, r.path, "" if r.bytes is None else str(r.bytes), r.detail] for r in rows],
+                     ["ID", "TIME (UTC)", "ACTOR", "VIA", "SOURCE", "ACTION", "OUTCOME", "PATH", "BYTES", "DETAIL"])
+        return 0
+    if args.command == "document":
+        doc_id = admin.restore(args.institution, args.path)
+        print(f"restored document {doc_id} at {args.path}")
+        return 0
+    raise GatewayError(f"unknown command {args.command}")  # pragma: no cover

@@ -1,0 +1,95 @@
+"""The demo data set for ``instpages serve --demo``: three centres, one account per role, SSH keys and a
+password written into ``<data_dir>/demo/``, one delivered document. Loading it twice changes nothing."""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import asyncssh
+
+from gateway.admin import Administration
+from gateway.config import Config
+from gateway.enterprise import with_check
+from gateway.mailbox import MailboxSession
+
+CENTRES = [
+    (with_check("02123456"), "OCMW Demostad", "active"),
+    (with_check("02071234"), "CPAS de Démoville", "active"),
+    (with_check("02079999"), "OCMW Papierdorp (nog op papier)", "paper"),
+]
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def _keypair(folder: Path, name: str) -> str:
+    key_file = folder / f"{name}.key"
+    if not key_file.exists():
+        key = asyncssh.generate_private_key("ssh-ed25519", comment=f"{name}@demo")
+        _write_private(key_file, key.export_private_key())
+        (folder / f"{name}.key.pub").write_bytes(key.export_public_key())
+    return (folder / f"{name}.key.pub").read_text()
+
+
+def ensure_demo(admin: Administration, cfg: Config) -> str:
+    folder = cfg.data_path / "demo"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    first = CENTRES[0][0]
+    existing = {i.id for i in admin.institutions()}
+    for inst_id, name, status in CENTRES:
+        if inst_id not in existing:
+            admin.add_institution(inst_id, name, status)
+    accounts = {a.name for a in admin.accounts()}
+    pw_file = folder / "demo-staff.password"
+    if "demo-podmi" not in accounts:
+        admin.add_account("demo-podmi", "uploader", None, [_keypair(folder, "demo-podmi")],
+                          display_name="POD MI (demo uploader)")
+    if "demo-archive" not in accounts:
+        admin.add_account("demo-archive", "archiver", first, [_keypair(folder, "demo-archive")],
+                          display_name="Archive system of OCMW Demostad")
+    if "demo-staff" not in accounts:
+        password = secrets.token_urlsafe(12)
+        _write_private(pw_file, password.encode() + b"\n")
+        admin.add_account("demo-staff", "staff", None, [], password, display_name="Demo staff member")
+        admin.grant("demo-staff", first, can_remove=False)
+        _deliver_sample(admin, first)
+    password = pw_file.read_text().strip() if pw_file.exists() else "(see demo-staff.password)"
+    key = folder / "demo-podmi.key"
+    return "\n".join([
+        "Demo data loaded. Centres: " + ", ".join(f"{i} ({s})" for i, _, s in CENTRES),
+        "  POD MI uploader (SSH key):",
+        f"    sftp -P {{port}} -i {key} demo-podmi@{cfg.sftp.host}",
+        f"      sftp> put report.pdf /{first}/2026-11/report.pdf",
+        "  Archive system of the first centre (SSH key; list, get, rm = archive):",
+        f"    sftp -P {{port}} -i {folder / 'demo-archive.key'} demo-archive@{cfg.sftp.host}",
+        "  Staff member (password, read-only on the first centre):",
+        f"    sftp -P {{port}} demo-staff@{cfg.sftp.host}     password: {password}",
+    ])
+
+
+def _deliver_sample(admin: Administration, institution_id: str) -> None:
+    """One real PDF delivered through the core, as the uploader would."""
+    import io
+
+    import pikepdf
+
+    pdf = pikepdf.new()
+    pdf.add_blank_page(page_size=(595, 842))
+    font = pdf.make_indirect(pikepdf.Dictionary(Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type1,
+                                                BaseFont=pikepdf.Name.Helvetica))
+    page = pdf.pages[0]
+    page.Resources = pikepdf.Dictionary(Font=pikepdf.Dictionary(F1=font))
+    page.Contents = pdf.make_stream(b"BT /F1 18 Tf 72 760 Td (Maandstaat november 2026 - demo) Tj ET")
+    buf = io.BytesIO()
+    pdf.save(buf)
+    mailbox = admin.mailbox
+    with mailbox.repo.read() as c:
+        uploader = mailbox.repo.account_by_name(c, "demo-podmi")
+    session = MailboxSession(mailbox, mailbox.load_principal(uploader.id, "demo"), "demo", "local")
+    upload = session.open_upload(f"/{institution_id}/2026-11/maandstaat-demo.pdf")
+    upload.append(buf.getvalue())
+    upload.commit()

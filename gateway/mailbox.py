@@ -1,0 +1,648 @@
+"""The mailbox core service: the one place where a principal is authorized and every operation is recorded.
+
+Both protocol front-ends (SFTP, WebDAV) turn their requests into calls on :class:`Mailbox` and
+:class:`MailboxSession` and nothing else. Everything here is synchronous and thread-safe per session; the asyncio
+front-end runs it in worker threads so that database, disk and crypto never stall its event loop.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable
+
+from auth.authenticator import AuthenticationFailed, Authenticator, Credentials
+from auth.policy import Action, Decision, decide, sees_only_own_documents
+from auth.principal import Grant, Principal, Role
+from gateway import path as vpath
+from gateway.config import Config
+from gateway.content import ContentPolicy, check_content
+from gateway.errors import (AlreadyExists, ContentRefused, GatewayError, InstitutionNotActive, InvalidName, NotFound,
+                            PermissionDenied, TooLarge, Unsupported)
+from gateway.path import VPath
+from storage.blobstore import BlobRef, BlobStore
+from storage.repository import AuditRecord, Conflict, DocumentRow, Repository, utcnow
+
+log = logging.getLogger("instpages.mailbox")
+
+FOLDER_MODE_READ = 0o550
+FOLDER_MODE_WRITE = 0o750
+DOCUMENT_MODE = 0o440
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    name: str
+    is_folder: bool
+    size: int = 0
+    mtime: float = 0.0
+    mode: int = FOLDER_MODE_READ
+    document_id: int | None = None
+    sha256: str = ""
+    content_type: str = ""
+    display_name: str = ""  # centres: their name
+
+
+def _epoch(dt: datetime | None) -> float:
+    return dt.timestamp() if dt else 0.0
+
+
+class Mailbox:
+    """Factory of sessions, owner of shared state (repository, blob store, caches)."""
+
+    #: seconds a session trusts the grants it loaded at login before reading them again
+    PRINCIPAL_TTL = 30.0
+    #: seconds the status of a centre is cached
+    INSTITUTION_TTL = 2.0
+
+    def __init__(self, config: Config, repo: Repository, blobs: BlobStore, authenticator: Authenticator,
+                 clock: Callable[[], float] = time.monotonic):
+        self.config = config
+        self.repo = repo
+        self.blobs = blobs
+        self.authenticator = authenticator
+        self.clock = clock
+        self.node_id = config.effective_node_id
+        self._inst_cache: dict[str, tuple[float, object]] = {}
+        self._inst_lock = threading.Lock()
+
+    # -- login -----------------------------------------------------------------------------------------------
+    def accepts_public_key(self, username: str, fingerprint: str) -> bool:
+        """Protocol pre-check (SSH's key query); proves nothing, records nothing."""
+        return self.authenticator.accepts_public_key(username, fingerprint)
+
+    def login(self, creds: Credentials, *, protocol: str, source: str) -> "MailboxSession":
+        method = type(creds).__name__.replace("Credentials", "").lower()
+        try:
+            result = self.authenticator.authenticate(creds)
+        except AuthenticationFailed as exc:
+            self.record_failed_login(creds.username, protocol, source, method, exc.reason)
+            raise
+        principal = self.load_principal(result.account_id, result.method)
+        with self.repo.write() as c:
+            self.repo.audit(c, AuditRecord("login", "ok", principal.name, protocol, source,
+                                           principal.institution_id, detail=f"method={result.method}"))
+        return MailboxSession(self, principal, protocol, source)
+
+    def record_failed_login(self, username: str, protocol: str, source: str, method: str, reason: str) -> None:
+        log.info("login failed for %r from %s over %s (%s)", username[:64], source, protocol, method)
+        with self.repo.write() as c:
+            self.repo.audit(c, AuditRecord("login", "failed", username[:64], protocol, source,
+                                           detail=f"method={method}; {reason}"))
+
+    def load_principal(self, account_id: int, method: str) -> Principal:
+        with self.repo.read() as c:
+            acc = self.repo.account(c, account_id)
+            grants = self.repo.grants_of(c, account_id)
+        if acc is None or not acc.enabled:
+            raise AuthenticationFailed("account gone or disabled")
+        return Principal(acc.id, acc.name, Role(acc.role), acc.institution_id,
+                         frozenset(Grant(g.institution_id, bool(g.can_remove)) for g in grants), method)
+
+    # -- shared lookups --------------------------------------------------------------------------------------
+    def institution(self, institution_id: str):
+        now = self.clock()
+        with self._inst_lock:
+            hit = self._inst_cache.get(institution_id)
+            if hit and now - hit[0] < self.INSTITUTION_TTL:
+                return hit[1]
+        with self.repo.read() as c:
+            row = self.repo.institution(c, institution_id)
+        with self._inst_lock:
+            self._inst_cache[institution_id] = (now, row)
+        return row
+
+    def forget_institution(self, institution_id: str) -> None:
+        with self._inst_lock:
+            self._inst_cache.pop(institution_id, None)
+
+    def content_policy(self, inst) -> ContentPolicy:
+        types = frozenset(t.strip() for t in (inst.content_types or "application/pdf").split(",") if t.strip())
+        return ContentPolicy(allowed_types=types, allow_active_content=self.config.documents.allow_active_content)
+
+    # -- crash recovery and housekeeping ---------------------------------------------------------------------
+    def recover(self) -> dict[str, int]:
+        """Run at start: uploads this node had in flight when it stopped leave nothing behind."""
+        report = {"aborted_uploads": 0, "temporary_blobs": 0, "orphan_blobs": 0, "expired_staged": 0}
+        with self.repo.write() as c:
+            pending = self.repo.pending_of_node(c, self.node_id)
+            for doc_id, blob_id in pending:
+                self.repo.set_state(c, doc_id, ("pending",), "aborted")
+                self.repo.audit(c, AuditRecord("upload", "aborted", "", "", "", document_id=doc_id,
+                                               detail="interrupted by a server stop; nothing kept"))
+        for _doc_id, blob_id in pending:
+            self.blobs.delete(blob_id)
+        report["aborted_uploads"] = len(pending)
+        report["temporary_blobs"] = self.blobs.sweep_temporary(older_than=0)
+        report["expired_staged"] = self.expire_staged()
+        with self.repo.read() as c:
+            live = self.repo.live_blob_ids(c)
+        for blob_id in list(self.blobs.list_ids()):
+            if blob_id not in live:
+                self.blobs.delete(blob_id)
+                report["orphan_blobs"] += 1
+        if any(report.values()):
+            log.info("recovery: %s", report)
+        return report
+
+    def expire_staged(self) -> int:
+        before = utcnow() - timedelta(hours=self.config.documents.staged_ttl_hours)
+        with self.repo.write() as c:
+            stale = self.repo.stale(c, "staged", before)
+            for doc_id, _ in stale:
+                self.repo.set_state(c, doc_id, ("staged",), "aborted")
+                self.repo.audit(c, AuditRecord("upload", "aborted", "", "", "", document_id=doc_id,
+                                               detail="staged upload never renamed; expired"))
+        for _, blob_id in stale:
+            self.blobs.delete(blob_id)
+        return len(stale)
+
+
+class MailboxSession:
+    """One logged-in connection (SFTP) or request (WebDAV)."""
+
+    def __init__(self, mailbox: Mailbox, principal: Principal, protocol: str, source: str):
+        self.mailbox = mailbox
+        self.repo = mailbox.repo
+        self._principal = principal
+        self._loaded = mailbox.clock()
+        self.protocol = protocol
+        self.source = source
+
+    # -- identity --------------------------------------------------------------------------------------------
+    @property
+    def principal(self) -> Principal:
+        if self.mailbox.clock() - self._loaded > self.mailbox.PRINCIPAL_TTL:
+            self._principal = self.mailbox.load_principal(self._principal.account_id, self._principal.method)
+            self._loaded = self.mailbox.clock()
+        return self._principal
+
+    def _audit(self, c, action: str, outcome: str, path: VPath | None = None, *, document_id: int | None = None,
+               nbytes: int | None = None, detail: str = "") -> None:
+        p = self._principal
+        self.repo.audit(c, AuditRecord(action, outcome, p.name, self.protocol, self.source,
+                                       path.institution if path else None, str(path) if path else "",
+                                       document_id, nbytes, detail))
+
+    def _audit_now(self, action: str, outcome: str, path: VPath | None = None, **kw) -> None:
+        with self.repo.write() as c:
+            self._audit(c, action, outcome, path, **kw)
+
+    # -- authorization -----------------------------------------------------------------------------------------
+    def _authorize(self, action: Action, path: VPath, *, audit_denial: bool = False):
+        """Return the centre row if ``action`` is allowed on ``path``'s centre; raise otherwise.
+
+        A centre the caller may not see answers exactly like one that does not exist.
+        """
+        inst = self.mailbox.institution(path.institution)
+        if inst is None:
+            raise NotFound()
+        d = decide(self.principal, action, inst.id, inst.status)
+        if d is Decision.ALLOWED:
+            return inst
+        if d is Decision.HIDDEN:
+            raise NotFound()
+        if d is Decision.NOT_ACTIVE:
+            err: GatewayError = InstitutionNotActive(inst.id, inst.status)
+        else:
+            err = PermissionDenied(f"permission denied: your account may not {action.value} here")
+        if audit_denial:
+            self._audit_now(action.value, "denied", path, detail=err.message)
+        raise err
+
+    def _parse(self, raw: str | bytes | VPath) -> VPath:
+        return raw if isinstance(raw, VPath) else vpath.parse(raw)
+
+    def _visible_doc(self, path: VPath) -> DocumentRow | None:
+        """The document at ``path`` as this caller may see it (uploaders: only their own)."""
+        with self.repo.read() as c:
+            doc = self.repo.visible_document(c, path.institution, path.folder, path.name)
+        if doc is None:
+            return None
+        own = doc.uploaded_by == self._principal.account_id
+        if doc.state == "staged" and not own:
+            return None
+        if sees_only_own_documents(self._principal) and not own:
+            return None
+        return doc
+
+    def _entry_for_doc(self, doc: DocumentRow) -> Entry:
+        return Entry(doc.name, False, doc.size, _epoch(doc.committed_at), DOCUMENT_MODE, doc.id, doc.sha256,
+                     doc.content_type)
+
+    def _folder_mode(self, inst) -> int:
+        d = decide(self._principal, Action.UPLOAD, inst.id, inst.status)
+        return FOLDER_MODE_WRITE if d is Decision.ALLOWED else FOLDER_MODE_READ
+
+    # -- reading the tree --------------------------------------------------------------------------------------
+    def stat(self, raw) -> Entry:
+        path = self._parse(raw)
+        if path.is_root:
+            return Entry("/", True, mode=FOLDER_MODE_READ)
+        inst = self._authorize(Action.SEE, path)
+        if path.is_mailbox:
+            return Entry(inst.id, True, mtime=_epoch(inst.status_changed_at), mode=self._folder_mode(inst),
+                         display_name=inst.name)
+        if self._principal.role is Role.SECURITY_CELL:
+            raise PermissionDenied("the security cell does not read mailbox contents")
+        self._authorize(Action.LIST, path)
+        with self.repo.read() as c:
+            folder = self.repo.folder_row(c, inst.id, path.relpath)
+        if folder is not None:
+            return Entry(path.name, True, mtime=_epoch(folder.created_at), mode=self._folder_mode(inst))
+        doc = self._visible_doc(path)
+        if doc is None:
+            raise NotFound()
+        return self._entry_for_doc(doc)
+
+    def list(self, raw) -> list[Entry]:
+        path = self._parse(raw)
+        p = self.principal
+        if path.is_root:
+            return self._list_root(path)
+        inst = self._authorize(Action.LIST, path, audit_denial=True)
+        entries: list[Entry] = []
+        with self.repo.read() as c:
+            if not path.is_mailbox and not self.repo.folder_exists(c, inst.id, path.relpath):
+                doc = self.repo.visible_document(c, inst.id, path.folder, path.name)
+                if doc is not None and self._visible_doc(path) is not None:
+                    raise NotFound("not a folder")
+                raise NotFound()
+            mode = self._folder_mode(inst)
+            for f in self.repo.child_folders(c, inst.id, path.relpath):
+                entries.append(Entry(f.path.rsplit("/", 1)[-1], True, mtime=_epoch(f.created_at), mode=mode))
+            own_only = p.account_id if sees_only_own_documents(p) else None
+            for doc in self.repo.documents_in(c, inst.id, path.relpath, own_only):
+                if doc.state == "staged" and doc.uploaded_by != p.account_id:
+                    continue
+                entries.append(self._entry_for_doc(doc))
+            self._audit_now("list", "ok", path, detail=f"{len(entries)} entries")
+        entries.sort(key=lambda e: e.name)
+        return entries
+
+    def _list_root(self, path: VPath) -> list[Entry]:
+        p = self.principal
+        with self.repo.read() as c:
+            if p.role in (Role.UPLOADER, Role.SECURITY_CELL):
+                rows = self.repo.institutions(c)
+            else:
+                ids = {g.institution_id for g in p.grants}
+                if p.institution_id:
+                    ids.add(p.institution_id)
+                rows = self.repo.institutions(c, ids)
+        entries = []
+        for inst in rows:
+            if decide(p, Action.SEE, inst.id, inst.status) is Decision.ALLOWED:
+                entries.append(Entry(inst.id, True, mtime=_epoch(inst.status_changed_at),
+                                     mode=self._folder_mode(inst), display_name=inst.name))
+        self._audit_now("list", "ok", path, detail=f"{len(entries)} centres")
+        return entries
+
+    # -- downloads ----------------------------------------------------------------------------------------------
+    def open_download(self, raw) -> "Download":
+        path = self._parse(raw)
+        if path.is_root or path.is_mailbox:
+            raise PermissionDenied("this is a folder")
+        self._authorize(Action.READ, path, audit_denial=True)
+        doc = self._visible_doc(path)
+        if doc is None:
+            with self.repo.read() as c:
+                if self.repo.folder_exists(c, path.institution, path.relpath):
+                    raise PermissionDenied("this is a folder")
+            raise NotFound()
+        if doc.state != "committed":
+            raise NotFound()
+        ref = BlobRef(doc.blob_id, doc.size, doc.sha256, doc.key_id, doc.wrapped_key)
+        reader = self.mailbox.blobs.open(ref, verify=True)
+        return Download(self, path, doc, reader)
+
+    # -- uploads ------------------------------------------------------------------------------------------------
+    def _is_temporary_name(self, name: str) -> bool:
+        return any(name.endswith(s) and len(name) > len(s) for s in self.mailbox.config.documents.temporary_suffixes)
+
+    def open_upload(self, raw) -> "Upload":
+        path = self._parse(raw)
+        if path.is_root or path.is_mailbox:
+            raise PermissionDenied("uploads go into a centre's mailbox, as a document")
+        inst = self._authorize(Action.UPLOAD, path, audit_denial=True)
+        cfg = self.mailbox.config.documents
+        try:
+            vpath.check_new_name(path, max_depth=cfg.max_depth, max_name_length=cfg.max_name_length, is_folder=False)
+        except InvalidName as exc:
+            self._audit_now("upload", "refused", path, detail=exc.message)
+            raise
+        with self.repo.read() as c:
+            if self.repo.folder_exists(c, inst.id, path.relpath):
+                raise AlreadyExists("a folder with this name exists")
+            for i in range(1, len(path.parts)):
+                if self.repo.visible_document(c, inst.id, "/".join(path.parts[:i - 1]), path.parts[i - 1]):
+                    raise NotFound()
+        writer = self.mailbox.blobs.create()
+        try:
+            with self.repo.write() as c:
+                doc_id = self.repo.create_pending(c, institution_id=inst.id, folder=path.folder, name=path.name,
+                                                  blob_id=writer.blob_id, uploaded_by=self._principal.account_id,
+                                                  node_id=self.mailbox.node_id)
+        except Exception:
+            writer.abort()
+            raise
+        return Upload(self, path, doc_id, writer, staged=self._is_temporary_name(path.name))
+
+    # -- folders ------------------------------------------------------------------------------------------------
+    def mkdir(self, raw) -> None:
+        path = self._parse(raw)
+        if path.is_root or path.is_mailbox:
+            if path.is_mailbox:
+                self._authorize(Action.SEE, path)
+            raise AlreadyExists("this folder already exists") if path.is_mailbox else PermissionDenied()
+        inst = self._authorize(Action.MKDIR, path, audit_denial=True)
+        cfg = self.mailbox.config.documents
+        vpath.check_new_name(path, max_depth=cfg.max_depth, max_name_length=cfg.max_name_length, is_folder=True)
+        with self.repo.write() as c:
+            for i in range(1, len(path.parts) + 1):
+                if self.repo.visible_document(c, inst.id, "/".join(path.parts[:i - 1]), path.parts[i - 1]):
+                    raise AlreadyExists("a document with this name exists")
+            if not self.repo.create_folders(c, inst.id, path.relpath, self._principal.name):
+                raise AlreadyExists("this folder already exists")
+            self._audit(c, "mkdir", "ok", path)
+
+    def rmdir(self, raw) -> None:
+        path = self._parse(raw)
+        if path.is_root or path.is_mailbox:
+            if path.is_mailbox:
+                self._authorize(Action.SEE, path)
+            raise PermissionDenied("a centre's mailbox cannot be removed")
+        inst = self._authorize(Action.ARCHIVE, path, audit_denial=True)
+        with self.repo.write() as c:
+            if not self.repo.folder_exists(c, inst.id, path.relpath):
+                raise NotFound()
+            if self.repo.has_children(c, inst.id, path.relpath):
+                raise PermissionDenied("the folder is not empty")
+            self.repo.delete_folder(c, inst.id, path.relpath)
+            self._audit(c, "rmdir", "ok", path)
+
+    # -- removal = archive -----------------------------------------------------------------------------------
+    def archive(self, raw) -> None:
+        path = self._parse(raw)
+        if path.is_root or path.is_mailbox:
+            if path.is_mailbox:
+                self._authorize(Action.SEE, path)
+            raise PermissionDenied("a centre's mailbox cannot be removed")
+        if self.principal.role is Role.UPLOADER:
+            doc = self._visible_doc(path)  # only its own uploads are visible to an uploader
+            if doc is not None and doc.state == "staged":
+                # cancelling its own unfinished upload (WinSCP removes its .filepart)
+                with self.repo.write() as c:
+                    if self.repo.set_state(c, doc.id, ("staged",), "aborted"):
+                        self._audit(c, "upload", "aborted", path, document_id=doc.id, detail="staged upload removed")
+                self.mailbox.blobs.delete(doc.blob_id)
+                return
+        self._authorize(Action.ARCHIVE, path, audit_denial=True)
+        doc = self._visible_doc(path)
+        if doc is None:
+            with self.repo.read() as c:
+                if self.repo.folder_exists(c, path.institution, path.relpath):
+                    raise PermissionDenied("this is a folder")
+            raise NotFound()
+        with self.repo.write() as c:
+            if not self.repo.set_state(c, doc.id, ("committed",), "archived", archived_at=utcnow(),
+                                       archived_by=self._principal.name):
+                raise NotFound()
+            self._audit(c, "archive", "ok", path, document_id=doc.id, nbytes=doc.size)
+
+    # -- rename: only a staged upload onto its final name ----------------------------------------------------
+    def rename(self, raw_src, raw_dst) -> None:
+        src, dst = self._parse(raw_src), self._parse(raw_dst)
+        if self.principal.role is not Role.UPLOADER:
+            self.stat(src)  # not visible -> NotFound, exactly as a missing name
+            raise PermissionDenied("documents cannot be renamed; a correction is sent as a new document")
+        doc = self._visible_doc(src) if not (src.is_root or src.is_mailbox) else None
+        if doc is None:
+            raise NotFound()
+        if doc.state != "staged":
+            raise PermissionDenied("documents cannot be renamed; a correction is sent as a new document")
+        if dst.is_root or dst.is_mailbox or dst.institution != src.institution:
+            raise PermissionDenied("a staged upload can only be renamed within its centre")
+        inst = self._authorize(Action.UPLOAD, dst, audit_denial=True)
+        cfg = self.mailbox.config.documents
+        vpath.check_new_name(dst, max_depth=cfg.max_depth, max_name_length=cfg.max_name_length, is_folder=False)
+        if self._is_temporary_name(dst.name):
+            raise InvalidName("the final name may not end in a temporary-upload suffix")
+        refused: GatewayError | None = None
+        drop_blob = False
+        with self.repo.write() as c:
+            if self.repo.folder_exists(c, inst.id, dst.relpath):
+                raise AlreadyExists("a folder with this name exists")
+            existing = self.repo.visible_document(c, inst.id, dst.folder, dst.name)
+            if self._delivered_before(c, inst.id, dst, doc.sha256, doc.size, existing):
+                self.repo.set_state(c, doc.id, ("staged",), "aborted")
+                self._audit(c, "upload", "ok", dst, document_id=existing.id if existing else None,
+                            nbytes=doc.size, detail="identical document already delivered; nothing stored")
+                drop_blob = True
+            elif existing is not None:
+                refused = AlreadyExists()
+                self._audit(c, "upload", "refused", dst, nbytes=doc.size, detail="name exists with different content")
+            else:
+                if dst.folder:
+                    self.repo.create_folders(c, inst.id, dst.folder, self._principal.name)
+                try:
+                    self.repo.promote_staged(c, doc.id, dst.folder, dst.name)
+                except Conflict:
+                    raise AlreadyExists() from None
+                self._audit(c, "upload", "committed", dst, document_id=doc.id, nbytes=doc.size,
+                            detail=f"sha256={doc.sha256}; renamed from {src.name}")
+        if refused is not None:
+            raise refused
+        if drop_blob:
+            self.mailbox.blobs.delete(doc.blob_id)
+
+    def _delivered_before(self, c, institution_id: str, path: VPath, sha256: str, size: int,
+                          existing: DocumentRow | None) -> bool:
+        """Re-sending identical content under the same name is harmless: it matches the visible document, or,
+        when the name is free, a document of that name the centre already archived."""
+        if existing is not None:
+            return existing.state == "committed" and existing.sha256 == sha256 and existing.size == size
+        return self.repo.same_content_exists(c, institution_id, path.folder, path.name, sha256, size)
+
+    def setstat_allowed(self, raw) -> None:
+        """Clients set times after an upload (WinSCP, rsync-like tools). Documents keep their delivery time; the
+        request is accepted and ignored for what the caller may see, refused as not found otherwise."""
+        self.stat(raw)
+
+    def close(self) -> None:
+        pass
+
+
+class Download:
+    """An open document. ``read`` may be called with any offset; the record says complete or aborted."""
+
+    def __init__(self, session: MailboxSession, path: VPath, doc: DocumentRow, reader):
+        self.session = session
+        self.path = path
+        self.doc = doc
+        self.size = doc.size
+        self._reader = reader
+        self._served = 0          # bytes handed out (may exceed size on re-reads)
+        self._contiguous = 0      # highest offset such that [0, offset) was handed out
+        self._closed = False
+        self.failure: str | None = None
+
+    @property
+    def entry(self) -> Entry:
+        return self.session._entry_for_doc(self.doc)
+
+    def read(self, offset: int, size: int) -> bytes:
+        if offset >= self.size or size <= 0:
+            return b""
+        try:
+            data = self._reader.read_range(offset, min(size, self.size - offset))
+        except GatewayError as exc:
+            self.failure = exc.message
+            raise
+        self._served += len(data)
+        if offset <= self._contiguous < offset + len(data):
+            self._contiguous = offset + len(data)
+        return data
+
+    def close(self, aborted: bool = False) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._reader.close()
+        finally:
+            complete = not aborted and self.failure is None and self._contiguous >= self.size
+            s = self.session
+            with s.repo.write() as c:
+                s._audit(c, "download", "complete" if complete else "aborted", self.path, document_id=self.doc.id,
+                         nbytes=min(self._served, self.size),
+                         detail=self.failure or ("" if complete else "client stopped before the end"))
+                if complete:
+                    s.repo.mark_fetched(c, self.doc.id, s._principal.name)
+
+
+class Upload:
+    """An upload in progress: bytes go straight into an encrypted temporary blob; nothing is visible until
+    :meth:`commit` has validated and committed it. :meth:`abort` (dropped connection) leaves nothing."""
+
+    def __init__(self, session: MailboxSession, path: VPath, doc_id: int, writer, staged: bool):
+        self.session = session
+        self.path = path
+        self.doc_id = doc_id
+        self._writer = writer
+        self.staged = staged
+        self.max_size = session.mailbox.config.documents.max_size
+        self._done = False
+
+    @property
+    def size(self) -> int:
+        return self._writer.size
+
+    def append(self, data: bytes) -> None:
+        """Sequential bytes (the front-end puts out-of-order writes back in order)."""
+        if self._done:
+            raise GatewayError("upload already finished")
+        if self._writer.size + len(data) > self.max_size:
+            self.abort(f"larger than the maximum size of {self.max_size} bytes")
+            raise TooLarge(f"document exceeds the maximum size of {self.max_size} bytes")
+        self._writer.write(data)
+
+    def abort(self, reason: str = "upload interrupted") -> None:
+        if self._done:
+            return
+        self._done = True
+        s = self.session
+        try:
+            self._writer.abort()
+        finally:
+            with s.repo.write() as c:
+                s.repo.set_state(c, self.doc_id, ("pending",), "aborted")
+                s._audit(c, "upload", "aborted", self.path, document_id=self.doc_id, nbytes=self._writer.size,
+                         detail=reason)
+
+    def _refuse(self, err: GatewayError) -> GatewayError:
+        self._done = True
+        s = self.session
+        self._writer.abort()
+        with s.repo.write() as c:
+            s.repo.set_state(c, self.doc_id, ("pending",), "aborted")
+            s._audit(c, "upload", "refused", self.path, document_id=self.doc_id, nbytes=self._writer.size,
+                     detail=err.message)
+        return err
+
+    def commit(self) -> Entry:
+        """Finish, validate and commit. Returns the visible entry; raises (after cleaning up) on refusal."""
+        if self._done:
+            raise GatewayError("upload already finished")
+        s = self.session
+        path = self.path
+        ref = self._writer.finish()
+        inst = s.mailbox.institution(path.institution)
+        if inst is None or inst.status != "active":
+            raise self._refuse(InstitutionNotActive(path.institution, inst.status if inst else "unknown"))
+
+        if not self.staged:
+            with s.repo.read() as c:
+                existing = s.repo.visible_document(c, inst.id, path.folder, path.name)
+                same = s._delivered_before(c, inst.id, path, ref.sha256, ref.size, existing)
+            if same:
+                return self._noop(existing)
+            if existing is not None:
+                raise self._refuse(AlreadyExists())
+        try:
+            reader = self._writer.open_reader()
+            try:
+                content_type = check_content(reader, ref.size, s.mailbox.content_policy(inst))
+            finally:
+                reader.close()
+        except ContentRefused as exc:
+            raise self._refuse(exc)
+        self._writer.commit()
+        state = "staged" if self.staged else "committed"
+        try:
+            with s.repo.write() as c:
+                if self.staged:
+                    old = s.repo.visible_document(c, inst.id, path.folder, path.name)
+                    if old is not None and old.state == "staged" and old.uploaded_by == s._principal.account_id:
+                        s.repo.set_state(c, old.id, ("staged",), "aborted")
+                        replaced = old.blob_id
+                    else:
+                        replaced = None
+                if path.folder:
+                    s.repo.create_folders(c, inst.id, path.folder, s._principal.name)
+                s.repo.finish_document(c, self.doc_id, state=state, size=ref.size, sha256=ref.sha256,
+                                       key_id=ref.key_id, wrapped_key=ref.wrapped_key, content_type=content_type)
+                s._audit(c, "upload", "staged" if self.staged else "committed", path, document_id=self.doc_id,
+                         nbytes=ref.size, detail=f"sha256={ref.sha256}")
+        except Conflict:
+            # someone committed the same name meanwhile
+            s.mailbox.blobs.delete(ref.blob_id)
+            with s.repo.read() as c:
+                existing = s.repo.visible_document(c, inst.id, path.folder, path.name)
+                same = s._delivered_before(c, inst.id, path, ref.sha256, ref.size, existing)
+            if same:
+                return self._noop(existing)
+            raise self._refuse(AlreadyExists())
+        except BaseException:
+            s.mailbox.blobs.delete(ref.blob_id)
+            raise
+        self._done = True
+        if self.staged and replaced:
+            s.mailbox.blobs.delete(replaced)
+        return Entry(path.name, False, ref.size, time.time(), DOCUMENT_MODE, self.doc_id, ref.sha256, content_type)
+
+    def _noop(self, existing: DocumentRow | None) -> Entry:
+        self._done = True
+        s = self.session
+        size = self._writer.size
+        self._writer.abort()
+        with s.repo.write() as c:
+            s.repo.set_state(c, self.doc_id, ("pending",), "aborted")
+            s._audit(c, "upload", "ok", self.path, document_id=existing.id if existing else None, nbytes=size,
+                     detail="identical document already delivered; nothing stored")
+        if existing is not None and (existing.uploaded_by == s._principal.account_id
+                                     or not sees_only_own_documents(s._principal)):
+            return s._entry_for_doc(existing)
+        return Entry(self.path.name, False, size, time.time(), DOCUMENT_MODE)

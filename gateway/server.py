@@ -1,0 +1,66 @@
+"""The server process: one asyncio loop serving SFTP (WebDAV joins in its own issue), a worker pool for blocking
+work, crash recovery at start, housekeeping while running, a clean stop on SIGTERM/SIGINT."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+from gateway.config import Config
+from gateway.services import Services, build
+from gateway.sftp import SFTPFrontend
+
+log = logging.getLogger("instpages.server")
+
+HOUSEKEEPING_SECONDS = 3600
+
+
+class GatewayServer:
+    def __init__(self, config: Config, services: Services | None = None):
+        self.config = config
+        self.services = services or build(config)
+        self.executor = ThreadPoolExecutor(max_workers=config.storage.workers, thread_name_prefix="instpages")
+        self.sftp = SFTPFrontend(config, self.services.mailbox, self.executor)
+        self._stop = asyncio.Event()
+
+    async def start(self) -> None:
+        report = await asyncio.get_running_loop().run_in_executor(self.executor, self.services.mailbox.recover)
+        if any(report.values()):
+            log.info("recovered after an unclean stop: %s", report)
+        if self.config.sftp.enabled:
+            port = await self.sftp.start()
+            log.info("SFTP listening on %s:%d", self.config.sftp.host, port)
+
+    async def _housekeeping(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(self._stop.wait(), HOUSEKEEPING_SECONDS)
+            except asyncio.TimeoutError:
+                await asyncio.get_running_loop().run_in_executor(self.executor, self.services.mailbox.expire_staged)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def serve_forever(self, on_ready=None) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self.request_stop)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread
+                pass
+        await self.start()
+        if on_ready:
+            on_ready(self)
+        keeper = asyncio.create_task(self._housekeeping())
+        await self._stop.wait()
+        log.info("stopping")
+        keeper.cancel()
+        await self.sftp.stop()
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        self.services.close()
+
+
+def run(config: Config, services: Services | None = None, on_ready=None) -> None:
+    server = GatewayServer(config, services)
+    asyncio.run(server.serve_forever(on_ready))

@@ -1,0 +1,453 @@
+"""The SFTP front-end (asyncssh).
+
+It only translates: SSH authentication into one ``Mailbox.login``, SFTP requests into ``MailboxSession`` calls
+(run in worker threads, so database, disk and crypto never stall the event loop), and core errors into SFTP
+status codes through the one table ``_STATUS``. Permissions and the audit record live in the core.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import stat as statmod
+import sys
+import time
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import AsyncIterator, Callable
+
+import asyncssh
+from asyncssh import SFTPAttrs, SFTPName
+
+from auth.authenticator import (AuthenticationFailed, CertificateCredentials, PasswordCredentials,
+                                PublicKeyCredentials)
+from gateway import path as vpath
+from gateway.config import Config
+from gateway.errors import (AlreadyExists, AuthenticationFailed as GenericAuthFailure, ContentRefused, GatewayError,
+                            InstitutionNotActive, IntegrityFailure, InvalidName, NotFound, PermissionDenied,
+                            ServiceUnavailable, TooLarge, Unsupported)
+from gateway.mailbox import Download, Entry, Mailbox, MailboxSession, Upload
+
+log = logging.getLogger("instpages.sftp")
+
+# Modern algorithms only (no SHA-1, no CBC, no DSA, no small DH groups).
+KEX_ALGS = ["mlkem768x25519-sha256", "curve25519-sha256", "curve25519-sha256@libssh.org", "ecdh-sha2-nistp256",
+            "ecdh-sha2-nistp384", "ecdh-sha2-nistp521"]
+ENCRYPTION_ALGS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
+                   "aes256-ctr", "aes128-ctr"]
+MAC_ALGS = ["hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com", "hmac-sha2-256", "hmac-sha2-512"]
+SIGNATURE_ALGS = ["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+                  "rsa-sha2-512", "rsa-sha2-256", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com"]
+
+# The one translation table: core error -> SFTP status. The message of the core error is sent as the reason.
+_STATUS: dict[type[GatewayError], type[asyncssh.SFTPError]] = {
+    NotFound: asyncssh.SFTPNoSuchFile,
+    PermissionDenied: asyncssh.SFTPPermissionDenied,
+    InstitutionNotActive: asyncssh.SFTPPermissionDenied,
+    AlreadyExists: asyncssh.SFTPFileAlreadyExists,     # v3 clients see FX_FAILURE + the message
+    ContentRefused: asyncssh.SFTPFailure,
+    TooLarge: asyncssh.SFTPQuotaExceeded,
+    InvalidName: asyncssh.SFTPInvalidFilename,
+    Unsupported: asyncssh.SFTPOpUnsupported,
+    IntegrityFailure: asyncssh.SFTPFailure,
+    ServiceUnavailable: asyncssh.SFTPFailure,
+    GenericAuthFailure: asyncssh.SFTPPermissionDenied,
+}
+
+
+def to_sftp_error(exc: GatewayError) -> asyncssh.SFTPError:
+    for cls in type(exc).__mro__:
+        if cls in _STATUS:
+            return _STATUS[cls](exc.message)
+    return asyncssh.SFTPFailure(exc.message)
+
+
+def _attrs(entry: Entry) -> SFTPAttrs:
+    kind = statmod.S_IFDIR if entry.is_folder else statmod.S_IFREG
+    mtime = int(entry.mtime)
+    return SFTPAttrs(type=asyncssh.FILEXFER_TYPE_DIRECTORY if entry.is_folder else asyncssh.FILEXFER_TYPE_REGULAR,
+                     size=entry.size, uid=0, gid=0, permissions=kind | entry.mode, atime=mtime, mtime=mtime,
+                     nlink=1)
+
+
+def _longname(entry: Entry, now: float) -> bytes:
+    mode = statmod.filemode((statmod.S_IFDIR if entry.is_folder else statmod.S_IFREG) | entry.mode)
+    t = time.gmtime(entry.mtime)
+    when = time.strftime("%b %d %H:%M" if now - entry.mtime < 182 * 86400 else "%b %d  %Y", t)
+    return f"{mode}    1 pages    pages    {entry.size:>12} {when} {entry.name}".encode()
+
+
+def _in_connection_cleanup() -> bool:
+    """True when asyncssh calls ``close`` because the connection went away (its ``_cleanup``), not because the
+    client sent SSH_FXP_CLOSE. asyncssh closes every open handle on a dropped connection, so without this a cut
+    upload would look like a finished one."""
+    frame = sys._getframe(1)
+    for _ in range(8):
+        if frame is None:
+            return False
+        if frame.f_code.co_name == "_cleanup":
+            return True
+        if frame.f_code.co_name == "_process_close":
+            return False
+        frame = frame.f_back
+    return False
+
+
+class SFTPFrontend:
+    """Owns the listener; one per server process."""
+
+    def __init__(self, config: Config, mailbox: Mailbox, executor: Executor):
+        self.config = config
+        self.mailbox = mailbox
+        self.executor = executor
+        self.trusted_ca: dict[str, asyncssh.SSHKey] = {}
+        for f in config.sftp.user_ca_keys:
+            for key in asyncssh.read_public_key_list(f):
+                self.trusted_ca[key.get_fingerprint("sha256")] = key
+        self._server: asyncssh.SSHAcceptor | None = None
+        self.connections: set[asyncssh.SSHServerConnection] = set()
+
+    async def run(self, fn: Callable, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    @staticmethod
+    def load_or_create_host_key(path: Path) -> asyncssh.SSHKey:
+        if path.exists():
+            return asyncssh.read_private_key(str(path))
+        key = asyncssh.generate_private_key("ssh-ed25519", comment="instpages host key")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key.export_private_key())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        path.with_name(path.name + ".pub").write_bytes(key.export_public_key())
+        log.info("generated SSH host key %s (%s)", path, key.get_fingerprint("sha256"))
+        return key
+
+    async def start(self) -> int:
+        host_key = self.load_or_create_host_key(self.config.host_key_path)
+        cfg = self.config.sftp
+        self._server = await asyncssh.listen(
+            cfg.host, cfg.port, server_host_keys=[host_key],
+            server_factory=lambda: _SSHConnection(self),
+            sftp_factory=lambda chan: GatewaySFTPServer(chan, self),
+            allow_scp=False, agent_forwarding=False, x11_forwarding=False, allow_pty=False,
+            kex_algs=KEX_ALGS, encryption_algs=ENCRYPTION_ALGS, mac_algs=MAC_ALGS, compression_algs=["none"],
+            signature_algs=SIGNATURE_ALGS, login_timeout=cfg.login_timeout, keepalive_interval=60,
+            keepalive_count_max=3, server_version="InstitutionalPages", line_editor=False,
+            encoding=None)
+        return self.port
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.sockets[0].getsockname()[1]
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop listening, then close live connections: their open uploads are aborted, not committed."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        conns = list(self.connections)
+        for conn in conns:
+            conn.close()
+        if conns:
+            await asyncio.wait([asyncio.ensure_future(c.wait_closed()) for c in conns], timeout=grace)
+            await asyncio.sleep(0.1)  # let SFTP session cleanups (upload aborts) run
+
+
+class _SSHConnection(asyncssh.SSHServer):
+    """Authentication for one connection: asyncssh proves possession (signatures, certificate validity and
+    principal); the core decides who that is and records the login."""
+
+    def __init__(self, fe: SFTPFrontend):
+        self.fe = fe
+        self.session: MailboxSession | None = None
+        self._creds = None
+        self._source = ""
+        self._username = ""
+        self._methods_tried: set[str] = set()
+        self._conn: asyncssh.SSHServerConnection | None = None
+        #: set once the core has accepted the login; asyncssh may open the SFTP channel before that
+        self.ready = asyncio.Event()
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
+        self.fe.connections.add(conn)
+        peer = conn.get_extra_info("peername")
+        self._source = peer[0] if peer else ""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fe.connections.discard(self._conn)
+        if self.session is None and self._methods_tried:
+            # keys offered but none accepted: one failed login on the record (password failures are recorded
+            # by the core as they happen)
+            methods = ",".join(sorted(self._methods_tried - {"password"}))
+            if methods:
+                loop = asyncio.get_event_loop()
+                loop.run_in_executor(self.fe.executor, self.fe.mailbox.record_failed_login, self._username[:64],
+                                     "sftp", self._source, methods, "no accepted key")
+
+    def begin_auth(self, username: str) -> bool:
+        self._username = username
+        return True
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        self._methods_tried.add("publickey")
+        fp = key.get_fingerprint("sha256")
+        try:
+            ok = await self.fe.run(self.fe.mailbox.accepts_public_key, username, fp)
+        except Exception:  # database trouble: never a login
+            log.exception("public key lookup failed")
+            return False
+        if ok:
+            self._creds = PublicKeyCredentials(username, fp)
+        return ok
+
+    def validate_ca_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        self._methods_tried.add("certificate")
+        fp = key.get_fingerprint("sha256")
+        if fp in self.fe.trusted_ca:
+            self._creds = CertificateCredentials(username, fp)
+            return True
+        return False
+
+    def password_auth_supported(self) -> bool:
+        return self.fe.config.sftp.password_auth
+
+    async def validate_password(self, username: str, password: str) -> bool:
+        self._methods_tried.add("password")
+        try:
+            self.session = await self.fe.run(
+                lambda: self.fe.mailbox.login(PasswordCredentials(username, password), protocol="sftp",
+                                              source=self._source))
+            self.ready.set()
+            return True
+        except AuthenticationFailed:
+            return False
+
+    async def auth_completed(self) -> None:
+        if self.session is not None:
+            return
+        creds = self._creds
+        try:
+            if creds is None:
+                raise AuthenticationFailed("no credentials recorded")
+            self.session = await self.fe.run(
+                lambda: self.fe.mailbox.login(creds, protocol="sftp", source=self._source))
+        except (AuthenticationFailed, GatewayError):
+            if self._conn is not None:
+                self._conn.close()
+        finally:
+            self.ready.set()
+
+
+class _UploadHandle:
+    __slots__ = ("upload", "expected", "pending", "pending_bytes", "buffer", "flushing", "failed")
+
+    def __init__(self, upload: Upload):
+        self.upload = upload
+        self.expected = 0                 # next offset to append
+        self.pending: dict[int, bytes] = {}  # out-of-order writes waiting for their turn
+        self.pending_bytes = 0
+        self.buffer = bytearray()
+        self.flushing: asyncio.Future | None = None
+        self.failed: GatewayError | None = None
+
+
+class GatewaySFTPServer(asyncssh.SFTPServer):
+    FLUSH_AT = 1024 * 1024
+
+    def __init__(self, chan: asyncssh.SSHServerChannel, fe: SFTPFrontend):
+        super().__init__(chan)
+        self.fe = fe
+        self._owner: _SSHConnection = chan.get_connection().get_owner()
+
+    @property
+    def session(self) -> MailboxSession:
+        session = self._owner.session
+        if session is None:  # login refused after the SSH layer accepted: the connection is closing
+            raise asyncssh.SFTPPermissionDenied("not logged in")
+        return session
+
+    async def _call(self, fn: Callable, *args):
+        try:
+            return await self.fe.run(fn, *args)
+        except GatewayError as exc:
+            raise to_sftp_error(exc) from None
+
+    async def _core(self, operation: str, *args):
+        """Call one MailboxSession operation in a worker thread, once the login is through."""
+        if not self._owner.ready.is_set():
+            await self._owner.ready.wait()
+        return await self._call(getattr(self.session, operation), *args)
+
+    # -- paths -----------------------------------------------------------------------------------------------
+    def realpath(self, path: bytes) -> bytes:
+        # purely lexical: the client keeps its own working directory and asks us to resolve it
+        return vpath.normalize(path).encode("utf-8")
+
+    async def stat(self, path: bytes) -> SFTPAttrs:
+        return _attrs(await self._core("stat", path))
+
+    lstat = stat
+
+    async def setstat(self, path: bytes, attrs: SFTPAttrs) -> None:
+        await self._core("setstat_allowed", path)
+
+    lsetstat = setstat
+
+    async def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
+        entries = await self._core("list", path)
+        now = time.time()
+        here = await self._core("stat", path)
+        yield SFTPName(b".", _longname(Entry(".", True, mtime=here.mtime, mode=here.mode), now), _attrs(here))
+        yield SFTPName(b"..", _longname(Entry("..", True, mode=0o550), now), _attrs(Entry("..", True, mode=0o550)))
+        for e in entries:
+            yield SFTPName(e.name.encode("utf-8"), _longname(e, now), _attrs(e))
+
+    # -- files -----------------------------------------------------------------------------------------------
+    async def open(self, path: bytes, pflags: int, attrs: SFTPAttrs):
+        if pflags & asyncssh.FXF_WRITE:
+            if pflags & (asyncssh.FXF_READ | asyncssh.FXF_APPEND):
+                raise asyncssh.SFTPOpUnsupported("documents are written once, from the start, and not read back")
+            upload = await self._core("open_upload", path)
+            return _UploadHandle(upload)
+        return await self._core("open_download", path)
+
+    async def read(self, file_obj, offset: int, size: int) -> bytes:
+        if not isinstance(file_obj, Download):
+            raise asyncssh.SFTPPermissionDenied("this upload is not readable")
+        data = await self._call(file_obj.read, offset, size)
+        if not data:
+            raise asyncssh.SFTPEOFError()
+        return data
+
+    async def write(self, h, offset: int, data: bytes) -> int:
+        if not isinstance(h, _UploadHandle):
+            raise asyncssh.SFTPPermissionDenied("documents cannot be modified")
+        if h.failed is not None:
+            raise to_sftp_error(h.failed)
+        if offset + len(data) > h.upload.max_size:
+            await self._fail(h, TooLarge(f"document exceeds the maximum size of {h.upload.max_size} bytes"))
+        if offset == h.expected:
+            h.buffer += data
+            h.expected += len(data)
+            while h.pending and h.expected in h.pending:  # out-of-order writes that now fit
+                chunk = h.pending.pop(h.expected)
+                h.pending_bytes -= len(chunk)
+                h.buffer += chunk
+                h.expected += len(chunk)
+        elif offset > h.expected and offset not in h.pending:
+            if h.pending_bytes + len(data) > self.fe.config.sftp.write_window:
+                await self._fail(h, Unsupported("writes too far out of order; documents are written sequentially"))
+            h.pending[offset] = bytes(data)
+            h.pending_bytes += len(data)
+        elif offset < h.expected:
+            await self._fail(h, Unsupported("rewriting already written bytes is not supported"))
+        if len(h.buffer) >= self.FLUSH_AT:
+            await self._flush(h)
+        return len(data)
+
+    async def _flush(self, h: _UploadHandle) -> None:
+        if h.flushing is not None:
+            fut, h.flushing = h.flushing, None
+            try:
+                await fut
+            except GatewayError as exc:
+                h.failed = exc
+                raise to_sftp_error(exc) from None
+        if h.buffer:
+            data, h.buffer = bytes(h.buffer), bytearray()
+            h.flushing = asyncio.get_running_loop().run_in_executor(self.fe.executor, h.upload.append, data)
+
+    async def _fail(self, h: _UploadHandle, err: GatewayError):
+        h.failed = err
+        h.buffer.clear()
+        h.pending.clear()
+        if h.flushing is not None:
+            try:
+                await h.flushing
+            except Exception:
+                pass
+            h.flushing = None
+        await self.fe.run(h.upload.abort, err.message)
+        raise to_sftp_error(err)
+
+    async def close(self, file_obj) -> None:
+        dropped = _in_connection_cleanup()
+        if isinstance(file_obj, Download):
+            await self.fe.run(file_obj.close, dropped)
+            return
+        h: _UploadHandle = file_obj
+        if h.failed is not None:
+            if dropped:
+                return
+            raise to_sftp_error(h.failed)
+        if dropped:
+            if h.flushing is not None:
+                try:
+                    await h.flushing
+                except Exception:
+                    pass
+            await self.fe.run(h.upload.abort, "connection lost before the upload was closed")
+            return
+        if h.pending:
+            await self._fail(h, Unsupported("the upload has gaps (missing bytes)"))
+        await self._flush(h)
+        await self._flush(h)  # wait for the last one
+        await self._call(h.upload.commit)
+
+    async def fstat(self, file_obj) -> SFTPAttrs:
+        if isinstance(file_obj, Download):
+            return _attrs(file_obj.entry)
+        h: _UploadHandle = file_obj
+        return SFTPAttrs(type=asyncssh.FILEXFER_TYPE_REGULAR, size=h.expected, permissions=statmod.S_IFREG | 0o640,
+                         uid=0, gid=0, mtime=int(time.time()), atime=int(time.time()))
+
+    async def fsetstat(self, file_obj, attrs: SFTPAttrs) -> None:
+        return None  # times and modes of documents are the gateway's; accepted and ignored
+
+    async def fsync(self, file_obj) -> None:
+        return None  # a document is fsynced when it is committed
+
+    # -- tree changes ----------------------------------------------------------------------------------------
+    async def remove(self, path: bytes) -> None:
+        await self._core("archive", path)
+
+    async def mkdir(self, path: bytes, attrs: SFTPAttrs) -> None:
+        await self._core("mkdir", path)
+
+    async def rmdir(self, path: bytes) -> None:
+        await self._core("rmdir", path)
+
+    async def rename(self, oldpath: bytes, newpath: bytes) -> None:
+        await self._core("rename", oldpath, newpath)
+
+    posix_rename = rename
+
+    def readlink(self, path: bytes) -> bytes:
+        raise asyncssh.SFTPOpUnsupported("links are not supported")
+
+    def symlink(self, oldpath: bytes, newpath: bytes) -> None:
+        raise asyncssh.SFTPOpUnsupported("links are not supported")
+
+    def link(self, oldpath: bytes, newpath: bytes) -> None:
+        raise asyncssh.SFTPOpUnsupported("links are not supported")
+
+    def statvfs(self, path: bytes):
+        raise asyncssh.SFTPOpUnsupported("statvfs is not supported")
+
+    def fstatvfs(self, file_obj):
+        raise asyncssh.SFTPOpUnsupported("statvfs is not supported")
+
+    def exit(self) -> None:
+        if self._owner.session is not None:
+            self._owner.session.close()
