@@ -18,16 +18,17 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 
-def _common() -> argparse.ArgumentParser:
+def _common(default=None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--data-dir", help="data folder (default ./var, or $INSTPAGES_DATA_DIR)")
-    p.add_argument("--config", help="TOML configuration file (default $INSTPAGES_CONFIG)")
+    p.add_argument("--data-dir", default=default, help="data folder (default ./var, or $INSTPAGES_DATA_DIR)")
+    p.add_argument("--config", default=default, help="TOML configuration file (default $INSTPAGES_CONFIG)")
     return p
 
 
 def parser() -> argparse.ArgumentParser:
-    common = _common()
-    ap = argparse.ArgumentParser(prog="instpages", description="Institutional Pages gateway", parents=[common])
+    # the options are accepted before and after the command; SUPPRESS keeps a later level from resetting them
+    common = _common(argparse.SUPPRESS)
+    ap = argparse.ArgumentParser(prog="instpages", description="Institutional Pages gateway", parents=[_common()])
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("init", parents=[common], help="create the data folder, database and keys")

@@ -1,0 +1,79 @@
+"""The authorization policy as a matrix: role x action x centre relation x centre status."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from auth.policy import Action, Decision, decide, sees_only_own_documents
+from auth.principal import Grant, Principal, Role
+
+OWN, OTHER = "0212345668", "0207123456"
+A, D, H, N = Decision.ALLOWED, Decision.DENIED, Decision.HIDDEN, Decision.NOT_ACTIVE
+
+P = {
+    "uploader": Principal(1, "podmi", Role.UPLOADER),
+    "archiver": Principal(2, "arch", Role.ARCHIVER, OWN),
+    "staff": Principal(3, "staff", Role.STAFF, grants=frozenset({Grant(OWN)})),
+    "staff-rm": Principal(4, "staffrm", Role.STAFF, grants=frozenset({Grant(OWN, can_remove=True)})),
+    "staff-none": Principal(5, "nobody", Role.STAFF),
+    "local-admin": Principal(6, "ladmin", Role.LOCAL_ADMIN, OWN),
+    "cell": Principal(7, "cell", Role.SECURITY_CELL),
+}
+
+# expected decision on the OWN/granted centre when it is active
+ACTIVE_OWN = {
+    #              SEE LIST READ UPLOAD MKDIR ARCHIVE RESTORE
+    "uploader":    (A,  A,   D,   A,     A,    D,      D),
+    "archiver":    (A,  A,   A,   D,     D,    A,      D),
+    "staff":       (A,  A,   A,   D,     D,    D,      D),
+    "staff-rm":    (A,  A,   A,   D,     D,    A,      D),
+    "staff-none":  (H,  H,   H,   H,     H,    H,      H),
+    "local-admin": (A,  A,   A,   D,     D,    D,      A),
+    "cell":        (A,  D,   D,   D,     D,    D,      D),
+}
+ACTIONS = [Action.SEE, Action.LIST, Action.READ, Action.UPLOAD, Action.MKDIR, Action.ARCHIVE, Action.RESTORE]
+
+
+@pytest.mark.parametrize("who,action", list(itertools.product(ACTIVE_OWN, range(len(ACTIONS)))))
+def test_own_active_centre(who, action):
+    assert decide(P[who], ACTIONS[action], OWN, "active") is ACTIVE_OWN[who][action]
+
+
+@pytest.mark.parametrize("who", ["archiver", "staff", "staff-rm", "staff-none", "local-admin"])
+@pytest.mark.parametrize("action", ACTIONS)
+@pytest.mark.parametrize("status", ["active", "paper", "suspended", "requested"])
+def test_other_centre_is_invisible_to_centre_roles(who, action, status):
+    # a centre one has no business with answers exactly as a centre that does not exist
+    assert decide(P[who], action, OTHER, status) is H
+
+
+@pytest.mark.parametrize("status", ["paper", "requested", "suspended"])
+def test_uploader_is_told_the_centre_does_not_take_uploads(status):
+    up = P["uploader"]
+    assert decide(up, Action.UPLOAD, OTHER, status) is N
+    assert decide(up, Action.MKDIR, OTHER, status) is N
+    assert decide(up, Action.SEE, OTHER, status) is H  # not listed in "/"
+    assert decide(up, Action.READ, OTHER, status) is D
+
+
+@pytest.mark.parametrize("status", ["paper", "suspended"])
+def test_granted_staff_still_reads_a_suspended_or_paper_centre(status):
+    assert decide(P["staff"], Action.READ, OWN, status) is A
+    assert decide(P["archiver"], Action.ARCHIVE, OWN, status) is A
+
+
+def test_security_cell_never_reads_content_anywhere():
+    for inst, status in itertools.product([OWN, OTHER], ["active", "suspended", "paper"]):
+        assert decide(P["cell"], Action.READ, inst, status) is D
+        assert decide(P["cell"], Action.LIST, inst, status) is D
+
+
+def test_uploaders_see_only_their_own_documents():
+    assert sees_only_own_documents(P["uploader"])
+    assert not any(sees_only_own_documents(P[w]) for w in P if w != "uploader")
+
+
+def test_principal_is_frozen():
+    with pytest.raises(AttributeError):
+        P["staff"].role = Role.SECURITY_CELL  # type: ignore[misc]

@@ -1,0 +1,334 @@
+"""Shared fixtures: real components on 127.0.0.1 with free ports, started and stopped by the tests.
+
+- ``pg_url``: a PostgreSQL database (``$DATABASE_URL``'s server, a fresh database per session; otherwise a
+  throwaway cluster started here). It fails loudly when neither is possible.
+- ``world`` (session): an in-process gateway with centres and one account per role, and helpers to drive it
+  with OpenSSH ``sftp -b`` and the asyncssh client.
+- ``make_gateway``: a fresh gateway (in-process) for tests that need their own data.
+- ``spawn_gateway``: the real ``instpages serve`` as a subprocess (for kill -9 tests).
+"""
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from gateway.admin import Administration
+from gateway.config import load_config
+from gateway.enterprise import with_check
+from gateway.server import GatewayServer
+from gateway.services import build
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+# the test world: centres
+CENTRE_A = with_check("02123456")     # active
+CENTRE_B = with_check("02071234")     # active
+CENTRE_PAPER = with_check("02079999")  # still on paper
+CENTRE_SUSP = with_check("02065432")   # suspended
+STAFF_PASSWORD = "staff-password-123"
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+# -- PostgreSQL -----------------------------------------------------------------------------------------------
+@contextmanager
+def throwaway_postgres():
+    bindirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
+    if not bindirs:
+        raise RuntimeError("PostgreSQL server binaries not found (install postgresql, or set DATABASE_URL)")
+    bindir = bindirs[-1]
+    d = tempfile.mkdtemp(prefix="pg-")
+    data, sock = f"{d}/data", f"{d}/sock"
+    os.mkdir(sock)
+    kw = {}
+    if os.geteuid() == 0:
+        shutil.chown(d, "postgres")
+        shutil.chown(sock, "postgres")
+        kw = dict(user="postgres", group="postgres", extra_groups=[])
+    env = dict(os.environ, LC_ALL="C.UTF-8", LANG="C.UTF-8", PGTZ="UTC")
+    port = free_port()
+
+    def run(*a):
+        return subprocess.run(a, check=True, capture_output=True, text=True, env=env, cwd=d, **kw)
+
+    run(f"{bindir}/initdb", "-D", data, "-U", "test", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
+    run(f"{bindir}/pg_ctl", "-D", data, "-l", f"{d}/pg.log", "-w", "start", "-o",
+        f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
+        "-c full_page_writes=off")
+    try:
+        run(f"{bindir}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "test", "gateway_test")
+        yield f"postgresql+psycopg://test@127.0.0.1:{port}/gateway_test"
+    finally:
+        run(f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server_url():
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        u = make_url(url)
+        if u.drivername == "postgresql":
+            u = u.set(drivername="postgresql+psycopg")
+        yield u.render_as_string(hide_password=False)
+    else:
+        with throwaway_postgres() as url:
+            yield url
+
+
+@pytest.fixture
+def pg_url(pg_server_url):
+    """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
+    admin = sa.create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
+    name = "t_" + uuid.uuid4().hex[:12]
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# -- SSH keys -------------------------------------------------------------------------------------------------
+def keygen(path: Path, comment: str = "") -> Path:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment or path.name, "-f", str(path)],
+                   check=True)
+    return path
+
+
+def ssh_env() -> dict:
+    return {k: v for k, v in os.environ.items() if k not in ("SSH_AUTH_SOCK", "DISPLAY", "SSH_ASKPASS")}
+
+
+SFTP_OPTS = ["-F", "/dev/null", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no",
+             "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10"]
+
+
+# -- gateways -------------------------------------------------------------------------------------------------
+@dataclass
+class Gateway:
+    data_dir: Path
+    config: object
+    services: object
+    port: int
+    keys: dict[str, Path] = field(default_factory=dict)
+    _thread: threading.Thread | None = None
+    _server: GatewayServer | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def admin(self) -> Administration:
+        return Administration(self.services.mailbox, actor="test")
+
+    @property
+    def repo(self):
+        return self.services.repo
+
+    def sftp(self, user: str, commands: str, *, key: str | None = None, timeout: float = 120,
+             extra: list[str] = ()) -> subprocess.CompletedProcess:
+        """Run OpenSSH ``sftp -b -`` as ``user`` with its key; returns the completed process."""
+        key_path = self.keys[key or user]
+        cmd = ["sftp", *SFTP_OPTS, "-o", "BatchMode=yes", "-o", "PreferredAuthentications=publickey",
+               "-i", str(key_path), "-P", str(self.port), *extra, "-b", "-", f"{user}@127.0.0.1"]
+        return subprocess.run(cmd, input=commands, capture_output=True, text=True, env=ssh_env(), timeout=timeout,
+                              start_new_session=True)
+
+    def connect(self, user: str, **kw):
+        """asyncssh client connection (use inside ``async with``)."""
+        import asyncssh
+
+        opts = dict(username=user, known_hosts=None, agent_path=None, client_keys=[str(self.keys[user])]
+                    if user in self.keys else None, preferred_auth="publickey")
+        opts.update(kw)
+        return asyncssh.connect("127.0.0.1", self.port, **opts)
+
+    def audit(self, action: str | None = None, limit: int = 50) -> list:
+        with self.repo.read() as c:
+            return self.repo.audit_events(c, action=action, limit=limit)
+
+    def stop(self) -> None:
+        if self._server is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._server.request_stop)
+            self._thread.join(30)
+            self._server = None
+
+
+def _start_in_thread(config, services) -> tuple[GatewayServer, threading.Thread, asyncio.AbstractEventLoop, int]:
+    ready = threading.Event()
+    box: dict = {}
+
+    def runner():
+        loop = asyncio.new_event_loop()
+        box["loop"] = loop
+        srv = GatewayServer(config, services)
+        box["server"] = srv
+
+        def on_ready(s):
+            box["port"] = s.sftp.port
+            ready.set()
+
+        try:
+            loop.run_until_complete(srv.serve_forever(on_ready))
+        except BaseException as exc:  # pragma: no cover - reported below
+            box["error"] = exc
+            ready.set()
+        finally:
+            loop.close()
+
+    t = threading.Thread(target=runner, daemon=True, name="gateway")
+    t.start()
+    if not ready.wait(60):
+        raise TimeoutError("gateway did not start")
+    if "error" in box:
+        raise box["error"]
+    return box["server"], t, box["loop"], box["port"]
+
+
+def start_gateway(data_dir: Path, *, env: dict | None = None, database_url: str = "") -> Gateway:
+    env = dict(env or {})
+    env.setdefault("INSTPAGES_SFTP_PORT", "0")
+    if database_url:
+        env["INSTPAGES_STORAGE_DATABASE_URL"] = database_url
+    cfg = load_config(None, env=env, overrides={"data_dir": str(data_dir)})
+    services = build(cfg)
+    server, thread, loop, port = _start_in_thread(cfg, services)
+    return Gateway(data_dir, cfg, services, port, {}, thread, server, loop)
+
+
+def populate(gw: Gateway, keydir: Path) -> None:
+    """Centres A, B (active), PAPER, SUSP and one account per role."""
+    a = gw.admin
+    a.add_institution(CENTRE_A, "OCMW Aalst-test", "active")
+    a.add_institution(CENTRE_B, "CPAS de Bstad", "active")
+    a.add_institution(CENTRE_PAPER, "OCMW Papier", "paper")
+    a.add_institution(CENTRE_SUSP, "OCMW Geschorst", "suspended")
+    accounts = [
+        ("podmi", "uploader", None), ("podmi2", "uploader", None),
+        ("arch-a", "archiver", CENTRE_A), ("arch-b", "archiver", CENTRE_B),
+        ("staff-a", "staff", None), ("staff-a-rm", "staff", None), ("staff-ab", "staff", None),
+        ("admin-a", "local-admin", CENTRE_A), ("cell", "security-cell", None),
+    ]
+    for name, role, inst in accounts:
+        key = keygen(keydir / name)
+        a.add_account(name, role, inst, [key.with_suffix(".pub").read_text()],
+                      STAFF_PASSWORD if role in ("staff", "local-admin", "security-cell") else None)
+        gw.keys[name] = key
+    a.grant("staff-a", CENTRE_A)
+    a.grant("staff-a-rm", CENTRE_A, can_remove=True)
+    a.grant("staff-ab", CENTRE_A)
+    a.grant("staff-ab", CENTRE_B)
+    gw.keys["stranger"] = keygen(keydir / "stranger")  # a key nobody registered
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+    d = tmp_path_factory.mktemp("world")
+    gw = start_gateway(d / "var")
+    populate(gw, d)
+    yield gw
+    gw.stop()
+    gw.services.close()
+
+
+@pytest.fixture
+def make_gateway(tmp_path):
+    made: list[Gateway] = []
+
+    def factory(populated: bool = True, **kw) -> Gateway:
+        d = tmp_path / f"gw{len(made)}"
+        d.mkdir()
+        gw = start_gateway(d / "var", **kw)
+        made.append(gw)
+        if populated:
+            populate(gw, d)
+        return gw
+
+    yield factory
+    for gw in made:
+        gw.stop()
+        gw.services.close()
+
+
+@dataclass
+class GatewayProcess:
+    proc: subprocess.Popen
+    port: int
+    data_dir: Path
+    env: dict
+    log: Path
+
+    def kill(self, sig=signal.SIGKILL) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+        self.proc.wait(30)
+
+
+@pytest.fixture
+def spawn_gateway():
+    procs: list[GatewayProcess] = []
+
+    def spawn(data_dir: Path, extra_env: dict | None = None) -> GatewayProcess:
+        port = free_port()
+        env = dict(os.environ, INSTPAGES_DATA_DIR=str(data_dir), INSTPAGES_SFTP_PORT=str(port),
+                   PYTHONPATH=str(ROOT), **(extra_env or {}))
+        log = data_dir.parent / f"serve-{len(procs)}.log"
+        with open(log, "wb") as fh:
+            proc = subprocess.Popen([PYTHON, "-m", "gateway", "serve"], stdout=fh, stderr=subprocess.STDOUT,
+                                    env=env, cwd=str(ROOT), start_new_session=True)
+        gp = GatewayProcess(proc, port, data_dir, env, log)
+        procs.append(gp)
+        try:
+            wait_port(port, proc, timeout=60)
+        except Exception:
+            raise RuntimeError(f"gateway failed to start: {log.read_text()[-2000:]}") from None
+        return gp
+
+    yield spawn
+    for gp in procs:
+        gp.kill()
+
+
+def cli(*args: str, data_dir: Path, input: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the ``instpages`` CLI as an operator would."""
+    e = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    return subprocess.run([PYTHON, "-m", "gateway", *args, "--data-dir", str(data_dir)], capture_output=True,
+                          text=True, input=input, env=e, cwd=str(ROOT), timeout=120)

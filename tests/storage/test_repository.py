@@ -1,0 +1,154 @@
+"""Metadata tests, run on SQLite and on a real PostgreSQL ($DATABASE_URL's server, or a throwaway cluster)."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from storage.db import create_engine
+from storage.models import Base
+from storage.repository import AuditRecord, Conflict, Repository
+
+C1, C2 = "0212345668", "0207123407"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def repo(request, tmp_path):
+    url = f"sqlite:///{tmp_path}/m.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    r = Repository(create_engine(url))
+    r.initialize()
+    yield r
+    r.engine.dispose()
+
+
+def _account(repo, name="podmi", role="uploader", inst=None):
+    with repo.write() as c:
+        return repo.add_account(c, name, role, inst)
+
+
+def test_migration_creates_the_model_schema(repo):
+    insp = sa.inspect(repo.engine)
+    assert set(Base.metadata.tables) <= set(insp.get_table_names())
+    with repo.read() as c:
+        assert c.execute(sa.text("select version_num from alembic_version")).scalar() == "0001"
+    repo.initialize()  # idempotent
+
+
+def test_institutions_and_duplicates(repo):
+    with repo.write() as c:
+        repo.add_institution(c, C1, "OCMW A", "active")
+    with pytest.raises(Conflict):
+        with repo.write() as c:
+            repo.add_institution(c, C1, "again", "paper")
+    with repo.write() as c:
+        assert repo.set_institution_status(c, C1, "suspended") == "active"
+        assert repo.set_institution_status(c, "0000000097", "active") is None
+    with repo.read() as c:
+        assert repo.institution(c, C1).status == "suspended"
+
+
+def test_one_visible_document_per_name_is_enforced_by_the_database(repo):
+    with repo.write() as c:
+        repo.add_institution(c, C1, "OCMW A", "active")
+    acc = _account(repo)
+    ids = []
+    for blob in ("b1", "b2"):
+        with repo.write() as c:
+            ids.append(repo.create_pending(c, institution_id=C1, folder="f", name="x.pdf", blob_id=blob,
+                                           uploaded_by=acc, node_id="n"))
+    with repo.write() as c:
+        repo.finish_document(c, ids[0], state="committed", size=3, sha256="aa", key_id="k", wrapped_key=b"w",
+                             content_type="application/pdf")
+    with pytest.raises(Conflict):
+        with repo.write() as c:
+            repo.finish_document(c, ids[1], state="committed", size=4, sha256="bb", key_id="k", wrapped_key=b"w",
+                                 content_type="application/pdf")
+    with repo.read() as c:
+        doc = repo.visible_document(c, C1, "f", "x.pdf")
+        assert doc.id == ids[0] and doc.sha256 == "aa" and doc.wrapped_key == b"w"
+        assert [d.id for d in repo.documents_in(c, C1, "f")] == [ids[0]]
+    # archived names are free again; the archived one stays findable for restore and idempotency
+    with repo.write() as c:
+        assert repo.set_state(c, ids[0], ("committed",), "archived")
+        repo.finish_document(c, ids[1], state="committed", size=4, sha256="bb", key_id="k", wrapped_key=b"w",
+                             content_type="application/pdf")
+    with repo.read() as c:
+        assert repo.visible_document(c, C1, "f", "x.pdf").id == ids[1]
+        assert [d.id for d in repo.archived_documents(c, C1, "f", "x.pdf")] == [ids[0]]
+        assert repo.same_content_exists(c, C1, "f", "x.pdf", "aa", 3)
+        assert not repo.same_content_exists(c, C1, "f", "x.pdf", "cc", 3)
+
+
+def test_folders(repo):
+    with repo.write() as c:
+        repo.add_institution(c, C1, "OCMW A", "active")
+        assert repo.create_folders(c, C1, "2026/11/rmi", "t")
+        assert not repo.create_folders(c, C1, "2026/11", "t")
+        repo.create_folders(c, C1, "2026_x", "t")
+    with repo.read() as c:
+        assert sorted(r.path for r in repo.child_folders(c, C1, "")) == ["2026", "2026_x"]
+        assert [r.path for r in repo.child_folders(c, C1, "2026")] == ["2026/11"]
+        assert repo.folder_exists(c, C1, "2026/11/rmi") and not repo.folder_exists(c, C2, "2026")
+        assert repo.has_children(c, C1, "2026") and not repo.has_children(c, C1, "2026/11/rmi")
+
+
+def test_grants_and_keys(repo):
+    with repo.write() as c:
+        repo.add_institution(c, C1, "A", "active")
+        repo.add_institution(c, C2, "B", "active")
+    acc = _account(repo, "staff1", "staff")
+    with repo.write() as c:
+        repo.set_grant(c, acc, C1, False, "t")
+        repo.set_grant(c, acc, C1, True, "t")  # update, not duplicate
+        repo.set_grant(c, acc, C2, False, "t")
+        repo.add_ssh_key(c, acc, "SHA256:abc", "ssh-ed25519 AAAA", "k")
+    with pytest.raises(Conflict):
+        with repo.write() as c:
+            repo.add_ssh_key(c, acc, "SHA256:abc", "ssh-ed25519 AAAA", "k")
+    with repo.read() as c:
+        assert sorted((g.institution_id, g.can_remove) for g in repo.grants_of(c, acc)) == sorted(
+            [(C1, True), (C2, False)])
+        assert repo.account_for_key(c, "SHA256:abc").name == "staff1"
+    with repo.write() as c:
+        assert repo.revoke_grant(c, acc, C2)
+        assert not repo.revoke_grant(c, acc, C2)
+
+
+def test_audit_chain_detects_tampering(repo):
+    with repo.write() as c:
+        for i in range(5):
+            repo.audit(c, AuditRecord("list", "ok", f"user{i}", "sftp", "127.0.0.1", C1, f"/{C1}", None, None, ""))
+    with repo.read() as c:
+        assert repo.verify_audit_chain(c) == (5, None)
+    victim = 3
+    with repo.engine.begin() as c:
+        c.execute(sa.text("UPDATE audit_events SET actor = 'someone-else' WHERE id = :i"), {"i": victim})
+    with repo.read() as c:
+        n, broken = repo.verify_audit_chain(c)
+    assert broken == victim and n == victim - 1
+
+
+def test_audit_deletion_detected(repo):
+    with repo.write() as c:
+        for i in range(3):
+            repo.audit(c, AuditRecord("login", "ok", f"u{i}"))
+    with repo.engine.begin() as c:
+        c.execute(sa.text("DELETE FROM audit_events WHERE id = (SELECT max(id) FROM audit_events)"))
+    with repo.read() as c:
+        assert repo.verify_audit_chain(c)[1] is not None
+
+
+def test_concurrent_audit_writers_keep_one_chain(repo):
+    def writer(k):
+        for i in range(15):
+            with repo.write() as c:
+                repo.audit(c, AuditRecord("list", "ok", f"w{k}-{i}"))
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    with repo.read() as c:
+        assert repo.verify_audit_chain(c) == (60, None)
