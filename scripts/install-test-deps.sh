@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite drives for real, only those missing:
+#   openssh-client  (sftp, ssh-keygen: the real SSH client of the tests)
+#   postgresql      (a throwaway cluster when $DATABASE_URL is not set)
+# Never starts a system service: a policy-rc.d forbids service starts during the install.
+set -euo pipefail
+
+packages=(openssh-client postgresql)
+missing=()
+for pkg in "${packages[@]}"; do
+    dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$pkg")
+done
+[ "${#missing[@]}" -eq 0 ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "install-test-deps: installing ${missing[*]}" >&2
+policy=/usr/sbin/policy-rc.d
+restore_policy() { if [ -e "$policy.instpages-save" ]; then $SUDO mv "$policy.instpages-save" "$policy"; else $SUDO rm -f "$policy"; fi; }
+[ -e "$policy" ] && $SUDO cp -p "$policy" "$policy.instpages-save"
+trap restore_policy EXIT
+printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+$SUDO chmod 755 "$policy"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq || true
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
