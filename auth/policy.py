@@ -37,16 +37,17 @@ ACTIVE = "active"
 STATUSES = ("paper", "requested", "active", "suspended")
 
 
-def _reader_scope(p: Principal, institution_id: str) -> tuple[bool, bool]:
-    """(may read, may remove) for roles that read a centre's mailbox."""
+def _reader_scope(p: Principal, institution_id: str) -> tuple[bool, bool, bool]:
+    """(may read, may remove, may write) for roles that read a centre's mailbox."""
     if p.role is Role.ARCHIVER:
         own = p.institution_id == institution_id
-        return own, own
+        return own, own, False
     if p.role in (Role.STAFF, Role.LOCAL_ADMIN):
         grant = p.grant_for(institution_id)
         own_admin = p.role is Role.LOCAL_ADMIN and p.institution_id == institution_id
-        return (grant is not None or own_admin), (grant is not None and grant.can_remove)
-    return False, False
+        return ((grant is not None or own_admin), (grant is not None and grant.can_remove),
+                (grant is not None and grant.can_write))
+    return False, False, False
 
 
 def decide(p: Principal, action: Action, institution_id: str, status: str) -> Decision:
@@ -64,11 +65,15 @@ def decide(p: Principal, action: Action, institution_id: str, status: str) -> De
     if p.role is Role.SECURITY_CELL:
         return Decision.ALLOWED if action is Action.SEE else Decision.DENIED
 
-    may_read, may_remove = _reader_scope(p, institution_id)
+    may_read, may_remove, may_write = _reader_scope(p, institution_id)
     if not may_read:
         return Decision.HIDDEN
     if action in (Action.SEE, Action.LIST, Action.READ):
         return Decision.ALLOWED
+    if action in (Action.UPLOAD, Action.MKDIR):
+        if not may_write:
+            return Decision.DENIED
+        return Decision.ALLOWED if status == ACTIVE else Decision.NOT_ACTIVE
     if action is Action.ARCHIVE:
         return Decision.ALLOWED if may_remove else Decision.DENIED
     if action is Action.RESTORE:

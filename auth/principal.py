@@ -21,6 +21,7 @@ class Role(StrEnum):
 class Grant:
     institution_id: str
     can_remove: bool = False
+    can_write: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from auth.policy import STATUSES
 from auth.principal import Role
 from gateway import enterprise
 from gateway import path as vpath
+from gateway.content import ContentPolicy
 from gateway.errors import GatewayError, NotFound
 from gateway.mailbox import Mailbox
 from storage.repository import AuditRecord, Conflict, Repository
@@ -47,7 +48,8 @@ class Administration:
                                        document_id, None, detail))
 
     # -- centres ---------------------------------------------------------------------------------------------
-    def add_institution(self, raw_id: str, name: str, status: str = "paper") -> str:
+    def add_institution(self, raw_id: str, name: str, status: str = "paper", content_types: str | None = None,
+                        mutable: bool = False) -> str:
         try:
             inst_id = enterprise.normalize(raw_id)
         except ValueError as exc:
@@ -62,7 +64,31 @@ class Administration:
             except Conflict as exc:
                 raise AdminError(str(exc)) from None
             self._audit(c, "institution-add", inst_id, detail=f"name={name.strip()!r} status={status}")
+        if content_types is not None or mutable:
+            self.configure(inst_id, content_types=content_types, mutable=mutable)
         return inst_id
+
+    def configure(self, raw_id: str, *, content_types: str | None = None, mutable: bool | None = None) -> None:
+        """Per-centre settings: accepted content types (default PDF only; ``*`` accepts anything) and, for
+        scratch/test centres only, mutable documents (a new version archives the old one)."""
+        inst_id = self._institution_id(raw_id)
+        values: dict = {}
+        if content_types is not None:
+            types = ",".join(t.strip().lower() for t in content_types.split(",") if t.strip())
+            try:
+                ContentPolicy(allowed_types=frozenset(types.split(",")))
+            except GatewayError as exc:
+                raise AdminError(f"content types: {exc.message}") from None
+            values["content_types"] = types
+        if mutable is not None:
+            values["mutable"] = mutable
+        if not values:
+            raise AdminError("nothing to change")
+        with self.repo.write() as c:
+            self.repo.configure_institution(c, inst_id, **values)
+            self._audit(c, "institution-configure", inst_id,
+                        detail=" ".join(f"{k}={v}" for k, v in sorted(values.items())))
+        self.mailbox.forget_institution(inst_id)
 
     def set_status(self, raw_id: str, status: str) -> str:
         inst_id = self._institution_id(raw_id)
@@ -138,14 +164,15 @@ class Administration:
         return acc
 
     # -- grants ----------------------------------------------------------------------------------------------
-    def grant(self, account: str, institution: str, can_remove: bool = False) -> None:
+    def grant(self, account: str, institution: str, can_remove: bool = False, can_write: bool = False) -> None:
         inst_id = self._institution_id(institution)
         with self.repo.write() as c:
             acc = self._account(c, account)
             if Role(acc.role) not in (Role.STAFF, Role.LOCAL_ADMIN):
                 raise AdminError(f"grants are for staff and local administrators; {account} is {acc.role}")
-            self.repo.set_grant(c, acc.id, inst_id, can_remove, self.actor)
-            self._audit(c, "grant", inst_id, detail=f"account={account} remove={'yes' if can_remove else 'no'}")
+            self.repo.set_grant(c, acc.id, inst_id, can_remove, self.actor, can_write)
+            self._audit(c, "grant", inst_id, detail=f"account={account} remove={'yes' if can_remove else 'no'} "
+                                                    f"write={'yes' if can_write else 'no'}")
 
     def revoke(self, account: str, institution: str) -> None:
         inst_id = self._institution_id(institution)

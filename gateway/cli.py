@@ -40,6 +40,13 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("id")
     a.add_argument("--name", required=True)
     a.add_argument("--status", default="paper", choices=["paper", "requested", "active", "suspended"])
+    a.add_argument("--content-types", help="accepted content types, comma-separated (default application/pdf)")
+    a.add_argument("--mutable", action="store_true", help="scratch/test centre: a new version archives the old")
+    a = inst.add_parser("configure", parents=[common], help="per-centre settings")
+    a.add_argument("id")
+    a.add_argument("--content-types")
+    a.add_argument("--mutable", dest="mutable", action="store_true", default=None)
+    a.add_argument("--immutable", dest="mutable", action="store_false")
     a = inst.add_parser("set-status", parents=[common])
     a.add_argument("id")
     a.add_argument("status", choices=["paper", "requested", "active", "suspended"])
@@ -61,6 +68,7 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("account")
     a.add_argument("institution")
     a.add_argument("--remove", action="store_true", help="may also remove (archive) documents")
+    a.add_argument("--write", action="store_true", help="may also upload and create folders (full rights)")
     a = gr.add_parser("revoke", parents=[common])
     a.add_argument("account")
     a.add_argument("institution")
@@ -141,8 +149,11 @@ def _admin_command(args, cfg: Config, admin: Administration) -> int:
         return 0
     if args.command == "institution":
         if args.sub == "add":
-            inst_id = admin.add_institution(args.id, args.name, args.status)
+            inst_id = admin.add_institution(args.id, args.name, args.status, args.content_types, args.mutable)
             print(f"added centre {inst_id} ({args.status})")
+        elif args.sub == "configure":
+            admin.configure(args.id, content_types=args.content_types, mutable=args.mutable)
+            print(f"centre {args.id} configured")
         elif args.sub == "set-status":
             old = admin.set_status(args.id, args.status)
             print(f"centre {args.id}: {old} -> {args.status}")
@@ -170,8 +181,10 @@ def _admin_command(args, cfg: Config, admin: Administration) -> int:
         return 0
     if args.command == "grant":
         if args.sub == "add":
-            admin.grant(args.account, args.institution, args.remove)
-            print(f"granted {args.account} access to {args.institution}" + (" (with remove)" if args.remove else ""))
+            admin.grant(args.account, args.institution, args.remove, args.write)
+            extras = [w for w, on in (("remove", args.remove), ("write", args.write)) if on]
+            print(f"granted {args.account} access to {args.institution}" + (f" (with {', '.join(extras)})"
+                                                                              if extras else ""))
         else:
             admin.revoke(args.account, args.institution)
             print(f"revoked {args.account}'s access to {args.institution}")

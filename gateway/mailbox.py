@@ -99,7 +99,8 @@ class Mailbox:
         if acc is None or not acc.enabled:
             raise AuthenticationFailed("account gone or disabled")
         return Principal(acc.id, acc.name, Role(acc.role), acc.institution_id,
-                         frozenset(Grant(g.institution_id, bool(g.can_remove)) for g in grants), method)
+                         frozenset(Grant(g.institution_id, bool(g.can_remove), bool(g.can_write)) for g in grants),
+                         method)
 
     # -- shared lookups --------------------------------------------------------------------------------------
     def institution(self, institution_id: str):
@@ -436,7 +437,7 @@ class MailboxSession:
             if self.repo.folder_exists(c, inst.id, dst.relpath):
                 raise AlreadyExists("a folder with this name exists")
             existing = self.repo.visible_document(c, inst.id, dst.folder, dst.name)
-            if self._delivered_before(c, inst.id, dst, doc.sha256, doc.size, existing):
+            if self._delivered_before(c, inst, dst, doc.sha256, doc.size, existing):
                 self.repo.set_state(c, doc.id, ("staged",), "aborted")
                 self._audit(c, "upload", "ok", dst, document_id=existing.id if existing else None,
                             nbytes=doc.size, detail="identical document already delivered; nothing stored")
@@ -458,13 +459,72 @@ class MailboxSession:
         if drop_blob:
             self.mailbox.blobs.delete(doc.blob_id)
 
-    def _delivered_before(self, c, institution_id: str, path: VPath, sha256: str, size: int,
-                          existing: DocumentRow | None) -> bool:
+    def _delivered_before(self, c, inst, path: VPath, sha256: str, size: int, existing: DocumentRow | None) -> bool:
         """Re-sending identical content under the same name is harmless: it matches the visible document, or,
-        when the name is free, a document of that name the centre already archived."""
+        when the name is free, a document of that name the centre already archived (so a retry does not bring
+        back what the centre's archive system already took). Mutable (scratch) centres only look at the
+        visible document."""
         if existing is not None:
             return existing.state == "committed" and existing.sha256 == sha256 and existing.size == size
-        return self.repo.same_content_exists(c, institution_id, path.folder, path.name, sha256, size)
+        if inst.mutable:
+            return False
+        return self.repo.same_content_exists(c, inst.id, path.folder, path.name, sha256, size)
+
+    # -- copy and move (WebDAV) --------------------------------------------------------------------------------
+    def _same_centre(self, src: VPath, dst: VPath) -> None:
+        if src.is_root or src.is_mailbox or dst.is_root or dst.is_mailbox or src.institution != dst.institution:
+            raise PermissionDenied("documents can only be copied or moved inside one centre's mailbox")
+
+    def copy_document(self, raw_src, raw_dst) -> Entry:
+        """A new document with the content of ``src`` (a correction or duplicate is always a new document)."""
+        src, dst = self._parse(raw_src), self._parse(raw_dst)
+        self.stat(src)  # hidden -> NotFound
+        self._same_centre(src, dst)
+        download = self.open_download(src)
+        try:
+            upload = self.open_upload(dst)
+            try:
+                for offset in range(0, download.size, 1024 * 1024):
+                    upload.append(download.read(offset, 1024 * 1024))
+            except BaseException:
+                upload.abort("copy failed")
+                raise
+        finally:
+            download.close()
+        return upload.commit()
+
+    def move(self, raw_src, raw_dst) -> None:
+        """Move a document or folder to a free name in a mutable (scratch) centre; a staged upload onto its final
+        name anywhere. Immutable centres never rename committed documents."""
+        src, dst = self._parse(raw_src), self._parse(raw_dst)
+        entry = self.stat(src)  # hidden -> NotFound
+        self._same_centre(src, dst)
+        doc = None if entry.is_folder else self._visible_doc(src)
+        if doc is not None and doc.state == "staged":
+            return self.rename(src, dst)
+        inst = self._authorize(Action.UPLOAD, dst, audit_denial=True)
+        self._authorize(Action.ARCHIVE, src, audit_denial=True)
+        if not inst.mutable:
+            raise PermissionDenied("documents cannot be renamed or moved; a correction is sent as a new document")
+        cfg = self.mailbox.config.documents
+        vpath.check_new_name(dst, max_depth=cfg.max_depth, max_name_length=cfg.max_name_length,
+                             is_folder=entry.is_folder)
+        if entry.is_folder and (dst.parts[:len(src.parts)] == src.parts):
+            raise PermissionDenied("a folder cannot be moved into itself")
+        with self.repo.write() as c:
+            if self.repo.folder_exists(c, inst.id, dst.relpath) or \
+                    self.repo.visible_document(c, inst.id, dst.folder, dst.name):
+                raise AlreadyExists("the destination exists")
+            if dst.folder and not self.repo.folder_exists(c, inst.id, dst.folder):
+                raise NotFound("the destination folder does not exist")
+            if entry.is_folder:
+                self.repo.move_tree(c, inst.id, src.relpath, dst.relpath)
+            else:
+                try:
+                    self.repo.move_document(c, doc.id, dst.folder, dst.name)
+                except Conflict:
+                    raise AlreadyExists("the destination exists") from None
+            self._audit(c, "move", "ok", src, document_id=doc.id if doc else None, detail=f"to {dst}")
 
     def setstat_allowed(self, raw) -> None:
         """Clients set times after an upload (WinSCP, rsync-like tools). Documents keep their delivery time; the
@@ -586,10 +646,10 @@ class Upload:
         if not self.staged:
             with s.repo.read() as c:
                 existing = s.repo.visible_document(c, inst.id, path.folder, path.name)
-                same = s._delivered_before(c, inst.id, path, ref.sha256, ref.size, existing)
+                same = s._delivered_before(c, inst, path, ref.sha256, ref.size, existing)
             if same:
                 return self._noop(existing)
-            if existing is not None:
+            if existing is not None and not inst.mutable:
                 raise self._refuse(AlreadyExists())
         try:
             reader = self._writer.open_reader()
@@ -612,6 +672,13 @@ class Upload:
                         replaced = None
                 if path.folder:
                     s.repo.create_folders(c, inst.id, path.folder, s._principal.name)
+                if inst.mutable and not self.staged:
+                    old = s.repo.visible_document(c, inst.id, path.folder, path.name)
+                    if old is not None and old.state == "committed":
+                        s.repo.set_state(c, old.id, ("committed",), "archived", archived_at=utcnow(),
+                                         archived_by=s._principal.name)
+                        s._audit(c, "archive", "ok", path, document_id=old.id, nbytes=old.size,
+                                 detail="replaced by a new version")
                 s.repo.finish_document(c, self.doc_id, state=state, size=ref.size, sha256=ref.sha256,
                                        key_id=ref.key_id, wrapped_key=ref.wrapped_key, content_type=content_type)
                 s._audit(c, "upload", "staged" if self.staged else "committed", path, document_id=self.doc_id,
@@ -621,7 +688,7 @@ class Upload:
             s.mailbox.blobs.delete(ref.blob_id)
             with s.repo.read() as c:
                 existing = s.repo.visible_document(c, inst.id, path.folder, path.name)
-                same = s._delivered_before(c, inst.id, path, ref.sha256, ref.size, existing)
+                same = s._delivered_before(c, inst, path, ref.sha256, ref.size, existing)
             if same:
                 return self._noop(existing)
             raise self._refuse(AlreadyExists())

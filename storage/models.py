@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import sqlalchemy as sa
+
 from sqlalchemy import (BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String,
-                        Text, UniqueConstraint, text)
+                        Text, UniqueConstraint, false as sa_false, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -32,6 +34,9 @@ class Institution(Base):
     #: comma-separated content types accepted for uploads; "*" accepts anything
     content_types: Mapped[str] = mapped_column(String(200), default="application/pdf")
     language: Mapped[str] = mapped_column(String(2), default="nl")
+    #: False (the default): committed documents are immutable. True only for scratch/test centres, where a
+    #: write onto an existing name archives the old document and commits the new one (nothing is lost)
+    mutable: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     status_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -69,6 +74,8 @@ class Grant(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
     institution_id: Mapped[str] = mapped_column(ForeignKey("institutions.id"), index=True)
     can_remove: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: may also upload and create folders (full rights), e.g. a centre's own test account
+    can_write: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
     granted_by: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -151,3 +158,30 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     last_id: Mapped[int] = mapped_column(BigInteger, default=0)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class DavProperty(Base):
+    """WebDAV dead properties (PROPPATCH), per path of the virtual tree."""
+
+    __tablename__ = "dav_properties"
+    __table_args__ = (UniqueConstraint("path", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: the normalized virtual path, e.g. "/0212345668/2026-11/report.pdf"
+    path: Mapped[str] = mapped_column(String(1400), index=True)
+    #: "{namespace}local" in Clark notation
+    name: Mapped[str] = mapped_column(String(500))
+    #: the property element serialized as XML
+    value: Mapped[str] = mapped_column(Text)
+
+
+class DavLock(Base):
+    """WebDAV locks, shared by every gateway process and kept across restarts."""
+
+    __tablename__ = "dav_locks"
+
+    token: Mapped[str] = mapped_column(String(100), primary_key=True)
+    root: Mapped[str] = mapped_column(String(1400), index=True)
+    #: the lock record as JSON (owner, principal, scope, type, depth, timeout)
+    data: Mapped[str] = mapped_column(Text)
+    expire: Mapped[float] = mapped_column(sa.Float)

@@ -134,6 +134,9 @@ class Repository:
         c.execute(I.update().where(I.c.id == id).values(status=status, status_changed_at=utcnow()))
         return old
 
+    def configure_institution(self, c: Connection, id: str, **values) -> bool:
+        return c.execute(I.update().where(I.c.id == id).values(**values)).rowcount == 1
+
     def institution(self, c: Connection, id: str):
         return c.execute(sa.select(I).where(I.c.id == id)).first()
 
@@ -176,16 +179,19 @@ class Repository:
         return c.execute(sa.select(A).join(K, K.c.account_id == A.c.id).where(K.c.fingerprint == fingerprint)).first()
 
     def grants_of(self, c: Connection, account_id: int) -> list:
-        return list(c.execute(sa.select(G.c.institution_id, G.c.can_remove).where(G.c.account_id == account_id)))
+        return list(c.execute(sa.select(G.c.institution_id, G.c.can_remove, G.c.can_write)
+                              .where(G.c.account_id == account_id)))
 
-    def set_grant(self, c: Connection, account_id: int, institution_id: str, can_remove: bool, granted_by: str) -> None:
+    def set_grant(self, c: Connection, account_id: int, institution_id: str, can_remove: bool, granted_by: str,
+                  can_write: bool = False) -> None:
         existing = c.execute(sa.select(G.c.id).where(G.c.account_id == account_id,
                                                      G.c.institution_id == institution_id)).scalar()
         if existing is None:
             c.execute(G.insert().values(account_id=account_id, institution_id=institution_id, can_remove=can_remove,
-                                        granted_by=granted_by, created_at=utcnow()))
+                                        can_write=can_write, granted_by=granted_by, created_at=utcnow()))
         else:
-            c.execute(G.update().where(G.c.id == existing).values(can_remove=can_remove, granted_by=granted_by))
+            c.execute(G.update().where(G.c.id == existing).values(can_remove=can_remove, can_write=can_write,
+                                                                  granted_by=granted_by))
 
     def revoke_grant(self, c: Connection, account_id: int, institution_id: str) -> bool:
         return c.execute(G.delete().where(G.c.account_id == account_id,
@@ -224,6 +230,34 @@ class Repository:
         rows = c.execute(q).all()
         depth = 0 if not parent else parent.count("/") + 1
         return [r for r in rows if r.path.count("/") == depth]
+
+    def move_tree(self, c: Connection, institution_id: str, src: str, dst: str) -> None:
+        """Rename folder ``src`` (and everything below it) to ``dst``, documents included."""
+        rows = c.execute(sa.select(F.c.id, F.c.path).where(F.c.institution_id == institution_id, sa.or_(
+            F.c.path == src, F.c.path.startswith(src + "/", autoescape=True)))).all()
+        for r in rows:
+            c.execute(F.update().where(F.c.id == r.id).values(path=dst + r.path[len(src):]))
+        docs = c.execute(sa.select(D.c.id, D.c.folder).where(D.c.institution_id == institution_id, sa.or_(
+            D.c.folder == src, D.c.folder.startswith(src + "/", autoescape=True)))).all()
+        for r in docs:
+            c.execute(D.update().where(D.c.id == r.id).values(folder=dst + r.folder[len(src):]))
+
+    def move_document(self, c: Connection, document_id: int, folder: str, name: str) -> None:
+        try:
+            with c.begin_nested():
+                c.execute(D.update().where(D.c.id == document_id).values(folder=folder, name=name))
+        except IntegrityError:
+            raise Conflict("name taken") from None
+
+    def folders_below(self, c: Connection, institution_id: str, path: str) -> list[str]:
+        return [r.path for r in c.execute(sa.select(F.c.path).where(
+            F.c.institution_id == institution_id, F.c.path.startswith(path + "/", autoescape=True)))]
+
+    def documents_below(self, c: Connection, institution_id: str, path: str) -> list[DocumentRow]:
+        """Visible documents in folder ``path`` and every folder below it."""
+        q = sa.select(*_DOC_COLS).where(D.c.institution_id == institution_id, D.c.state == "committed", sa.or_(
+            D.c.folder == path, D.c.folder.startswith(path + "/", autoescape=True)))
+        return [DocumentRow.from_row(r) for r in c.execute(q)]
 
     def delete_folder(self, c: Connection, institution_id: str, path: str) -> None:
         c.execute(F.delete().where(F.c.institution_id == institution_id, F.c.path == path))
