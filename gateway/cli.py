@@ -127,7 +127,9 @@ def _dispatch(args, cfg: Config) -> int:
             demo_info = ensure_demo(Administration(services.mailbox, actor="demo"), cfg)
 
         def ready(srv) -> None:
-            print(f"Institutional Pages is running: SFTP on {cfg.sftp.host}:{srv.sftp.port}"
+            dav = (f", WebDAV on {'http' if cfg.webdav.plain_http else 'https'}://{cfg.webdav.host}:"
+                   f"{srv.https.port}/dav/" if srv.https else "")
+            print(f"Institutional Pages is running: SFTP on {cfg.sftp.host}:{srv.sftp.port}{dav}"
                   f" (data in {cfg.data_path})", flush=True)
             if demo_info:
                 print(demo_info.replace("{port}", str(srv.sftp.port)), flush=True)

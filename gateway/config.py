@@ -40,6 +40,24 @@ class SFTPConfig:
 
 
 @dataclass(frozen=True)
+class WebDAVConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8443
+    #: certificate chain and key (PEM); empty = a self-signed pair in <data_dir>/tls, generated on first start
+    tls_cert: str = ""
+    tls_key: str = ""
+    #: serve plain HTTP: only behind a TLS-terminating proxy on the same host or network
+    plain_http: bool = False
+    #: worker threads of the HTTP server
+    threads: int = 64
+    #: seconds a verified Basic login is remembered (in memory, under an HMAC of the credentials)
+    auth_cache_seconds: int = 60
+    #: bytes per read when streaming a document
+    block_size: int = 1024 * 1024
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     #: SQLAlchemy URL; empty = ``sqlite:///<data_dir>/instpages.db``
     database_url: str = ""
@@ -76,6 +94,7 @@ class Config:
     #: identifies this process among identical gateways sharing one database (crash recovery); empty = hostname
     node_id: str = ""
     sftp: SFTPConfig = field(default_factory=SFTPConfig)
+    webdav: WebDAVConfig = field(default_factory=WebDAVConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     documents: DocumentsConfig = field(default_factory=DocumentsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -100,6 +119,14 @@ class Config:
     @property
     def host_key_path(self) -> Path:
         return Path(self.sftp.host_key).expanduser().resolve() if self.sftp.host_key else self.data_path / "ssh_host_ed25519_key"
+
+    @property
+    def tls_cert_path(self) -> Path:
+        return Path(self.webdav.tls_cert).expanduser().resolve() if self.webdav.tls_cert else self.data_path / "tls" / "server.pem"
+
+    @property
+    def tls_key_path(self) -> Path:
+        return Path(self.webdav.tls_key).expanduser().resolve() if self.webdav.tls_key else self.data_path / "tls" / "server.key"
 
     @property
     def effective_node_id(self) -> str:
@@ -150,6 +177,12 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"configuration key {key}: {why}")
 
     need(0 <= cfg.sftp.port <= 65535, "sftp.port", "must be between 0 and 65535")
+    need(0 <= cfg.webdav.port <= 65535, "webdav.port", "must be between 0 and 65535")
+    need(1 <= cfg.webdav.threads <= 1024, "webdav.threads", "must be between 1 and 1024")
+    need(cfg.webdav.auth_cache_seconds >= 0, "webdav.auth_cache_seconds", "must not be negative")
+    need(65536 <= cfg.webdav.block_size <= 16 * 1024 * 1024, "webdav.block_size", "must be between 65536 and 16777216")
+    need(bool(cfg.webdav.tls_cert) == bool(cfg.webdav.tls_key), "webdav.tls_key",
+         "tls_cert and tls_key are set together")
     try:
         ipaddress.ip_address(cfg.sftp.host)
     except ValueError:

@@ -6,7 +6,10 @@ front-end runs it in worker threads so that database, disk and crypto never stal
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -66,6 +69,8 @@ class Mailbox:
         self.clock = clock
         self.node_id = config.effective_node_id
         self._inst_cache: dict[str, tuple[float, object]] = {}
+        self._logins: dict[bytes, tuple[float, int, str]] = {}
+        self._secret = os.urandom(32)
         self._inst_lock = threading.Lock()
 
     # -- login -----------------------------------------------------------------------------------------------
@@ -73,7 +78,18 @@ class Mailbox:
         """Protocol pre-check (SSH's key query); proves nothing, records nothing."""
         return self.authenticator.accepts_public_key(username, fingerprint)
 
-    def login(self, creds: Credentials, *, protocol: str, source: str) -> "MailboxSession":
+    def login(self, creds: Credentials, *, protocol: str, source: str,
+              reuse_seconds: float = 0) -> "MailboxSession":
+        """The one login of every front-end. ``reuse_seconds`` > 0 lets a protocol that sends the same
+        credentials with every request (HTTP Basic) skip re-verifying them for that long: the proof is
+        remembered under an HMAC of the credentials, in memory only, and the login is recorded once."""
+        key = None
+        if reuse_seconds > 0:
+            key = self._credential_key(creds, protocol, source)
+            hit = self._logins.get(key)
+            now = self.clock()
+            if hit is not None and now - hit[0] < reuse_seconds:
+                return MailboxSession(self, self.load_principal(hit[1], hit[2]), protocol, source)
         method = type(creds).__name__.replace("Credentials", "").lower()
         try:
             result = self.authenticator.authenticate(creds)
@@ -84,7 +100,15 @@ class Mailbox:
         with self.repo.write() as c:
             self.repo.audit(c, AuditRecord("login", "ok", principal.name, protocol, source,
                                            principal.institution_id, detail=f"method={result.method}"))
+        if key is not None:
+            if len(self._logins) > 10000:
+                self._logins.clear()
+            self._logins[key] = (self.clock(), result.account_id, result.method)
         return MailboxSession(self, principal, protocol, source)
+
+    def _credential_key(self, creds: Credentials, protocol: str, source: str) -> bytes:
+        parts = [type(creds).__name__, protocol, source] + [str(v) for v in vars(creds).values()]
+        return hmac.new(self._secret, "\0".join(parts).encode(), hashlib.sha256).digest()
 
     def record_failed_login(self, username: str, protocol: str, source: str, method: str, reason: str) -> None:
         log.info("login failed for %r from %s over %s (%s)", username[:64], source, protocol, method)
@@ -525,6 +549,13 @@ class MailboxSession:
                 except Conflict:
                     raise AlreadyExists("the destination exists") from None
             self._audit(c, "move", "ok", src, document_id=doc.id if doc else None, detail=f"to {dst}")
+
+    def check_writable(self, raw) -> None:
+        """Metadata writes (WebDAV PROPPATCH) need the right to write in the centre."""
+        path = self._parse(raw)
+        if path.is_root:
+            raise PermissionDenied()
+        self._authorize(Action.UPLOAD, path)
 
     def setstat_allowed(self, raw) -> None:
         """Clients set times after an upload (WinSCP, rsync-like tools). Documents keep their delivery time; the

@@ -8,6 +8,7 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 
 from gateway.config import Config
+from gateway.https import HTTPSFrontend
 from gateway.services import Services, build
 from gateway.sftp import SFTPFrontend
 
@@ -22,6 +23,7 @@ class GatewayServer:
         self.services = services or build(config)
         self.executor = ThreadPoolExecutor(max_workers=config.storage.workers, thread_name_prefix="instpages")
         self.sftp = SFTPFrontend(config, self.services.mailbox, self.executor)
+        self.https = HTTPSFrontend(config, self.services.mailbox) if config.webdav.enabled else None
         self._stop = asyncio.Event()
 
     async def start(self) -> None:
@@ -31,6 +33,10 @@ class GatewayServer:
         if self.config.sftp.enabled:
             port = await self.sftp.start()
             log.info("SFTP listening on %s:%d", self.config.sftp.host, port)
+        if self.https is not None:
+            port = await asyncio.get_running_loop().run_in_executor(None, self.https.start)
+            log.info("WebDAV listening on %s://%s:%d/dav/", "http" if self.config.webdav.plain_http else "https",
+                     self.config.webdav.host, port)
 
     async def _housekeeping(self) -> None:
         while not self._stop.is_set():
@@ -56,6 +62,8 @@ class GatewayServer:
         await self._stop.wait()
         log.info("stopping")
         keeper.cancel()
+        if self.https is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.https.stop)
         await self.sftp.stop()
         self.executor.shutdown(wait=True, cancel_futures=True)
         self.services.close()

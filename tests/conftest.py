@@ -154,6 +154,11 @@ class Gateway:
     _thread: threading.Thread | None = None
     _server: GatewayServer | None = None
     _loop: asyncio.AbstractEventLoop | None = None
+    dav_port: int | None = None
+
+    @property
+    def dav_url(self) -> str:
+        return f"https://127.0.0.1:{self.dav_port}/dav"
 
     @property
     def admin(self) -> Administration:
@@ -192,7 +197,7 @@ class Gateway:
             self._server = None
 
 
-def _start_in_thread(config, services) -> tuple[GatewayServer, threading.Thread, asyncio.AbstractEventLoop, int]:
+def _start_in_thread(config, services):
     ready = threading.Event()
     box: dict = {}
 
@@ -204,6 +209,7 @@ def _start_in_thread(config, services) -> tuple[GatewayServer, threading.Thread,
 
         def on_ready(s):
             box["port"] = s.sftp.port
+            box["dav_port"] = s.https.port if s.https else None
             ready.set()
 
         try:
@@ -220,18 +226,19 @@ def _start_in_thread(config, services) -> tuple[GatewayServer, threading.Thread,
         raise TimeoutError("gateway did not start")
     if "error" in box:
         raise box["error"]
-    return box["server"], t, box["loop"], box["port"]
+    return box["server"], t, box["loop"], box["port"], box["dav_port"]
 
 
 def start_gateway(data_dir: Path, *, env: dict | None = None, database_url: str = "") -> Gateway:
     env = dict(env or {})
     env.setdefault("INSTPAGES_SFTP_PORT", "0")
+    env.setdefault("INSTPAGES_WEBDAV_PORT", "0")
     if database_url:
         env["INSTPAGES_STORAGE_DATABASE_URL"] = database_url
     cfg = load_config(None, env=env, overrides={"data_dir": str(data_dir)})
     services = build(cfg)
-    server, thread, loop, port = _start_in_thread(cfg, services)
-    return Gateway(data_dir, cfg, services, port, {}, thread, server, loop)
+    server, thread, loop, port, dav_port = _start_in_thread(cfg, services)
+    return Gateway(data_dir, cfg, services, port, {}, thread, server, loop, dav_port)
 
 
 def populate(gw: Gateway, keydir: Path) -> None:
@@ -309,6 +316,7 @@ def spawn_gateway():
     def spawn(data_dir: Path, extra_env: dict | None = None) -> GatewayProcess:
         port = free_port()
         env = dict(os.environ, INSTPAGES_DATA_DIR=str(data_dir), INSTPAGES_SFTP_PORT=str(port),
+                   INSTPAGES_WEBDAV_PORT=str(free_port()),
                    PYTHONPATH=str(ROOT), **(extra_env or {}))
         log = data_dir.parent / f"serve-{len(procs)}.log"
         with open(log, "wb") as fh:

@@ -1,0 +1,65 @@
+"""The HTTPS port: cheroot serving the WebDAV application under ``/dav`` (later also the console and API).
+
+cheroot runs its own worker threads; the WSGI application calls the (synchronous, thread-safe) core directly.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+from gateway import tls
+from gateway.config import Config
+from gateway.mailbox import Mailbox
+from gateway.webdav import DAV_METHODS, create_app
+
+log = logging.getLogger("instpages.https")
+
+
+def root_app(environ, start_response):
+    """Everything outside /dav/: Windows probes the server root with OPTIONS (unauthenticated)."""
+    method = environ.get("REQUEST_METHOD")
+    if method == "OPTIONS":
+        start_response("200 OK", [("DAV", "1, 2"), ("MS-Author-Via", "DAV"), ("Allow", DAV_METHODS),
+                                  ("Content-Length", "0")])
+        return [b""]
+    if method in ("GET", "HEAD") and environ.get("PATH_INFO", "/") in ("", "/"):
+        start_response("302 Found", [("Location", "/dav/"), ("Content-Length", "0")])
+        return [b""]
+    body = b"404 Not Found\n"
+    start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class HTTPSFrontend:
+    def __init__(self, config: Config, mailbox: Mailbox):
+        self.config = config
+        cfg = config.webdav
+        self.dav_app = create_app(mailbox, mount_path="/dav", auth_cache_seconds=cfg.auth_cache_seconds,
+                                  block_size=cfg.block_size)
+        dispatcher = wsgi.PathInfoDispatcher({"/dav": self.dav_app, "/": root_app})
+        self.server = wsgi.Server((cfg.host, cfg.port), dispatcher, numthreads=cfg.threads,
+                                  server_name="instpages", timeout=60, request_queue_size=256)
+        if not cfg.plain_http:
+            tls.ensure_self_signed(config.tls_cert_path, config.tls_key_path, [cfg.host])
+            adapter = BuiltinSSLAdapter(str(config.tls_cert_path), str(config.tls_key_path))
+            adapter.context = tls.server_context(config.tls_cert_path, config.tls_key_path)
+            self.server.ssl_adapter = adapter
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> int:
+        self.server.prepare()
+        self._thread = threading.Thread(target=self.server.serve, name="https", daemon=True)
+        self._thread.start()
+        return self.port
+
+    @property
+    def port(self) -> int:
+        return self.server.bind_addr[1]
+
+    def stop(self) -> None:
+        self.server.stop()
+        if self._thread is not None:
+            self._thread.join(10)

@@ -1,0 +1,585 @@
+"""The WebDAV front-end: wsgidav with our own DAV provider over the mailbox core.
+
+Like the SFTP front-end it only translates: HTTP Basic credentials into one ``Mailbox.login``, DAV requests into
+``MailboxSession`` calls, and core errors into HTTP statuses through the one table ``_HTTP``. Nothing here
+decides who may do what, and nothing proceeds as "anonymous": a request without a core session never reaches
+the provider.
+
+Middleware order (outermost first): :class:`FrontDoor` (OPTIONS without authentication, XML bodies checked with
+defusedxml, ``Depth: infinity`` PROPFIND refused, bodies bounded), wsgidav's ErrorPrinter and HTTPAuthenticator
+(Basic only, our domain controller), :class:`SessionGuard` (401 unless the core accepted the login),
+:class:`ListingPage` (a safe HTML listing for browsers), wsgidav's RequestResolver.
+"""
+from __future__ import annotations
+
+import html
+import io
+import logging
+import mimetypes
+import time
+from typing import Iterable
+from urllib.parse import quote
+
+import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException
+from wsgidav import util
+from wsgidav.dav_error import (HTTP_BAD_REQUEST, HTTP_CONFLICT, HTTP_FORBIDDEN, HTTP_INTERNAL_ERROR, HTTP_NOT_FOUND,
+                               DAVError)
+from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
+from wsgidav.dc.base_dc import BaseDomainController
+from wsgidav.error_printer import ErrorPrinter
+from wsgidav.http_authenticator import HTTPAuthenticator
+from wsgidav.mw.base_mw import BaseMiddleware
+from wsgidav.request_resolver import RequestResolver
+from wsgidav.wsgidav_app import WsgiDAVApp
+from xml.etree.ElementTree import ParseError
+
+from auth.authenticator import AuthenticationFailed, PasswordCredentials
+from gateway import path as vpath
+from gateway.davstate import DbLockStorage, DbPropertyManager
+from gateway.errors import (AlreadyExists, ContentRefused, GatewayError, InstitutionNotActive, IntegrityFailure,
+                            InvalidName, NotFound, PermissionDenied, ServiceUnavailable, TooLarge, Unsupported)
+from gateway.mailbox import Entry, Mailbox, MailboxSession
+
+log = logging.getLogger("instpages.webdav")
+
+REALM = "Institutional Pages"
+SESSION_KEY = "instpages.session"
+MAX_XML_BODY = 1024 * 1024
+DAV_METHODS = "OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, COPY, MOVE, LOCK, UNLOCK"
+# Finder's resource forks and folder settings: answered, never stored
+_JUNK_PREFIXES = ("._",)
+_JUNK_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini", ".localized"}
+
+# The one translation table: core error -> HTTP status. The error's message becomes the plain-text body.
+_HTTP: dict[type[GatewayError], int] = {
+    NotFound: HTTP_NOT_FOUND,
+    PermissionDenied: HTTP_FORBIDDEN,
+    InstitutionNotActive: HTTP_FORBIDDEN,
+    AlreadyExists: HTTP_CONFLICT,
+    ContentRefused: 415,
+    TooLarge: 413,
+    InvalidName: HTTP_BAD_REQUEST,
+    Unsupported: HTTP_FORBIDDEN,
+    IntegrityFailure: HTTP_INTERNAL_ERROR,
+    ServiceUnavailable: 503,
+}
+
+
+class GatewayDAVError(DAVError):
+    """A DAV error whose body is the plain-text reason (no server banner, no HTML)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(status, context_info=message)
+        self.message = message
+
+    def get_response_page(self):
+        return "text/plain; charset=utf-8", f"{util.get_http_status_string(self.value)}\n{self.message}\n".encode()
+
+
+def to_dav_error(exc: GatewayError) -> DAVError:
+    for cls in type(exc).__mro__:
+        if cls in _HTTP:
+            return GatewayDAVError(_HTTP[cls], exc.message)
+    return GatewayDAVError(HTTP_INTERNAL_ERROR, exc.message)
+
+
+def _core(fn, *args):
+    try:
+        return fn(*args)
+    except GatewayError as exc:
+        raise to_dav_error(exc) from None
+
+
+def _is_junk(name: str) -> bool:
+    return name in _JUNK_NAMES or name.startswith(_JUNK_PREFIXES)
+
+
+def _session(environ) -> MailboxSession:
+    s = environ.get(SESSION_KEY)
+    if s is None:  # never proceed as anonymous
+        raise GatewayDAVError(401, "authentication required")
+    return s
+
+
+# -- resources ------------------------------------------------------------------------------------------------
+class _Common:
+    entry: Entry
+    vp: vpath.VPath
+
+    def get_display_name(self):
+        return self.entry.display_name or self.entry.name
+
+    def get_creation_date(self):
+        return self.entry.mtime
+
+    def get_last_modified(self):
+        return self.entry.mtime
+
+    def _check_writable(self):
+        """PROPPATCH and other metadata writes need write permission in the centre."""
+        _core(self.session.check_writable, self.vp)
+
+    def set_property_value(self, name, value, *, dry_run=False):
+        self._check_writable()
+        return super().set_property_value(name, value, dry_run=dry_run)
+
+
+class FolderResource(_Common, DAVCollection):
+    def __init__(self, path: str, environ: dict, session: MailboxSession, vp: vpath.VPath, entry: Entry):
+        super().__init__(path, environ)
+        self.session, self.vp, self.entry = session, vp, entry
+        self._members: list[Entry] | None = None
+
+    def get_etag(self):
+        return None
+
+    def _list(self) -> list[Entry]:
+        if self._members is None:
+            self._members = _core(self.session.list, self.vp)
+        return self._members
+
+    def get_member_names(self):
+        return [e.name for e in self._list()]
+
+    def get_member_list(self):
+        base = self.path.rstrip("/") + "/"
+        return [make_resource(base + e.name + ("/" if e.is_folder else ""), self.environ, self.session,
+                              self.vp.child(e.name), e) for e in self._list()]
+
+    def get_member(self, name):
+        for e in self._list():
+            if e.name == name:
+                return make_resource(self.path.rstrip("/") + "/" + name, self.environ, self.session,
+                                     self.vp.child(name), e)
+        return None
+
+    def create_empty_resource(self, name):
+        if _is_junk(name):
+            return JunkResource(self.path.rstrip("/") + "/" + name, self.environ)
+        return DocumentResource(self.path.rstrip("/") + "/" + name, self.environ, self.session,
+                                self.vp.child(name), None)
+
+    def create_collection(self, name):
+        _core(self.session.mkdir, self.vp.child(name))
+
+    def delete(self):
+        _core(self.session.rmdir, self.vp)
+        self.remove_all_properties(recursive=True)
+        self.remove_all_locks(recursive=True)
+
+    def support_recursive_delete(self):
+        return False
+
+    def copy_move_single(self, dest_path, *, is_move):
+        if is_move:
+            raise GatewayDAVError(HTTP_FORBIDDEN, "folders are moved as a whole")
+        _core(self.session.mkdir, vpath.parse(dest_path))
+        pm = self.provider.prop_manager
+        if pm:
+            pm.copy_properties(self.get_ref_url(), _ref_url(self.provider, dest_path, collection=True))
+
+    def support_recursive_move(self, dest_path):
+        return True
+
+    def move_recursive(self, dest_path):
+        _core(self.session.move, self.vp, vpath.parse(dest_path))
+        pm = self.provider.prop_manager
+        if pm:
+            pm.move_properties(self.get_ref_url(), _ref_url(self.provider, dest_path, collection=True),
+                               with_children=True)
+        return []
+
+
+class _DownloadStream(io.RawIOBase):
+    """File-like view of a core Download for wsgidav's GET (ranges seek); closing it records the download."""
+
+    def __init__(self, download):
+        self._d = download
+        self._pos = 0
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._d.size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self):
+        return self._pos
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            size = self._d.size - self._pos
+        data = _core(self._d.read, self._pos, size)
+        self._pos += len(data)
+        return data
+
+    def readinto(self, b):
+        data = self.read(len(b))
+        b[:len(data)] = data
+        return len(data)
+
+    def close(self):
+        if not self.closed:
+            try:
+                self._d.close()
+            finally:
+                super().close()
+
+
+class _UploadSink:
+    """What wsgidav writes the PUT body into: the core's atomic upload."""
+
+    def __init__(self, upload):
+        self.upload = upload
+        self.received = 0
+
+    def write(self, data):
+        self.received += len(data)
+        _core(self.upload.append, bytes(data))
+
+    def close(self):
+        pass  # the commit happens in end_write, which knows whether the body arrived whole
+
+
+class DocumentResource(_Common, DAVNonCollection):
+    def __init__(self, path, environ, session: MailboxSession, vp: vpath.VPath, entry: Entry | None):
+        super().__init__(path, environ)
+        self.session, self.vp = session, vp
+        self.entry = entry or Entry(vp.name, False)
+        self._sink: _UploadSink | None = None
+
+    def get_content_length(self):
+        return self.entry.size
+
+    def get_content_type(self):
+        return self.entry.content_type or mimetypes.guess_type(self.entry.name)[0] or "application/octet-stream"
+
+    def get_etag(self):
+        return self.entry.sha256[:40] or None
+
+    def support_etag(self):
+        return True
+
+    def support_ranges(self):
+        return True
+
+    def get_content(self):
+        return _DownloadStream(_core(self.session.open_download, self.vp))
+
+    def begin_write(self, *, content_type=None):
+        self._sink = _UploadSink(_core(self.session.open_upload, self.vp))
+        return self._sink
+
+    def end_write(self, *, with_errors):
+        sink, self._sink = self._sink, None
+        if sink is None:
+            return
+        expected = self.environ.get("CONTENT_LENGTH")
+        if not with_errors and expected not in (None, ""):
+            try:
+                short = int(expected) != sink.received
+            except ValueError:
+                short = True
+            if short:
+                with_errors = True
+                log.info("PUT %s: received %d of %s bytes", self.vp, sink.received, expected)
+        if with_errors or self.environ.get("wsgidav.all_input_read") != 1 and expected in (None, ""):
+            _core(sink.upload.abort, "request body incomplete (client gone or length short of Content-Length)")
+            if not with_errors:
+                raise GatewayDAVError(HTTP_BAD_REQUEST, "request body incomplete; nothing was stored")
+            return
+        self.entry = _core(sink.upload.commit)
+
+    def delete(self):
+        _core(self.session.archive, self.vp)
+        self.remove_all_properties(recursive=False)
+        self.remove_all_locks(recursive=False)
+
+    def copy_move_single(self, dest_path, *, is_move):
+        dst = vpath.parse(dest_path)
+        if is_move:
+            _core(self.session.move, self.vp, dst)
+        else:
+            _core(self.session.copy_document, self.vp, dst)
+        pm = self.provider.prop_manager
+        if pm:
+            dest_ref = _ref_url(self.provider, dest_path)
+            if is_move:
+                pm.move_properties(self.get_ref_url(), dest_ref, with_children=False)
+            else:
+                pm.copy_properties(self.get_ref_url(), dest_ref)
+
+    def support_recursive_move(self, dest_path):
+        return False
+
+
+class JunkResource(DAVNonCollection):
+    """``._*`` and ``.DS_Store`` from Finder: accepted and dropped, so the drive stays clean."""
+
+    def get_content_length(self):
+        return 0
+
+    def get_content_type(self):
+        return "application/octet-stream"
+
+    def get_etag(self):
+        return None
+
+    def support_etag(self):
+        return False
+
+    def get_content(self):
+        return io.BytesIO(b"")
+
+    def begin_write(self, *, content_type=None):
+        return io.BytesIO()
+
+    def end_write(self, *, with_errors):
+        pass
+
+    def delete(self):
+        pass
+
+
+def _ref_url(provider, path: str, collection: bool = False) -> str:
+    return quote(provider.share_path + path.rstrip("/") + ("/" if collection and path != "/" else ""))
+
+
+def make_resource(path: str, environ: dict, session: MailboxSession, vp: vpath.VPath, entry: Entry):
+    if entry.is_folder:
+        return FolderResource(path, environ, session, vp, entry)
+    return DocumentResource(path, environ, session, vp, entry)
+
+
+class MailboxProvider(DAVProvider):
+    """The virtual tree of the core as DAV resources; no filesystem behind it."""
+
+    def is_readonly(self):
+        return False
+
+    def get_resource_inst(self, path: str, environ: dict):
+        session = _session(environ)
+        name = path.rstrip("/").rsplit("/", 1)[-1]
+        if _is_junk(name):
+            return None
+        try:
+            vp = vpath.parse(path)
+            entry = session.stat(vp)
+        except NotFound:
+            return None
+        except GatewayError as exc:
+            raise to_dav_error(exc) from None
+        return make_resource(path, environ, session, vp, entry)
+
+
+# -- authentication -------------------------------------------------------------------------------------------
+class GatewayDomainController(BaseDomainController):
+    """HTTP Basic over TLS, verified by the core's one login. No digest, no anonymous."""
+
+    def __init__(self, wsgidav_app, config):
+        super().__init__(wsgidav_app, config)
+        self.mailbox: Mailbox = config["instpages"]["mailbox"]
+        self.cache_seconds: float = config["instpages"]["auth_cache_seconds"]
+
+    def __str__(self):
+        return "GatewayDomainController"
+
+    def get_domain_realm(self, path_info, environ):
+        return REALM
+
+    def require_authentication(self, realm, environ):
+        return True
+
+    def supports_http_digest_auth(self):
+        return False
+
+    def basic_auth_user(self, realm, user_name, password, environ):
+        if "\\" in user_name:  # DOMAIN\user from Windows
+            user_name = user_name.rsplit("\\", 1)[1]
+        source = environ.get("instpages.source") or environ.get("REMOTE_ADDR", "")
+        try:
+            session = self.mailbox.login(PasswordCredentials(user_name, password), protocol="webdav", source=source,
+                                         reuse_seconds=self.cache_seconds)
+        except AuthenticationFailed:
+            return False
+        except GatewayError:
+            log.exception("login failed with a service error")
+            return False
+        environ[SESSION_KEY] = session
+        environ["wsgidav.auth.user_name"] = session.principal.name
+        return True
+
+    def digest_auth_user(self, realm, user_name, environ):  # pragma: no cover - digest is off
+        return False
+
+
+# -- middleware -----------------------------------------------------------------------------------------------
+def _plain(start_response, status: str, text: str, headers: Iterable[tuple[str, str]] = ()) -> list[bytes]:
+    body = (text + "\n").encode()
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
+                            *headers])
+    return [body]
+
+
+class FrontDoor:
+    """Before authentication: OPTIONS (Windows asks it unauthenticated), XML safety, body bounds."""
+
+    def __init__(self, app, source_of=None):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        environ.pop(SESSION_KEY, None)  # only our domain controller sets it
+        method = environ.get("REQUEST_METHOD", "")
+        if method == "OPTIONS":
+            headers = [("DAV", "1, 2"), ("MS-Author-Via", "DAV"), ("Allow", DAV_METHODS), ("Content-Length", "0")]
+            start_response("200 OK", headers)
+            return [b""]
+        if method == "PROPFIND" and environ.get("HTTP_DEPTH", "infinity").strip().lower() == "infinity":
+            body = (b'<?xml version="1.0" encoding="utf-8"?>\n<D:error xmlns:D="DAV:"><D:propfind-finite-depth/>'
+                    b"</D:error>\n")
+            start_response("403 Forbidden", [("Content-Type", "application/xml; charset=utf-8"),
+                                              ("Content-Length", str(len(body)))])
+            return [body]
+        if method in ("PROPFIND", "PROPPATCH", "LOCK", "UNLOCK", "MKCOL", "COPY", "MOVE", "DELETE", "REPORT",
+                      "SEARCH"):
+            refusal = self._check_xml_body(environ)
+            if refusal:
+                return _plain(start_response, "400 Bad Request", refusal)
+        return self.app(environ, start_response)
+
+    @staticmethod
+    def _check_xml_body(environ) -> str | None:
+        length = environ.get("CONTENT_LENGTH") or ""
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if not length and not chunked:
+            return None
+        try:
+            n = int(length) if length else -1
+        except ValueError:
+            return "bad Content-Length"
+        if n == 0:
+            return None
+        if n > MAX_XML_BODY:
+            return "request body too large"
+        data = environ["wsgi.input"].read(n if n > 0 else MAX_XML_BODY + 1)
+        if len(data) > MAX_XML_BODY:
+            return "request body too large"
+        environ["wsgi.input"] = io.BytesIO(data)
+        environ["CONTENT_LENGTH"] = str(len(data))
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
+        if not data.strip():
+            return None
+        if environ.get("REQUEST_METHOD") == "MKCOL":
+            return None  # wsgidav answers 415 for MKCOL with a body
+        try:
+            SafeET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        except DefusedXmlException:
+            return "XML with a DTD, entities or external references is refused"
+        except ParseError:
+            return None  # malformed XML: wsgidav answers 400 with its own reason
+        return None
+
+
+class SessionGuard(BaseMiddleware):
+    """After wsgidav's authenticator: no core session, no access (wsgidav would fall back to anonymous)."""
+
+    def __init__(self, wsgidav_app, next_app, config):
+        super().__init__(wsgidav_app, next_app, config)
+
+    def is_disabled(self):
+        return False
+
+    def __call__(self, environ, start_response):
+        if environ.get(SESSION_KEY) is None:
+            return _plain(start_response, "401 Unauthorized", "authentication required",
+                          [("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')])
+        return self.next_app(environ, start_response)
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="nl"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:sans-serif;margin:2em}}td{{padding:.2em 1em}}th{{text-align:left}}</style></head>
+<body><h1>{title}</h1><p>{user}</p><table><tr><th>Naam / Nom</th><th>Grootte / Taille</th><th>Datum / Date</th></tr>
+{rows}</table></body></html>
+"""
+
+
+class ListingPage(BaseMiddleware):
+    """GET on a folder: a plain HTML listing with download links; every name escaped, no script at all."""
+
+    def __init__(self, wsgidav_app, next_app, config):
+        super().__init__(wsgidav_app, next_app, config)
+        self.mount = config.get("mount_path") or ""
+
+    def is_disabled(self):
+        return False
+
+    def __call__(self, environ, start_response):
+        if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
+            return self.next_app(environ, start_response)
+        session: MailboxSession = environ[SESSION_KEY]
+        path = environ.get("PATH_INFO") or "/"
+        try:
+            vp = vpath.parse(path)
+            entry = session.stat(vp)
+        except NotFound:
+            return self.next_app(environ, start_response)
+        except GatewayError as exc:
+            raise to_dav_error(exc) from None
+        if not entry.is_folder:
+            return self.next_app(environ, start_response)
+        if not path.endswith("/"):
+            start_response("301 Moved Permanently", [("Location", quote(self.mount + path + "/")),
+                                                     ("Content-Length", "0")])
+            return [b""]
+        entries = _core(session.list, vp)
+        rows = []
+        if not vp.is_root:
+            rows.append('<tr><td><a href="../">..</a></td><td></td><td></td></tr>')
+        for e in entries:
+            href = quote(e.name) + ("/" if e.is_folder else "")
+            label = e.name + (f" ({e.display_name})" if e.display_name else "") + ("/" if e.is_folder else "")
+            size = "" if e.is_folder else f"{e.size:,}"
+            when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(e.mtime)) if e.mtime else ""
+            rows.append(f'<tr><td><a href="{html.escape(href, quote=True)}">{html.escape(label)}</a></td>'
+                        f"<td>{size}</td><td>{when}</td></tr>")
+        title = "Institutional Pages " + str(vp)
+        page = _PAGE.format(title=html.escape(title), user=html.escape(f"{session.principal.name}"),
+                            rows="\n".join(rows)).encode()
+        start_response("200 OK", [
+            ("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(page))),
+            ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
+                                        "form-action 'none'; frame-ancestors 'none'"),
+            ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"), ("Cache-Control", "no-store"),
+        ])
+        return [b""] if environ["REQUEST_METHOD"] == "HEAD" else [page]
+
+
+def create_app(mailbox: Mailbox, *, mount_path: str = "/dav", auth_cache_seconds: float = 60,
+               block_size: int = 1024 * 1024):
+    config = {
+        "provider_mapping": {"/": MailboxProvider()},
+        "mount_path": mount_path,
+        "http_authenticator": {"domain_controller": GatewayDomainController, "accept_basic": True,
+                               "accept_digest": False, "default_to_digest": False, "trusted_auth_header": None},
+        "instpages": {"mailbox": mailbox, "auth_cache_seconds": auth_cache_seconds},
+        "middleware_stack": [ErrorPrinter, HTTPAuthenticator, SessionGuard, ListingPage, RequestResolver],
+        "property_manager": DbPropertyManager(mailbox.repo),
+        "lock_storage": DbLockStorage(mailbox.repo),
+        "dir_browser": {"enable": False},
+        "suppress_version_info": True,
+        "add_header_MS_Author_Via": True,
+        "block_size": block_size,
+        "verbose": 1,
+        "logging": {"enable": False},
+        "hotfixes": {"emulate_win32_lastmod": True, "re_encode_path_info": True, "unquote_path_info": False},
+        "simple_dc": {"user_mapping": {}},
+    }
+    return FrontDoor(WsgiDAVApp(config))
+
