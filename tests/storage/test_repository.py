@@ -155,3 +155,24 @@ def test_concurrent_audit_writers_keep_one_chain(repo):
         t.join(60)
     with repo.read() as c:
         assert repo.verify_audit_chain(c) == (60, None)
+
+
+def test_upgrade_from_the_first_revision_keeps_data(tmp_path):
+    """An installed gateway upgrades in place: rows written under revision 0001 survive every later migration."""
+    from alembic import command
+
+    engine = create_engine(f"sqlite:///{tmp_path}/old.db")
+    command.upgrade(alembic_config(engine), "0001")
+    with engine.begin() as c:
+        c.execute(sa.text("INSERT INTO institutions (id, name, status, content_types, language, created_at, "
+                          "status_changed_at) VALUES (:i, 'A', 'active', 'application/pdf', 'nl', "
+                          "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"), {"i": C1})
+        c.execute(sa.text("INSERT INTO accounts (name, role, institution_id, display_name, email, enabled, "
+                          "created_at) VALUES ('arch', 'archiver', :i, '', '', 1, CURRENT_TIMESTAMP)"), {"i": C1})
+    repo = Repository(engine)
+    repo.initialize()
+    with repo.read() as c:
+        assert repo.institution(c, C1).mutable is False
+        assert repo.account_by_name(c, "arch").institution_id == C1
+        assert c.execute(sa.text("PRAGMA foreign_keys")).scalar() == 1
+    engine.dispose()
