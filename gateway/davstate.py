@@ -13,7 +13,7 @@ import time
 import sqlalchemy as sa
 from wsgidav.lock_man.lock_storage import LockStorageDict, normalize_lock_root, validate_lock
 from wsgidav.lock_man.lock_manager import generate_lock_token
-from wsgidav.xml_tools import etree, xml_to_bytes
+from wsgidav.xml_tools import xml_to_bytes
 
 from storage.models import DavLock, DavProperty
 from storage.repository import Repository
@@ -40,15 +40,20 @@ class DbPropertyManager:
             return [r.name for r in c.execute(sa.select(P.c.name).where(P.c.path == norm_url))]
 
     def get_property(self, norm_url, name, environ=None):
+        """The serialized property element (wsgidav parses it); it was stored from a request body that
+        passed the defusedxml check."""
         with self.repo.read() as c:
-            value = c.execute(sa.select(P.c.value).where(P.c.path == norm_url, P.c.name == name)).scalar()
-        # the stored XML was produced by us from an element parsed with defusedxml rules
-        return None if value is None else etree.fromstring(value.encode("utf-8"))
+            return c.execute(sa.select(P.c.value).where(P.c.path == norm_url, P.c.name == name)).scalar()
 
     def write_property(self, norm_url, name, property_value, dry_run=False, environ=None):
         if dry_run:
             return
-        value = xml_to_bytes(property_value, pretty=False).decode("utf-8")
+        if isinstance(property_value, (bytes, bytearray)):
+            value = bytes(property_value).decode("utf-8")
+        elif isinstance(property_value, str):
+            value = property_value
+        else:
+            value = xml_to_bytes(property_value, pretty=False).decode("utf-8")
         with self.repo.write() as c:
             n = c.execute(P.update().where(P.c.path == norm_url, P.c.name == name).values(value=value)).rowcount
             if n == 0:
