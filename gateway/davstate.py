@@ -87,6 +87,16 @@ class DbPropertyManager:
     def _close(self):  # wsgidav calls this on shutdown
         pass
 
+    def under(self, ref_url: str) -> dict[str, list[tuple[str, str]]]:
+        """Every dead property of ``ref_url`` and of everything below it, in one query: {ref_url: [(name, xml)]}."""
+        out: dict[str, list[tuple[str, str]]] = {}
+        base = ref_url.rstrip("/")
+        with self.repo.read() as c:
+            for r in c.execute(sa.select(P.c.path, P.c.name, P.c.value).where(sa.or_(
+                    P.c.path == ref_url, P.c.path == base, _like_children(P.c.path, base)))):
+                out.setdefault(r.path, []).append((r.name, r.value))
+        return out
+
 
 def _encode_lock(lock: dict) -> str:
     out = {}
@@ -167,6 +177,12 @@ class DbLockStorage:
     def delete(self, token):
         with self.repo.write() as c:
             return c.execute(L.delete().where(L.c.token == token)).rowcount > 0
+
+    def roots(self) -> list[str]:
+        """Roots of all live locks (one query; locks are few)."""
+        now = time.time()
+        with self.repo.read() as c:
+            return [r.root for r in c.execute(sa.select(L.c.root, L.c.expire)) if not 0 <= r.expire < now]
 
     def get_lock_list(self, path, *, include_root, include_children, token_only):
         path = normalize_lock_root(path)

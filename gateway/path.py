@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from gateway import enterprise
 from gateway.errors import InvalidName, NotFound
 
-_FORBIDDEN = set('\\/:*?"<>|')
+# "/" separates components; "\\" would be a separator for Windows clients. Other characters Windows dislikes
+# (< > : " | ? *) are allowed: POD MI's file names are theirs, and every page escapes names.
+_FORBIDDEN = set("\\/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +117,7 @@ def check_new_name(path: VPath, *, max_depth: int, max_name_length: int, is_fold
         if comp != comp.strip() or comp.endswith("."):
             raise InvalidName("names may not begin or end with spaces or end with a dot")
         if _FORBIDDEN & set(comp):
-            raise InvalidName('names may not contain any of \\ / : * ? " < > |')
+            raise InvalidName("names may not contain \\ or /")
         if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in comp):
             raise InvalidName("names may not contain control or invisible formatting characters")
 
