@@ -585,17 +585,26 @@ class Download:
         return self.session._entry_for_doc(self.doc)
 
     def read(self, offset: int, size: int) -> bytes:
+        """Bytes handed to the client: fetched and counted."""
+        data = self.fetch(offset, size)
+        self.served(offset, len(data))
+        return data
+
+    def fetch(self, offset: int, size: int) -> bytes:
+        """Decrypt ``[offset, offset + size)`` without counting it as served (read-ahead)."""
         if offset >= self.size or size <= 0:
             return b""
         try:
-            data = self._reader.read_range(offset, min(size, self.size - offset))
+            return self._reader.read_range(offset, min(size, self.size - offset))
         except GatewayError as exc:
             self.failure = exc.message
             raise
-        self._served += len(data)
-        if offset <= self._contiguous < offset + len(data):
-            self._contiguous = offset + len(data)
-        return data
+
+    def served(self, offset: int, n: int) -> None:
+        """Record that the client was sent ``n`` bytes at ``offset`` (the record says complete or aborted)."""
+        self._served += n
+        if offset <= self._contiguous < offset + n:
+            self._contiguous = offset + n
 
     def close(self, aborted: bool = False) -> None:
         if self._closed:

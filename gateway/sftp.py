@@ -262,6 +262,54 @@ class _UploadHandle:
         self.failed: GatewayError | None = None
 
 
+class _DownloadHandle:
+    """Read-ahead over a core Download: the next window is decrypted in a worker thread while the client is
+    sent the current one, so most SFTP reads are answered from memory without a thread hop."""
+
+    WINDOW = 1024 * 1024
+
+    __slots__ = ("download", "start", "data", "next_start", "next")
+
+    def __init__(self, download: Download):
+        self.download = download
+        self.start = 0
+        self.data = b""
+        self.next_start = -1
+        self.next: asyncio.Future | None = None
+
+    def _covers(self, start: int, data: bytes, offset: int, end: int) -> bool:
+        return start <= offset and end <= start + len(data)
+
+    async def read(self, fe: "SFTPFrontend", offset: int, size: int) -> bytes:
+        d = self.download
+        end = min(offset + size, d.size)
+        if offset >= end:
+            return b""
+        if not self._covers(self.start, self.data, offset, end):
+            if self.next is not None and self.next_start <= offset < self.next_start + self.WINDOW:
+                fut, self.next = self.next, None
+                self.start, self.data = self.next_start, await fut
+            if not self._covers(self.start, self.data, offset, end):
+                self.start = offset
+                self.data = await fe.run(d.fetch, offset, max(size, self.WINDOW))
+        piece = self.data[offset - self.start:end - self.start]
+        d.served(offset, len(piece))
+        ahead = self.start + len(self.data)
+        if self.next is None and ahead < d.size:
+            self.next_start = ahead
+            self.next = asyncio.get_running_loop().run_in_executor(fe.executor, d.fetch, ahead, self.WINDOW)
+        return piece
+
+    async def close(self, fe: "SFTPFrontend", dropped: bool) -> None:
+        if self.next is not None:
+            try:
+                await self.next
+            except Exception:
+                pass
+            self.next = None
+        await fe.run(self.download.close, dropped)
+
+
 class GatewaySFTPServer(asyncssh.SFTPServer):
     FLUSH_AT = 1024 * 1024
 
@@ -320,12 +368,15 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
                 raise asyncssh.SFTPOpUnsupported("documents are written once, from the start, and not read back")
             upload = await self._core("open_upload", path)
             return _UploadHandle(upload)
-        return await self._core("open_download", path)
+        return _DownloadHandle(await self._core("open_download", path))
 
     async def read(self, file_obj, offset: int, size: int) -> bytes:
-        if not isinstance(file_obj, Download):
+        if not isinstance(file_obj, _DownloadHandle):
             raise asyncssh.SFTPPermissionDenied("this upload is not readable")
-        data = await self._call(file_obj.read, offset, size)
+        try:
+            data = await file_obj.read(self.fe, offset, size)
+        except GatewayError as exc:
+            raise to_sftp_error(exc) from None
         if not data:
             raise asyncssh.SFTPEOFError()
         return data
@@ -383,8 +434,8 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
 
     async def close(self, file_obj) -> None:
         dropped = _in_connection_cleanup()
-        if isinstance(file_obj, Download):
-            await self.fe.run(file_obj.close, dropped)
+        if isinstance(file_obj, _DownloadHandle):
+            await file_obj.close(self.fe, dropped)
             return
         h: _UploadHandle = file_obj
         if h.failed is not None:
@@ -406,8 +457,8 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         await self._call(h.upload.commit)
 
     async def fstat(self, file_obj) -> SFTPAttrs:
-        if isinstance(file_obj, Download):
-            return _attrs(file_obj.entry)
+        if isinstance(file_obj, _DownloadHandle):
+            return _attrs(file_obj.download.entry)
         h: _UploadHandle = file_obj
         return SFTPAttrs(type=asyncssh.FILEXFER_TYPE_REGULAR, size=h.expected, permissions=statmod.S_IFREG | 0o640,
                          uid=0, gid=0, mtime=int(time.time()), atime=int(time.time()))
