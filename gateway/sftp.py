@@ -286,9 +286,16 @@ class _DownloadHandle:
         if offset >= end:
             return b""
         if not self._covers(self.start, self.data, offset, end):
-            if self.next is not None and self.next_start <= offset < self.next_start + self.WINDOW:
+            if self.next is not None:
+                # one reader, one thread at a time: the read-ahead finishes before anything else is fetched
                 fut, self.next = self.next, None
-                self.start, self.data = self.next_start, await fut
+                data = await fut
+                if self.start <= offset < self.start + len(self.data) == self.next_start:
+                    # the read straddles the window's end: keep its tail and append the read-ahead
+                    self.data = self.data[offset - self.start:] + data
+                    self.start = offset
+                elif self.next_start <= offset < self.next_start + len(data):
+                    self.start, self.data = self.next_start, data
             if not self._covers(self.start, self.data, offset, end):
                 self.start = offset
                 self.data = await fe.run(d.fetch, offset, max(size, self.WINDOW))
