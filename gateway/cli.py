@@ -18,8 +18,15 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in the CLI's one-line format (operators' scripts parse stderr)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"instpages: error: {message} (see {self.prog} --help)\n")
+
+
 def _common(default=None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+    p = _Parser(add_help=False)
     p.add_argument("--data-dir", default=default, help="data folder (default ./var, or $INSTPAGES_DATA_DIR)")
     p.add_argument("--config", default=default, help="TOML configuration file (default $INSTPAGES_CONFIG)")
     return p
@@ -28,7 +35,7 @@ def _common(default=None) -> argparse.ArgumentParser:
 def parser() -> argparse.ArgumentParser:
     # the options are accepted before and after the command; SUPPRESS keeps a later level from resetting them
     common = _common(argparse.SUPPRESS)
-    ap = argparse.ArgumentParser(prog="instpages", description="Institutional Pages gateway", parents=[_common()])
+    ap = _Parser(prog="instpages", description="Institutional Pages gateway", parents=[_common()])
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("init", parents=[common], help="create the data folder, database and keys")
@@ -134,7 +141,10 @@ def _dispatch(args, cfg: Config) -> int:
             if demo_info:
                 print(demo_info.replace("{port}", str(srv.sftp.port)), flush=True)
 
-        server.run(cfg, services, on_ready=ready)
+        try:
+            server.run(cfg, services, on_ready=ready)
+        except OSError as exc:
+            raise GatewayError(f"cannot start: {exc.strerror or exc}") from None
         return 0
 
     services = build(cfg)
@@ -167,9 +177,11 @@ def _admin_command(args, cfg: Config, admin: Administration) -> int:
             keys = []
             for f in args.ssh_key:
                 try:
-                    keys.append(Path(f).read_text())
+                    keys.append(Path(f).read_text(encoding="utf-8"))
                 except OSError as exc:
                     raise GatewayError(f"cannot read SSH key file {f}: {exc.strerror}") from None
+                except UnicodeDecodeError:
+                    raise GatewayError(f"{f} is not an OpenSSH public key file") from None
             password = None
             if args.password_stdin:
                 password = sys.stdin.readline().rstrip("\r\n")
@@ -194,6 +206,10 @@ def _admin_command(args, cfg: Config, admin: Administration) -> int:
     if args.command == "audit":
         if args.sub == "verify":
             n, broken = admin.audit_verify()
+            if broken == -1:
+                print(f"instpages: error: audit record broken: its newest events were removed (the chain head "
+                      f"does not match event {n}, the last one present)", file=sys.stderr)
+                return EXIT_ERROR
             if broken is not None:
                 print(f"instpages: error: audit record broken at event {broken} (after {n} good events)",
                       file=sys.stderr)
