@@ -117,11 +117,17 @@ def run(cmd: list[str], timeout: float, what: str, **kw) -> subprocess.Completed
 
 
 def stop_process_group(proc: subprocess.Popen | None, what: str, grace: float = 10.0) -> None:
-    """SIGTERM the process group we created for ``proc`` (start_new_session=True), then SIGKILL."""
-    if proc is None:
+    """SIGTERM the process group we created for ``proc`` (start_new_session=True), then SIGKILL.
+
+    Never signals a leader that has already been reaped: pids wrap quickly on a busy machine
+    (pid_max is often 32768), and a stale group id may belong to somebody else by now.
+    """
+    if proc is None or proc.poll() is not None:
         return
-    pgid = proc.pid  # session/group leader: pgid == pid
+    pgid = proc.pid  # session/group leader: pgid == pid, valid while the leader is unreaped
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        if proc.poll() is not None:
+            break
         try:
             os.killpg(pgid, sig)
         except ProcessLookupError:
@@ -130,12 +136,6 @@ def stop_process_group(proc: subprocess.Popen | None, what: str, grace: float = 
             proc.wait(timeout=wait)
         except subprocess.TimeoutExpired:
             continue
-        # leader gone; make sure stragglers of the group are gone too
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.2)
     if proc.poll() is None:
         log(f"warning: {what} (pid {proc.pid}) did not stop")
 
@@ -664,6 +664,7 @@ class GatewayServer:
         self.log = work / "serve.log"
         self.base = gateway_base_cmd(args)
         self.env = client_env()
+        self.starts = 0
 
     def cli(self, *argv: str, timeout: float = 120) -> str:
         cp = run(self.base + list(argv) + ["--data-dir", str(self.data_dir)], timeout,
@@ -686,6 +687,13 @@ class GatewayServer:
             INSTPAGES_SFTP_HOST=HOST,
             INSTPAGES_DOCUMENTS_MAX_SIZE=str(self.max_size),
         )
+        # the other front-end must not take a fixed port that another gateway on this machine may hold
+        if self.args.webdav == "off":
+            env["INSTPAGES_WEBDAV_ENABLED"] = "false"
+        else:
+            env["INSTPAGES_WEBDAV_HOST"] = HOST
+            env["INSTPAGES_WEBDAV_PORT"] = str(free_port())
+        self.starts += 1
         logf = open(self.log, "ab")
         try:
             self.proc = subprocess.Popen(self.base + ["serve", "--data-dir", str(self.data_dir)], cwd=REPO, env=env,
@@ -698,6 +706,14 @@ class GatewayServer:
     def stop(self) -> None:
         stop_process_group(self.proc, "instpages serve", grace=15)
         self.proc = None
+
+    def death_report(self) -> str | None:
+        """None while the server runs; else how it ended, with the end of its log."""
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        rc = self.proc.returncode
+        how = f"killed by signal {-rc}" if rc < 0 else f"exit code {rc}"
+        return f"instpages serve (pid {self.proc.pid}) is gone: {how}{tail(self.log, 15)}"
 
     @property
     def pid(self) -> int:
@@ -781,7 +797,7 @@ def print_table(rows: list[Row], out=sys.stdout) -> None:
     for b in body:
         print("  ".join(c.ljust(widths[i]) if i in (0, 4) else c.rjust(widths[i]) for i, c in enumerate(b)), file=out)
     notes = [f"  {r.label}: {r.note}" for r in rows if r.note]
-    notes += [f"  {r.label}: FAILED: {r.error}" for r in rows if r.error]
+    notes += [f"  {r.label}: FAILED: {r.error.splitlines()[0]}" for r in rows if r.error]
     if notes:
         print("notes:", file=out)
         print("\n".join(notes), file=out)
@@ -1148,13 +1164,35 @@ class Bench:
         for s in order:
             log(f"scenario {s}")
             try:
+                self.ensure_gateway()
                 getattr(self, f"scen_{s}")()
             except BenchError as exc:
-                log(f"scenario {s} FAILED: {exc}")
-                self.rows[s].error = str(exc).strip()
+                msg = str(exc).strip()
+                death = self.gw.death_report() if self.gw is not None else None
+                if death:
+                    msg += "\n" + death
+                log(f"scenario {s} FAILED: {msg}")
+                self.rows[s].error = msg
                 self.failed = True
         if self.gw_run_sampler is not None:
             self.gw_run_sampler.__exit__(None, None, None)
+
+    def ensure_gateway(self) -> None:
+        """If the gateway died in an earlier scenario, say so and start it again on its data dir."""
+        if self.gw is None:
+            return
+        death = self.gw.death_report()
+        if death is None:
+            return
+        log(f"warning: {death}")
+        self.extra.setdefault("gateway_deaths", []).append(death)
+        self.gw.proc = None
+        self.gw.start()
+        t = self.gateway_target()
+        t.port, t.pid = self.gw.port, self.gw.pid
+        if self.gw_run_sampler is not None:
+            self.gw_run_sampler.pid = self.gw.pid
+        log(f"gateway restarted (pid {self.gw.pid}, port {self.gw.port})")
 
     def result_rows(self) -> list[Row]:
         shown = [r for k, r in self.rows.items()
@@ -1189,7 +1227,7 @@ def rows_to_json(rows: list[Row], bench: Bench, args, started: float) -> dict:
         "params": {"size_gib": args.size_gib, "big_file_bytes": bench.ds.big_size if hasattr(bench, "ds") else None,
                    "ls_docs": args.ls_docs, "small_files": args.small_files, "sessions": args.sessions,
                    "repeats": args.repeats, "big_repeats": args.big_repeats, "quick": args.quick,
-                   "only": sorted(bench.scenarios), "peer_only": args.peer_only},
+                   "only": sorted(bench.scenarios), "peer_only": args.peer_only, "webdav": args.webdav},
         "extra": bench.extra,
         "results": [
             {"scenario": r.key, "label": r.label, "unit": r.unit, "better": r.better, "target": r.target,
@@ -1217,6 +1255,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--peer-only", action="store_true", help="run the sshd side only (tests the harness)")
     p.add_argument("--gateway-cmd", help="how to call the gateway CLI (default .venv/bin/instpages, else "
                                          "python -m gateway)")
+    p.add_argument("--webdav", choices=["on", "off"], default="on",
+                   help="the gateway's WebDAV front-end: on (a free 127.0.0.1 port, as deployed) or off")
     p.add_argument("--tmp-dir", help="parent of the temp dir holding the data and both servers' files "
                                      "(default: the system temp dir)")
     p.add_argument("--download-dir", help="parent of the client's download dir (default: /dev/shm when it "
