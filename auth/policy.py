@@ -56,7 +56,8 @@ def decide(p: Principal, action: Action, institution_id: str, status: str) -> De
         if action in (Action.UPLOAD, Action.MKDIR):
             return Decision.ALLOWED if status == ACTIVE else Decision.NOT_ACTIVE
         if action is Action.SEE:
-            return Decision.ALLOWED if status == ACTIVE else Decision.HIDDEN
+            # listed in "/" only when active (the core filters); addressed directly, the refusal names the status
+            return Decision.ALLOWED if status == ACTIVE else Decision.NOT_ACTIVE
         if action is Action.LIST:
             # an uploader lists folders and its own uploads only (the core filters by owner)
             return Decision.ALLOWED if status == ACTIVE else Decision.NOT_ACTIVE

@@ -645,8 +645,7 @@ class Upload:
         if self._done:
             raise GatewayError("upload already finished")
         if self._writer.size + len(data) > self.max_size:
-            self.abort(f"larger than the maximum size of {self.max_size} bytes")
-            raise TooLarge(f"document exceeds the maximum size of {self.max_size} bytes")
+            raise self.refuse(TooLarge(f"document exceeds the maximum size of {self.max_size} bytes"))
         self._writer.write(data)
 
     def abort(self, reason: str = "upload interrupted") -> None:
@@ -662,7 +661,11 @@ class Upload:
                 s._audit(c, "upload", "aborted", self.path, document_id=self.doc_id, nbytes=self._writer.size,
                          detail=reason)
 
-    def _refuse(self, err: GatewayError) -> GatewayError:
+    def refuse(self, err: GatewayError) -> GatewayError:
+        """The upload breaks a rule (size, content, name...): drop it and record the refusal with its reason.
+        Returns ``err`` for the caller to raise."""
+        if self._done:
+            return err
         self._done = True
         s = self.session
         self._writer.abort()
@@ -681,7 +684,7 @@ class Upload:
         ref = self._writer.finish()
         inst = s.mailbox.institution(path.institution)
         if inst is None or inst.status != "active":
-            raise self._refuse(InstitutionNotActive(path.institution, inst.status if inst else "unknown"))
+            raise self.refuse(InstitutionNotActive(path.institution, inst.status if inst else "unknown"))
 
         if not self.staged:
             with s.repo.read() as c:
@@ -690,7 +693,7 @@ class Upload:
             if same:
                 return self._noop(existing)
             if existing is not None and not inst.mutable:
-                raise self._refuse(AlreadyExists())
+                raise self.refuse(AlreadyExists())
         try:
             reader = self._writer.open_reader()
             try:
@@ -698,7 +701,7 @@ class Upload:
             finally:
                 reader.close()
         except ContentRefused as exc:
-            raise self._refuse(exc)
+            raise self.refuse(exc)
         self._writer.commit()
         state = "staged" if self.staged else "committed"
         try:
@@ -731,7 +734,7 @@ class Upload:
                 same = s._delivered_before(c, inst, path, ref.sha256, ref.size, existing)
             if same:
                 return self._noop(existing)
-            raise self._refuse(AlreadyExists())
+            raise self.refuse(AlreadyExists())
         except BaseException:
             s.mailbox.blobs.delete(ref.blob_id)
             raise

@@ -171,6 +171,7 @@ class _SSHConnection(asyncssh.SSHServer):
         self._source = ""
         self._username = ""
         self._methods_tried: set[str] = set()
+        self._failure_recorded = False  # the core already put this connection's failed login on the record
         self._conn: asyncssh.SSHServerConnection | None = None
         #: set once the core has accepted the login; asyncssh may open the SFTP channel before that
         self.ready = asyncio.Event()
@@ -183,7 +184,7 @@ class _SSHConnection(asyncssh.SSHServer):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fe.connections.discard(self._conn)
-        if self.session is None and self._methods_tried:
+        if self.session is None and self._methods_tried and not self._failure_recorded:
             # keys offered but none accepted: one failed login on the record (password failures are recorded
             # by the core as they happen)
             methods = ",".join(sorted(self._methods_tried - {"password"}))
@@ -243,6 +244,7 @@ class _SSHConnection(asyncssh.SSHServer):
             self.session = await self.fe.run(
                 lambda: self.fe.mailbox.login(creds, protocol="sftp", source=self._source))
         except (AuthenticationFailed, GatewayError):
+            self._failure_recorded = True
             if self._conn is not None:
                 self._conn.close()
         finally:
@@ -436,7 +438,7 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
             except Exception:
                 pass
             h.flushing = None
-        await self.fe.run(h.upload.abort, err.message)
+        await self.fe.run(h.upload.refuse, err)
         raise to_sftp_error(err)
 
     async def close(self, file_obj) -> None:

@@ -53,7 +53,7 @@ def test_uploader_is_told_the_centre_does_not_take_uploads(status):
     up = P["uploader"]
     assert decide(up, Action.UPLOAD, OTHER, status) is N
     assert decide(up, Action.MKDIR, OTHER, status) is N
-    assert decide(up, Action.SEE, OTHER, status) is H  # not listed in "/"
+    assert decide(up, Action.SEE, OTHER, status) is N  # not listed in "/", and told why when addressed
     assert decide(up, Action.READ, OTHER, status) is D
 
 

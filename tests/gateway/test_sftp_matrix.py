@@ -61,7 +61,7 @@ def expected(user: str, centre: str) -> dict:
             return dict(root=True, ls=OK, stat=OK, get=(DENIED, None), put=OK, mkdir=OK, rm=(DENIED, None),
                         rename=not_renamable)
         not_active = (DENIED, f"status: {STATUS[centre]}")
-        return dict(root=False, ls=not_active, stat=HIDDEN, get=(DENIED, None), put=not_active, mkdir=not_active,
+        return dict(root=False, ls=not_active, stat=not_active, get=(DENIED, None), put=not_active, mkdir=not_active,
                     rm=(DENIED, None), rename=HIDDEN)
     if user == "cell":
         return dict(root=True, ls=(DENIED, None), stat=(DENIED, "does not read"), get=(DENIED, None),
