@@ -43,12 +43,21 @@ class CertificateCredentials:
 
 
 @dataclass(frozen=True)
+class ClientCertificateCredentials:
+    """An X.509 client certificate the TLS layer verified (chain and validity); pinned to a machine account by
+    the SHA-256 fingerprint of its DER encoding."""
+
+    fingerprint: str
+    username: str = ""
+
+
+@dataclass(frozen=True)
 class PasswordCredentials:
     username: str
     password: str = field(repr=False)
 
 
-Credentials = PublicKeyCredentials | CertificateCredentials | PasswordCredentials
+Credentials = PublicKeyCredentials | CertificateCredentials | ClientCertificateCredentials | PasswordCredentials
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,17 @@ class LocalAuthenticator:
             if not Role(acc.role).is_machine:
                 raise AuthenticationFailed("certificates are for machine accounts")
             return Authenticated(acc.id, "certificate")
+
+        if isinstance(creds, ClientCertificateCredentials):
+            with self.repo.read() as c:
+                acc = self.repo.account_for_certificate(c, creds.fingerprint)
+            if acc is None:
+                raise AuthenticationFailed("client certificate not registered")
+            if not acc.enabled:
+                raise AuthenticationFailed("account disabled")
+            if not Role(acc.role).is_machine:
+                raise AuthenticationFailed("pinned client certificates are for machine accounts")
+            return Authenticated(acc.id, "client-certificate")
 
         if isinstance(creds, PasswordCredentials):
             if not creds.password:

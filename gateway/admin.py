@@ -8,6 +8,8 @@ import getpass
 from dataclasses import dataclass
 
 import asyncssh
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 
 from auth.authenticator import hash_password
 from auth.policy import STATUSES
@@ -118,7 +120,7 @@ class Administration:
 
     # -- accounts --------------------------------------------------------------------------------------------
     def add_account(self, name: str, role: str, institution: str | None = None, ssh_keys: list[str] = (),
-                    password: str | None = None, display_name: str = "") -> int:
+                    password: str | None = None, display_name: str = "", client_certs: list[str] = ()) -> int:
         if not name or len(name) > 64 or not all(ch.isalnum() or ch in "-_.@" for ch in name):
             raise AdminError("account names are 1-64 letters, digits, '-', '_', '.', '@'")
         try:
@@ -141,6 +143,15 @@ class Administration:
             except (asyncssh.KeyImportError, ValueError):
                 raise AdminError("not an OpenSSH public key") from None
             parsed.append(key)
+        certs = []
+        for pem in client_certs:
+            try:
+                cert = x509.load_pem_x509_certificate(pem.encode() if isinstance(pem, str) else pem)
+            except ValueError:
+                raise AdminError("not a PEM X.509 certificate") from None
+            if not r.is_machine:
+                raise AdminError("pinned client certificates are for machine accounts (people use their eID)")
+            certs.append(cert)
         with self.repo.write() as c:
             try:
                 account_id = self.repo.add_account(c, name, r.value, inst_id,
@@ -148,9 +159,14 @@ class Administration:
                 for key in parsed:
                     self.repo.add_ssh_key(c, account_id, key.get_fingerprint("sha256"),
                                           key.export_public_key().decode().strip(), key.get_comment() or "")
+                for cert in certs:
+                    self.repo.add_client_certificate(
+                        c, account_id, cert.fingerprint(hashes.SHA256()).hex(),
+                        cert.public_bytes(serialization.Encoding.PEM).decode(), cert.subject.rfc4514_string()[:500])
             except Conflict as exc:
                 raise AdminError(str(exc)) from None
-            self._audit(c, "account-add", inst_id, detail=f"account={name} role={r.value} keys={len(parsed)}")
+            self._audit(c, "account-add", inst_id,
+                        detail=f"account={name} role={r.value} keys={len(parsed)} certificates={len(certs)}")
         return account_id
 
     def accounts(self) -> list:

@@ -65,6 +65,8 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--role", required=True, choices=["uploader", "archiver", "staff", "local-admin", "security-cell"])
     a.add_argument("--institution")
     a.add_argument("--ssh-key", action="append", default=[], metavar="FILE", help="OpenSSH public key file")
+    a.add_argument("--client-cert", action="append", default=[], metavar="FILE",
+                   help="PEM client certificate for the HTTPS port (machine accounts), pinned by fingerprint")
     a.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     a.add_argument("--display-name", default="")
     acc.add_parser("list", parents=[common])
@@ -182,12 +184,18 @@ def _admin_command(args, cfg: Config, admin: Administration) -> int:
                     raise GatewayError(f"cannot read SSH key file {f}: {exc.strerror}") from None
                 except UnicodeDecodeError:
                     raise GatewayError(f"{f} is not an OpenSSH public key file") from None
+            certs = []
+            for f in args.client_cert:
+                try:
+                    certs.append(Path(f).read_text(encoding="utf-8"))
+                except (OSError, UnicodeDecodeError):
+                    raise GatewayError(f"cannot read certificate file {f}") from None
             password = None
             if args.password_stdin:
                 password = sys.stdin.readline().rstrip("\r\n")
                 if not password:
                     raise GatewayError("no password on standard input")
-            admin.add_account(args.name, args.role, args.institution, keys, password, args.display_name)
+            admin.add_account(args.name, args.role, args.institution, keys, password, args.display_name, certs)
             print(f"added account {args.name} ({args.role})")
         else:
             _print_table([[a.name, a.role, a.institution_id or "-", "yes" if a.enabled else "no"]

@@ -55,6 +55,9 @@ class WebDAVConfig:
     auth_cache_seconds: int = 60
     #: bytes per read when streaming a document
     block_size: int = 1024 * 1024
+    #: PEM bundle of CAs whose client certificates the HTTPS port accepts (e.g. the Belgian eID chain);
+    #: pinned certificates of machine accounts are trusted in addition
+    client_ca_file: str = ""
 
 
 @dataclass(frozen=True)

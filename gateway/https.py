@@ -5,6 +5,7 @@ cheroot runs its own worker threads; the WSGI application calls the (synchronous
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 
 from cheroot import wsgi
@@ -42,12 +43,33 @@ class HTTPSFrontend:
         dispatcher = wsgi.PathInfoDispatcher({"/dav": self.dav_app, "/": root_app})
         self.server = wsgi.Server((cfg.host, cfg.port), dispatcher, numthreads=cfg.threads,
                                   server_name="instpages", timeout=60, request_queue_size=256)
+        self.mailbox = mailbox
+        self.context = None
+        self._trusted: set[str] = set()
         if not cfg.plain_http:
             tls.ensure_self_signed(config.tls_cert_path, config.tls_key_path, [cfg.host])
             adapter = BuiltinSSLAdapter(str(config.tls_cert_path), str(config.tls_key_path))
-            adapter.context = tls.server_context(config.tls_cert_path, config.tls_key_path)
+            self.context = adapter.context = tls.server_context(config.tls_cert_path, config.tls_key_path)
+            # client certificates are optional on this port: people use passwords (and later their eID),
+            # machine accounts may present a certificate pinned to them
+            self.context.verify_mode = ssl.CERT_OPTIONAL
+            if cfg.client_ca_file:
+                self.context.load_verify_locations(cafile=cfg.client_ca_file)
+            self.refresh_trust()
             self.server.ssl_adapter = adapter
         self._thread: threading.Thread | None = None
+
+    def refresh_trust(self) -> int:
+        """Trust the pinned client certificates registered since the last call (new TLS handshakes see them)."""
+        if self.context is None:
+            return 0
+        repo = self.mailbox.repo
+        with repo.read() as c:
+            pems = [p for p in repo.client_certificate_pems(c) if p not in self._trusted]
+        for pem in pems:
+            self.context.load_verify_locations(cadata=pem)
+            self._trusted.add(pem)
+        return len(pems)
 
     def start(self) -> int:
         self.server.prepare()

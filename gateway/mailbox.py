@@ -78,6 +78,11 @@ class Mailbox:
         """Protocol pre-check (SSH's key query); proves nothing, records nothing."""
         return self.authenticator.accepts_public_key(username, fingerprint)
 
+    def knows_client_certificate(self, fingerprint: str) -> bool:
+        """Is this TLS client certificate pinned to an account? (checked before trying it; records nothing)"""
+        with self.repo.read() as c:
+            return self.repo.account_for_certificate(c, fingerprint) is not None
+
     def login(self, creds: Credentials, *, protocol: str, source: str,
               reuse_seconds: float = 0) -> "MailboxSession":
         """The one login of every front-end. ``reuse_seconds`` > 0 lets a protocol that sends the same

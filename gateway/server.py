@@ -15,6 +15,7 @@ from gateway.sftp import SFTPFrontend
 log = logging.getLogger("instpages.server")
 
 HOUSEKEEPING_SECONDS = 3600
+TRUST_REFRESH_SECONDS = 30
 
 
 class GatewayServer:
@@ -39,11 +40,20 @@ class GatewayServer:
                      self.config.webdav.host, port)
 
     async def _housekeeping(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_expiry = loop.time()
         while not self._stop.is_set():
             try:
-                await asyncio.wait_for(self._stop.wait(), HOUSEKEEPING_SECONDS)
+                await asyncio.wait_for(self._stop.wait(), TRUST_REFRESH_SECONDS)
             except asyncio.TimeoutError:
-                await asyncio.get_running_loop().run_in_executor(self.executor, self.services.mailbox.expire_staged)
+                try:
+                    if self.https is not None:
+                        await loop.run_in_executor(self.executor, self.https.refresh_trust)
+                    if loop.time() - last_expiry >= HOUSEKEEPING_SECONDS:
+                        last_expiry = loop.time()
+                        await loop.run_in_executor(self.executor, self.services.mailbox.expire_staged)
+                except Exception:  # keep serving; the next round tries again
+                    log.exception("housekeeping failed")
 
     def request_stop(self) -> None:
         self._stop.set()

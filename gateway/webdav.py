@@ -34,7 +34,10 @@ from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 from xml.etree.ElementTree import ParseError
 
-from auth.authenticator import AuthenticationFailed, PasswordCredentials
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from auth.authenticator import AuthenticationFailed, ClientCertificateCredentials, PasswordCredentials
 from gateway import path as vpath
 from gateway.davstate import DbLockStorage, DbPropertyManager
 from gateway.errors import (AlreadyExists, ContentRefused, GatewayError, InstitutionNotActive, IntegrityFailure,
@@ -73,8 +76,17 @@ class GatewayDAVError(DAVError):
         super().__init__(status, context_info=message)
         self.message = message
 
-    def get_response_page(self):
-        return "text/plain; charset=utf-8", f"{util.get_http_status_string(self.value)}\n{self.message}\n".encode()
+
+def _plain_error_page(self: DAVError):
+    """Every error body is plain text: the status and the reason, no HTML, no server banner."""
+    if self.err_condition:
+        return "application/xml; charset=utf-8", self.err_condition.as_string().encode()
+    reason = getattr(self, "message", None) or self.context_info or ""
+    return "text/plain; charset=utf-8", f"{util.get_http_status_string(self.value)}\n{reason}\n".encode()
+
+
+# wsgidav renders its own errors (409 for a missing parent, 423 Locked...) as HTML naming its version
+DAVError.get_response_page = _plain_error_page
 
 
 def to_dav_error(exc: GatewayError) -> DAVError:
@@ -399,7 +411,27 @@ class GatewayDomainController(BaseDomainController):
         return REALM
 
     def require_authentication(self, realm, environ):
-        return True
+        """A verified client certificate pinned to a machine account logs in without Basic credentials."""
+        if environ is None:  # wsgidav's start-up probe
+            return True
+        if environ.get("SSL_CLIENT_VERIFY") != "SUCCESS" or not environ.get("SSL_CLIENT_CERT"):
+            return True
+        try:
+            cert = x509.load_pem_x509_certificate(environ["SSL_CLIENT_CERT"].encode())
+        except ValueError:
+            return True
+        fingerprint = cert.fingerprint(hashes.SHA256()).hex()
+        if not self.mailbox.knows_client_certificate(fingerprint):
+            return True  # not a machine certificate: Basic (and, later, eID rules) apply
+        source = environ.get("instpages.source") or environ.get("REMOTE_ADDR", "")
+        try:
+            session = self.mailbox.login(ClientCertificateCredentials(fingerprint), protocol="webdav", source=source,
+                                         reuse_seconds=self.cache_seconds)
+        except GatewayError:
+            return True  # refused (and recorded): no session, so the request ends in 401
+        environ[SESSION_KEY] = session
+        environ["wsgidav.auth.user_name"] = session.principal.name
+        return False
 
     def supports_http_digest_auth(self):
         return False

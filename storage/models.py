@@ -66,6 +66,20 @@ class SSHKey(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class ClientCertificate(Base):
+    """An X.509 client certificate that logs a machine account in on the HTTPS port, pinned by fingerprint."""
+
+    __tablename__ = "client_certificates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    #: SHA-256 of the DER certificate, lower-case hex
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    pem: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class Grant(Base):
     __tablename__ = "grants"
     __table_args__ = (UniqueConstraint("account_id", "institution_id"),)

@@ -17,7 +17,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from storage import db
-from storage.models import Account, AuditEvent, AuditHead, Document, Folder, Grant, Institution, SSHKey
+from storage.models import (Account, AuditEvent, AuditHead, ClientCertificate, Document, Folder, Grant, Institution,
+                            SSHKey)
 
 I = Institution.__table__
 A = Account.__table__
@@ -27,6 +28,7 @@ F = Folder.__table__
 D = Document.__table__
 E = AuditEvent.__table__
 H = AuditHead.__table__
+CC = ClientCertificate.__table__
 
 GENESIS = "0" * 64
 
@@ -177,6 +179,20 @@ class Repository:
 
     def account_for_key(self, c: Connection, fingerprint: str):
         return c.execute(sa.select(A).join(K, K.c.account_id == A.c.id).where(K.c.fingerprint == fingerprint)).first()
+
+    def add_client_certificate(self, c: Connection, account_id: int, fingerprint: str, pem: str, subject: str) -> None:
+        try:
+            with c.begin_nested():
+                c.execute(CC.insert().values(account_id=account_id, fingerprint=fingerprint, pem=pem, subject=subject,
+                                             created_at=utcnow()))
+        except IntegrityError:
+            raise Conflict(f"certificate {fingerprint} is already registered") from None
+
+    def account_for_certificate(self, c: Connection, fingerprint: str):
+        return c.execute(sa.select(A).join(CC, CC.c.account_id == A.c.id).where(CC.c.fingerprint == fingerprint)).first()
+
+    def client_certificate_pems(self, c: Connection) -> list[str]:
+        return [r.pem for r in c.execute(sa.select(CC.c.pem))]
 
     def grants_of(self, c: Connection, account_id: int) -> list:
         return list(c.execute(sa.select(G.c.institution_id, G.c.can_remove, G.c.can_write)

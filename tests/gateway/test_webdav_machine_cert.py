@@ -1,0 +1,71 @@
+"""Machine accounts on the HTTPS port: a client certificate pinned to the account by fingerprint."""
+from __future__ import annotations
+
+import datetime
+import subprocess
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from gateway.admin import AdminError
+from tests import pdfsamples
+from tests.conftest import CENTRE_A, STAFF_PASSWORD
+
+
+def make_cert(tmp_path, name: str):
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cpath, kpath = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    cpath.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    kpath.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption()))
+    return cpath, kpath
+
+
+def curl(*args):
+    return subprocess.run(["curl", "-sk", "-o", "-", "-w", "\n%{http_code}", *args], capture_output=True,
+                          timeout=60)
+
+
+def test_uploader_puts_by_webdav_with_its_pinned_certificate(world, tmp_path):
+    cert, key = make_cert(tmp_path, "podmi-dav")
+    world.admin.add_account("podmi-dav", "uploader", client_certs=[cert.read_text()])
+    world._server.https.refresh_trust()
+    pdf = pdfsamples.minimal_pdf("by webdav with a certificate")
+    (tmp_path / "doc.pdf").write_bytes(pdf)
+    url = f"{world.dav_url}/{CENTRE_A}/dav-cert/doc.pdf"
+    r = curl("--cert", str(cert), "--key", str(key), "-X", "MKCOL", f"{world.dav_url}/{CENTRE_A}/dav-cert/")
+    assert r.stdout.endswith(b"201"), r.stdout
+    r = curl("--cert", str(cert), "--key", str(key), "-T", str(tmp_path / "doc.pdf"), url)
+    assert r.stdout.endswith(b"201"), r.stdout
+    # the centre's staff read it; the uploader itself may not
+    r = curl("-u", f"staff-a:{STAFF_PASSWORD}", url)
+    assert r.stdout[:-4] == pdf
+    r = curl("--cert", str(cert), "--key", str(key), url)
+    assert r.stdout.endswith(b"403")
+    events = [e for e in world.audit(limit=30) if e.actor == "podmi-dav"]
+    assert ("login", "ok") in [(e.action, e.outcome) for e in events]
+    assert any(e.action == "upload" and e.outcome == "committed" and e.path.endswith("/dav-cert/doc.pdf")
+               for e in events)
+
+
+def test_unknown_certificate_gets_401(world, tmp_path):
+    cert, key = make_cert(tmp_path, "nobody")
+    r = curl("--cert", str(cert), "--key", str(key), f"{world.dav_url}/{CENTRE_A}/")
+    # an untrusted self-signed certificate fails the handshake, or at best gets no session
+    assert r.returncode != 0 or r.stdout.endswith(b"401")
+
+
+def test_people_do_not_get_pinned_certificates(world, tmp_path):
+    cert, _ = make_cert(tmp_path, "staff-cert")
+    with pytest.raises(AdminError, match="machine accounts"):
+        world.admin.add_account("staff-cert", "staff", password="a long password 1", client_certs=[cert.read_text()])
