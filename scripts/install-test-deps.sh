@@ -2,10 +2,11 @@
 # Installs the Debian packages the test suite drives for real, only those missing:
 #   openssh-client  (sftp, ssh-keygen: the real SSH client of the tests)
 #   postgresql      (a throwaway cluster when $DATABASE_URL is not set)
+#   curl, litmus, cadaver, rclone  (the real WebDAV clients of tests/gateway/test_webdav*.py)
 # Never starts a system service: a policy-rc.d forbids service starts during the install.
 set -euo pipefail
 
-packages=(openssh-client postgresql)
+packages=(openssh-client postgresql curl litmus cadaver rclone)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$pkg")
