@@ -5,10 +5,10 @@ Like the SFTP front-end it only translates: HTTP Basic credentials into one ``Ma
 decides who may do what, and nothing proceeds as "anonymous": a request without a core session never reaches
 the provider.
 
-Middleware order (outermost first): :class:`FrontDoor` (OPTIONS without authentication, XML bodies checked with
-defusedxml, ``Depth: infinity`` PROPFIND refused, bodies bounded), wsgidav's ErrorPrinter and HTTPAuthenticator
-(Basic only, our domain controller), :class:`SessionGuard` (401 unless the core accepted the login),
-:class:`ListingPage` (a safe HTML listing for browsers), wsgidav's RequestResolver.
+Middleware order (outermost first): :class:`FrontDoor` (OPTIONS without authentication), wsgidav's ErrorPrinter
+and HTTPAuthenticator (Basic only, our domain controller), :class:`SessionGuard` (401 unless the core accepted the
+login), :class:`RequestChecks` (XML bodies checked with defusedxml, bounded, ``Depth: infinity`` refused),
+:class:`FastPropfind`, :class:`ListingPage` (a safe HTML listing for browsers), wsgidav's RequestResolver.
 """
 from __future__ import annotations
 
@@ -181,6 +181,10 @@ class FolderResource(_Common, DAVCollection):
         _core(self.session.mkdir, self.vp.child(name))
 
     def delete(self):
+        # wsgidav also calls this on the destination of MOVE/COPY with Overwrite: T and expects it to be recursive
+        self._members = None  # a DELETE request may have removed members since they were listed
+        for member in self.get_member_list():
+            member.delete()
         _core(self.session.rmdir, self.vp)
         self.remove_all_properties(recursive=True)
         self.remove_all_locks(recursive=True)
@@ -191,7 +195,14 @@ class FolderResource(_Common, DAVCollection):
     def copy_move_single(self, dest_path, *, is_move):
         if is_move:
             raise GatewayDAVError(HTTP_FORBIDDEN, "folders are moved as a whole")
-        _core(self.session.mkdir, vpath.parse(dest_path))
+        dest = vpath.parse(dest_path)
+        try:
+            self.session.mkdir(dest)
+        except AlreadyExists:  # COPY onto an existing folder (Overwrite: T) keeps it and merges into it
+            if not _core(self.session.stat, dest).is_folder:
+                raise to_dav_error(AlreadyExists()) from None
+        except GatewayError as exc:
+            raise to_dav_error(exc) from None
         pm = self.provider.prop_manager
         if pm:
             pm.copy_properties(self.get_ref_url(), _ref_url(self.provider, dest_path, collection=True))
@@ -333,7 +344,11 @@ class DocumentResource(_Common, DAVNonCollection):
                 pm.copy_properties(self.get_ref_url(), dest_ref)
 
     def support_recursive_move(self, dest_path):
-        return False
+        return True  # otherwise wsgidav deletes the source again after copy_move_single moved it
+
+    def move_recursive(self, dest_path):
+        self.copy_move_single(dest_path, is_move=True)
+        return []
 
 
 class JunkResource(DAVNonCollection):
@@ -389,10 +404,24 @@ class MailboxProvider(DAVProvider):
             vp = vpath.parse(path)
             entry = session.stat(vp)
         except NotFound:
-            return None
+            return self._locked_placeholder(path, environ, session)
         except GatewayError as exc:
             raise to_dav_error(exc) from None
         return make_resource(path, environ, session, vp, entry)
+
+    def _locked_placeholder(self, path: str, environ: dict, session: MailboxSession):
+        """LOCK on a name that holds nothing yet (Windows and Office lock before they PUT): the locked name is a
+        placeholder until the PUT stores the document. Nothing is stored for it."""
+        if not self.lock_manager or path.endswith("/") or not self.lock_manager.get_url_lock_list(
+                _ref_url(self, path)):
+            return None
+        try:
+            vp = vpath.parse(path)
+            if session.stat(vp.parent).is_folder:
+                return DocumentResource(path, environ, session, vp, None)
+        except GatewayError:
+            pass
+        return None
 
 
 # -- authentication -------------------------------------------------------------------------------------------
@@ -465,7 +494,7 @@ def _plain(start_response, status: str, text: str, headers: Iterable[tuple[str, 
 
 
 class FrontDoor:
-    """Before authentication: OPTIONS (Windows asks it unauthenticated), XML safety, body bounds."""
+    """Before authentication: OPTIONS, which Windows sends unauthenticated, and nothing else."""
 
     def __init__(self, app, source_of=None):
         self.app = app
@@ -477,6 +506,18 @@ class FrontDoor:
             headers = [("DAV", "1, 2"), ("MS-Author-Via", "DAV"), ("Allow", DAV_METHODS), ("Content-Length", "0")]
             start_response("200 OK", headers)
             return [b""]
+        return self.app(environ, start_response)
+
+
+class RequestChecks(BaseMiddleware):
+    """After login (so that a request without valid credentials gets 401 first): XML bodies checked with
+    defusedxml before wsgidav parses them, bodies bounded, ``Depth: infinity`` PROPFIND refused."""
+
+    def is_disabled(self):
+        return False
+
+    def __call__(self, environ, start_response):
+        method = environ.get("REQUEST_METHOD", "")
         if method == "PROPFIND" and environ.get("HTTP_DEPTH", "infinity").strip().lower() == "infinity":
             body = (b'<?xml version="1.0" encoding="utf-8"?>\n<D:error xmlns:D="DAV:"><D:propfind-finite-depth/>'
                     b"</D:error>\n")
@@ -488,7 +529,7 @@ class FrontDoor:
             refusal = self._check_xml_body(environ)
             if refusal:
                 return _plain(start_response, "400 Bad Request", refusal)
-        return self.app(environ, start_response)
+        return self.next_app(environ, start_response)
 
     @staticmethod
     def _check_xml_body(environ) -> str | None:
@@ -747,8 +788,8 @@ def create_app(mailbox: Mailbox, *, mount_path: str = "/dav", auth_cache_seconds
         "http_authenticator": {"domain_controller": GatewayDomainController, "accept_basic": True,
                                "accept_digest": False, "default_to_digest": False, "trusted_auth_header": None},
         "instpages": {"mailbox": mailbox, "auth_cache_seconds": auth_cache_seconds},
-        "middleware_stack": [ErrorPrinter, HTTPAuthenticator, SessionGuard, FastPropfind, ListingPage,
-                             RequestResolver],
+        "middleware_stack": [ErrorPrinter, HTTPAuthenticator, SessionGuard, RequestChecks, FastPropfind,
+                             ListingPage, RequestResolver],
         "property_manager": DbPropertyManager(mailbox.repo),
         "lock_storage": DbLockStorage(mailbox.repo),
         "dir_browser": {"enable": False},
