@@ -116,15 +116,18 @@ def run(cmd: list[str], timeout: float, what: str, **kw) -> subprocess.Completed
     return cp
 
 
-def stop_process_group(proc: subprocess.Popen | None, what: str, grace: float = 10.0) -> None:
+def stop_process_group(proc: subprocess.Popen | None, what: str, grace: float = 10.0) -> dict | None:
     """SIGTERM the process group we created for ``proc`` (start_new_session=True), then SIGKILL.
 
     Never signals a leader that has already been reaped: pids wrap quickly on a busy machine
     (pid_max is often 32768), and a stale group id may belong to somebody else by now.
+    Returns how the stop went: seconds from SIGTERM to exit, whether SIGKILL was needed, the exit status.
     """
     if proc is None or proc.poll() is not None:
-        return
+        return None
     pgid = proc.pid  # session/group leader: pgid == pid, valid while the leader is unreaped
+    t0 = time.perf_counter()
+    killed = False
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         if proc.poll() is not None:
             break
@@ -132,12 +135,19 @@ def stop_process_group(proc: subprocess.Popen | None, what: str, grace: float = 
             os.killpg(pgid, sig)
         except ProcessLookupError:
             break
+        killed = sig == signal.SIGKILL
         try:
             proc.wait(timeout=wait)
         except subprocess.TimeoutExpired:
             continue
+    info = {"seconds": round(time.perf_counter() - t0, 2), "sigkill": killed, "returncode": proc.poll()}
     if proc.poll() is None:
         log(f"warning: {what} (pid {proc.pid}) did not stop")
+    elif killed:
+        log(f"warning: {what} ignored SIGTERM for {grace:.0f} s and was killed")
+    else:
+        log(f"{what} stopped {info['seconds']:.2f} s after SIGTERM (exit {proc.returncode})")
+    return info
 
 
 def median(xs: list[float]) -> float:
@@ -665,6 +675,7 @@ class GatewayServer:
         self.base = gateway_base_cmd(args)
         self.env = client_env()
         self.starts = 0
+        self.stop_info: dict | None = None
 
     def cli(self, *argv: str, timeout: float = 120) -> str:
         cp = run(self.base + list(argv) + ["--data-dir", str(self.data_dir)], timeout,
@@ -704,7 +715,9 @@ class GatewayServer:
         log(f"gateway pid {self.proc.pid} on {HOST}:{self.port}, data dir {self.data_dir}")
 
     def stop(self) -> None:
-        stop_process_group(self.proc, "instpages serve", grace=15)
+        info = stop_process_group(self.proc, "instpages serve", grace=15)
+        if info is not None:
+            self.stop_info = info
         self.proc = None
 
     def death_report(self) -> str | None:
@@ -882,6 +895,13 @@ class Bench:
         for t, _ in self.targets:
             self.client.session(t, t.reader, ["ls /"] if t.name == "gateway" else [f"ls {q(t.path())}"], 60,
                                 "first login")
+        if self.gw is not None:
+            time.sleep(1)
+            kib, nproc = tree_rss_kib(self.gw.pid)
+            r = self._info_row("rss_idle", "gateway RSS, idle after one login", "MB")
+            r.gateway.append(kib * 1024 / MB)
+            r.note = f"{nproc} process(es), {len(os.listdir(f'/proc/{self.gw.pid}/task'))} threads"
+            log(f"gateway idle RSS {kib * 1024 / MB:.1f} MB ({r.note})")
         self.seed_sshd()
 
     def download_dir(self) -> Path:
@@ -1228,7 +1248,7 @@ def rows_to_json(rows: list[Row], bench: Bench, args, started: float) -> dict:
                    "ls_docs": args.ls_docs, "small_files": args.small_files, "sessions": args.sessions,
                    "repeats": args.repeats, "big_repeats": args.big_repeats, "quick": args.quick,
                    "only": sorted(bench.scenarios), "peer_only": args.peer_only, "webdav": args.webdav},
-        "extra": bench.extra,
+        "extra": dict(bench.extra, gateway_stop=bench.gw.stop_info if bench.gw is not None else None),
         "results": [
             {"scenario": r.key, "label": r.label, "unit": r.unit, "better": r.better, "target": r.target,
              "sshd": r.sshd, "gateway": r.gateway, "sshd_median": r.med("sshd"), "gateway_median": r.med("gateway"),
@@ -1247,7 +1267,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sessions", type=int, default=None, help="concurrent sessions (default 100)")
     p.add_argument("--repeats", type=int, default=None, help="repetitions of the short scenarios, median taken "
                                                              "(default 3)")
-    p.add_argument("--big-repeats", type=int, default=None, help="repetitions of GET/PUT (default 1)")
+    p.add_argument("--big-repeats", type=int, default=None, help="repetitions of GET/PUT (default 3, --quick 1)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run in well under a minute")
     p.add_argument("--only", action="append", metavar="SCENARIO",
                    help=f"run only these scenarios ({', '.join(SCENARIOS)}); repeat or comma-separate")
@@ -1265,7 +1285,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep-tmp", action="store_true", help="do not delete the temp dir (debugging)")
     a = p.parse_args(argv)
     quick = dict(size_gib=1 / 64, small_files=50, ls_docs=300, sessions=10, repeats=3, big_repeats=1)
-    full = dict(size_gib=1.0, small_files=2000, ls_docs=10000, sessions=100, repeats=3, big_repeats=1)
+    full = dict(size_gib=1.0, small_files=2000, ls_docs=10000, sessions=100, repeats=3, big_repeats=3)
     for k, v in (quick if a.quick else full).items():
         if getattr(a, k) is None:
             setattr(a, k, v)
