@@ -1,20 +1,26 @@
 """Turning credentials into an authenticated account.
 
-The authenticator is pluggable (LDAP and second factors arrive as further implementations); the core service
-calls :meth:`Authenticator.authenticate` from its one ``login`` and builds the :class:`~auth.principal.Principal`.
-Failures raise :class:`AuthenticationFailed` whose ``message`` is always the same generic text; the precise
-reason travels in ``reason`` for the audit record only.
+The core service calls :meth:`GatewayAuthenticator.authenticate` from its one ``login`` and builds the
+:class:`~auth.principal.Principal`. Failures raise :class:`AuthenticationFailed` whose ``message`` is always the
+same generic text; the precise reason travels in ``reason`` for the audit record only.
+
+First factors: SSH keys and certificates (proven by the SSH layer), pinned TLS client certificates, passwords
+(argon2 hashes here, or the organisation's LDAP directory). Second factors: token card codes, the eID
+certificate (its subject serialNumber must be the person's national register number), device passwords.
+Which combinations each kind of account needs is decided by :func:`auth.factors.method_allowed`.
 """
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import argon2
 
+from auth.factors import method_allowed
 from auth.principal import Role
+from auth.secondfactor import DevicePasswords, TokenCards
 from gateway.errors import AuthenticationFailed as _GenericFailure
+from gateway.errors import ServiceUnavailable
 from storage.repository import Repository
 
 
@@ -22,6 +28,7 @@ class AuthenticationFailed(_GenericFailure):
     def __init__(self, reason: str):
         super().__init__()  # generic message for the client
         self.reason = reason  # server-side only
+        self.delay = 0.0      # seconds the front-end waits before answering (brute-force slow-down)
 
 
 @dataclass(frozen=True)
@@ -44,8 +51,7 @@ class CertificateCredentials:
 
 @dataclass(frozen=True)
 class ClientCertificateCredentials:
-    """An X.509 client certificate the TLS layer verified (chain and validity); pinned to a machine account by
-    the SHA-256 fingerprint of its DER encoding."""
+    """A TLS client certificate the TLS layer verified; pinned to a machine account by fingerprint."""
 
     fingerprint: str
     username: str = ""
@@ -57,7 +63,34 @@ class PasswordCredentials:
     password: str = field(repr=False)
 
 
-Credentials = PublicKeyCredentials | CertificateCredentials | ClientCertificateCredentials | PasswordCredentials
+@dataclass(frozen=True)
+class TokenCredentials:
+    """Password, then the code with number ``number`` of the person's token card."""
+
+    username: str
+    password: str = field(repr=False)
+    number: int = 0
+    code: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class EidCredentials:
+    """Password, and an eID authentication certificate the TLS layer verified (chain, dates, clientAuth);
+    ``nrn`` is its subject serialNumber."""
+
+    username: str
+    password: str = field(repr=False)
+    nrn: str = ""
+
+
+@dataclass(frozen=True)
+class DevicePasswordCredentials:
+    username: str
+    secret: str = field(repr=False)
+
+
+Credentials = (PublicKeyCredentials | CertificateCredentials | ClientCertificateCredentials | PasswordCredentials
+               | TokenCredentials | EidCredentials | DevicePasswordCredentials)
 
 
 @dataclass(frozen=True)
@@ -67,7 +100,7 @@ class Authenticated:
 
 
 class Authenticator(Protocol):
-    def authenticate(self, creds: Credentials) -> Authenticated: ...
+    def authenticate(self, creds: Credentials, protocol: str = "sftp") -> Authenticated: ...
 
     def accepts_public_key(self, username: str, fingerprint: str) -> bool: ...
 
@@ -88,70 +121,129 @@ def hash_password(password: str) -> str:
     return _HASHER.hash(password)
 
 
-class LocalAuthenticator:
-    """Accounts, keys and password hashes in the gateway's own database."""
+def _verify(stored: str | None, password: str) -> bool:
+    try:
+        return _HASHER.verify(stored or _dummy(), password) and stored is not None
+    except (argon2.exceptions.VerifyMismatchError, argon2.exceptions.InvalidHashError,
+            argon2.exceptions.VerificationError):
+        return False
 
-    def __init__(self, repo: Repository, trusted_ca_fingerprints: frozenset[str] = frozenset()):
+
+class GatewayAuthenticator:
+    def __init__(self, repo: Repository, trusted_ca_fingerprints: frozenset[str] = frozenset(), *,
+                 tokens: TokenCards | None = None, devices: DevicePasswords | None = None, directory=None,
+                 second_factor_required: bool = True):
         self.repo = repo
         self.trusted_ca_fingerprints = trusted_ca_fingerprints
+        self.tokens = tokens or TokenCards(repo)
+        self.devices = devices or DevicePasswords(repo)
+        self.directory = directory  # auth.ldap.Directory, or None
+        self.second_factor_required = second_factor_required
+
+    # -- lookups ---------------------------------------------------------------------------------------------
+    def account(self, username: str):
+        with self.repo.read() as c:
+            return self.repo.account_by_name(c, username)
 
     def accepts_public_key(self, username: str, fingerprint: str) -> bool:
         with self.repo.read() as c:
             acc = self.repo.account_for_key(c, fingerprint)
-        return bool(acc and acc.enabled and hmac.compare_digest(acc.name, username))
+        if not (acc and acc.enabled and acc.name == username):
+            return False
+        return method_allowed(Role(acc.role), "publickey", "sftp", allow_keys=bool(acc.allow_keys))
 
-    def authenticate(self, creds: Credentials) -> Authenticated:
+    # -- the decision ----------------------------------------------------------------------------------------
+    def _permit(self, acc, method: str, protocol: str) -> Authenticated:
+        if not acc.enabled:
+            raise AuthenticationFailed("account disabled")
+        if not method_allowed(Role(acc.role), method, protocol, second_factor_required=self.second_factor_required,
+                              allow_keys=bool(acc.allow_keys)):
+            raise AuthenticationFailed(f"{method} is not enough for a {acc.role} account over {protocol}")
+        return Authenticated(acc.id, method)
+
+    def _first_factor(self, username: str, password: str):
+        """The account whose password this is, verified locally or by the directory; or raise."""
+        if not password:
+            raise AuthenticationFailed("empty password")
+        acc = self.account(username)
+        if acc is not None and acc.source == "ldap" or acc is None and self.directory is not None:
+            if self.directory is None:
+                raise AuthenticationFailed("directory account but no directory configured")
+            user = self.directory.authenticate(username, password)  # raises AuthenticationFailed/ServiceUnavailable
+            return acc or self._provision(user)
+        if not _verify(acc.password_hash if acc is not None else None, password) or acc is None:
+            raise AuthenticationFailed("unknown account" if acc is None else "wrong password")
+        return acc
+
+    def _provision(self, user):
+        """First login of a directory person: an account row (role staff) to hang grants and records on."""
+        from storage.repository import Conflict
+
+        with self.repo.write() as c:
+            try:
+                self.repo.add_account(c, user.username, Role.STAFF.value, None, None, user.display_name[:200],
+                                      source="ldap", nrn=(user.nrn or "")[:11])
+            except Conflict:
+                pass
+        return self.account(user.username)
+
+    def authenticate(self, creds: Credentials, protocol: str = "sftp") -> Authenticated:
         if isinstance(creds, PublicKeyCredentials):
             with self.repo.read() as c:
                 acc = self.repo.account_for_key(c, creds.fingerprint)
             if acc is None or acc.name != creds.username:
                 raise AuthenticationFailed("public key not registered for this account")
-            if not acc.enabled:
-                raise AuthenticationFailed("account disabled")
-            return Authenticated(acc.id, "publickey")
+            return self._permit(acc, "publickey", protocol)
 
         if isinstance(creds, CertificateCredentials):
             if creds.ca_fingerprint not in self.trusted_ca_fingerprints:
                 raise AuthenticationFailed("certificate from an untrusted CA")
-            with self.repo.read() as c:
-                acc = self.repo.account_by_name(c, creds.username)
+            acc = self.account(creds.username)
             if acc is None:
                 raise AuthenticationFailed("certificate principal names no account")
-            if not acc.enabled:
-                raise AuthenticationFailed("account disabled")
-            if not Role(acc.role).is_machine:
-                raise AuthenticationFailed("certificates are for machine accounts")
-            return Authenticated(acc.id, "certificate")
+            return self._permit(acc, "certificate", protocol)
 
         if isinstance(creds, ClientCertificateCredentials):
             with self.repo.read() as c:
                 acc = self.repo.account_for_certificate(c, creds.fingerprint)
             if acc is None:
                 raise AuthenticationFailed("client certificate not registered")
-            if not acc.enabled:
-                raise AuthenticationFailed("account disabled")
-            if not Role(acc.role).is_machine:
-                raise AuthenticationFailed("pinned client certificates are for machine accounts")
-            return Authenticated(acc.id, "client-certificate")
+            return self._permit(acc, "client-certificate", protocol)
+
+        if isinstance(creds, DevicePasswordCredentials):
+            acc = self.account(creds.username)
+            if acc is None or not self.devices.verify(acc.id, creds.secret):
+                _verify(None, creds.secret)  # comparable timing
+                raise AuthenticationFailed("unknown account" if acc is None else "not a valid device password")
+            return self._permit(acc, "device-password", protocol)
+
+        if isinstance(creds, TokenCredentials):
+            acc = self._first_factor(creds.username, creds.password)
+            if not self.tokens.verify(acc.id, creds.number, creds.code):
+                raise AuthenticationFailed(f"wrong or expired token code (number {creds.number})")
+            return self._permit(acc, "password+token", protocol)
+
+        if isinstance(creds, EidCredentials):
+            acc = self._first_factor(creds.username, creds.password)
+            nrn = acc.nrn
+            if acc.source == "ldap" and self.directory is not None:
+                user = self.directory.lookup(acc.name)
+                nrn = user.nrn if user is not None else ""
+            if not creds.nrn or not nrn or creds.nrn != nrn:
+                raise AuthenticationFailed("the eID certificate belongs to someone else")
+            return self._permit(acc, "password+eid", protocol)
 
         if isinstance(creds, PasswordCredentials):
-            if not creds.password:
-                raise AuthenticationFailed("empty password")
-            with self.repo.read() as c:
-                acc = self.repo.account_by_name(c, creds.username)
-            stored = acc.password_hash if acc is not None and acc.password_hash else _dummy()
-            try:
-                ok = _HASHER.verify(stored, creds.password)
-            except (argon2.exceptions.VerifyMismatchError, argon2.exceptions.InvalidHashError):
-                ok = False
-            if acc is None:
-                raise AuthenticationFailed("unknown account")
-            if not ok or not acc.password_hash:
-                raise AuthenticationFailed("wrong password")
-            if not acc.enabled:
-                raise AuthenticationFailed("account disabled")
-            if Role(acc.role).is_machine:
-                raise AuthenticationFailed("machine accounts log in with keys")
-            return Authenticated(acc.id, "password")
+            acc = self._first_factor(creds.username, creds.password)
+            return self._permit(acc, "password", protocol)
 
         raise AuthenticationFailed("unsupported credentials")  # pragma: no cover
+
+
+# the name the services wiring and older tests use
+LocalAuthenticator = GatewayAuthenticator
+
+__all__ = ["AuthenticationFailed", "Authenticated", "Authenticator", "CertificateCredentials",
+           "ClientCertificateCredentials", "DevicePasswordCredentials", "EidCredentials", "GatewayAuthenticator",
+           "LocalAuthenticator", "PasswordCredentials", "PublicKeyCredentials", "ServiceUnavailable",
+           "TokenCredentials", "hash_password"]

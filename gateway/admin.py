@@ -16,6 +16,7 @@ from auth.policy import STATUSES
 from auth.principal import Role
 from gateway import enterprise
 from gateway import path as vpath
+from auth.networks import parse_networks
 from gateway.content import ContentPolicy
 from gateway.errors import GatewayError, NotFound
 from gateway.mailbox import Mailbox
@@ -120,7 +121,8 @@ class Administration:
 
     # -- accounts --------------------------------------------------------------------------------------------
     def add_account(self, name: str, role: str, institution: str | None = None, ssh_keys: list[str] = (),
-                    password: str | None = None, display_name: str = "", client_certs: list[str] = ()) -> int:
+                    password: str | None = None, display_name: str = "", client_certs: list[str] = (), *,
+                    allow_keys: bool = False, ldap: bool = False, nrn: str = "", networks: str = "") -> int:
         if not name or len(name) > 64 or not all(ch.isalnum() or ch in "-_.@" for ch in name):
             raise AdminError("account names are 1-64 letters, digits, '-', '_', '.', '@'")
         try:
@@ -136,6 +138,13 @@ class Administration:
             raise AdminError("machine accounts log in with SSH keys or certificates, not passwords")
         if password is not None and len(password) < 12:
             raise AdminError("passwords must be at least 12 characters")
+        if r.is_machine and (allow_keys or ldap or nrn):
+            raise AdminError("--allow-keys, --ldap and --nrn are for people's accounts")
+        if ldap and password:
+            raise AdminError("a directory account's password is the directory's")
+        if nrn and not (len(nrn) == 11 and nrn.isdigit()):
+            raise AdminError("a national register number has 11 digits")
+        networks = self._networks(networks)
         parsed = []
         for text in ssh_keys:
             try:
@@ -155,7 +164,9 @@ class Administration:
         with self.repo.write() as c:
             try:
                 account_id = self.repo.add_account(c, name, r.value, inst_id,
-                                                   hash_password(password) if password else None, display_name)
+                                                   hash_password(password) if password else None, display_name,
+                                                   allow_keys=allow_keys, source="ldap" if ldap else "local",
+                                                   nrn=nrn, networks=networks)
                 for key in parsed:
                     self.repo.add_ssh_key(c, account_id, key.get_fingerprint("sha256"),
                                           key.export_public_key().decode().strip(), key.get_comment() or "")
@@ -168,6 +179,78 @@ class Administration:
             self._audit(c, "account-add", inst_id,
                         detail=f"account={name} role={r.value} keys={len(parsed)} certificates={len(certs)}")
         return account_id
+
+    @staticmethod
+    def _networks(text: str) -> str:
+        try:
+            return ",".join(str(n) for n in parse_networks(text or ""))
+        except ValueError as exc:
+            raise AdminError(str(exc)) from None
+
+    def set_account_networks(self, name: str, networks: str) -> None:
+        nets = self._networks(networks)
+        with self.repo.write() as c:
+            acc = self._account(c, name)
+            self.repo.set_account(c, acc.id, networks=nets)
+            self._audit(c, "account-networks", acc.institution_id, detail=f"account={name} networks={nets or 'any'}")
+
+    def set_institution_networks(self, raw_id: str, networks: str) -> None:
+        inst_id = self._institution_id(raw_id)
+        nets = self._networks(networks)
+        with self.repo.write() as c:
+            self.repo.configure_institution(c, inst_id, networks=nets)
+            self._audit(c, "institution-networks", inst_id, detail=f"networks={nets or 'any'}")
+        self.mailbox.forget_institution(inst_id)
+
+    def set_account_enabled(self, name: str, enabled: bool) -> None:
+        with self.repo.write() as c:
+            acc = self._account(c, name)
+            self.repo.set_account(c, acc.id, enabled=enabled)
+            self._audit(c, "account-enable" if enabled else "account-disable", acc.institution_id,
+                        detail=f"account={name}")
+
+    # -- second factors ----------------------------------------------------------------------------------------
+    def issue_token_card(self, name: str) -> list[tuple[int, str]]:
+        with self.repo.read() as c:
+            acc = self._account(c, name)
+        if Role(acc.role).is_machine:
+            raise AdminError("token cards are for people")
+        card = self.mailbox.authenticator.tokens.issue(acc.id)
+        with self.repo.write() as c:
+            self._audit(c, "token-issue", acc.institution_id, detail=f"account={name} codes={len(card)}")
+        return card
+
+    def revoke_token_card(self, name: str) -> None:
+        with self.repo.read() as c:
+            acc = self._account(c, name)
+        if not self.mailbox.authenticator.tokens.revoke(acc.id):
+            raise AdminError(f"{name} has no token card")
+        with self.repo.write() as c:
+            self._audit(c, "token-revoke", acc.institution_id, detail=f"account={name}")
+
+    def create_device_password(self, name: str, label: str = "", days: int | None = None) -> tuple[int, str]:
+        with self.repo.read() as c:
+            acc = self._account(c, name)
+        if Role(acc.role).is_machine:
+            raise AdminError("device passwords are for people")
+        device_id, secret = self.mailbox.authenticator.devices.create(acc.id, label, days)
+        with self.repo.write() as c:
+            self._audit(c, "device-password-create", acc.institution_id,
+                        detail=f"account={name} id={device_id} label={label!r}")
+        return device_id, secret
+
+    def device_passwords(self, name: str) -> list:
+        with self.repo.read() as c:
+            acc = self._account(c, name)
+        return self.mailbox.authenticator.devices.list(acc.id)
+
+    def revoke_device_password(self, name: str, device_id: int) -> None:
+        with self.repo.read() as c:
+            acc = self._account(c, name)
+        if not self.mailbox.authenticator.devices.revoke(acc.id, device_id):
+            raise AdminError(f"{name} has no live device password {device_id}")
+        with self.repo.write() as c:
+            self._audit(c, "device-password-revoke", acc.institution_id, detail=f"account={name} id={device_id}")
 
     def accounts(self) -> list:
         with self.repo.read() as c:

@@ -58,6 +58,54 @@ class WebDAVConfig:
     #: PEM bundle of CAs whose client certificates the HTTPS port accepts (e.g. the Belgian eID chain);
     #: pinned certificates of machine accounts are trusted in addition
     client_ca_file: str = ""
+    #: PEM CRL files of those CAs; when set, a revoked client certificate fails the handshake
+    client_crl_files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    #: "required": people log in with a first and a second factor on every protocol (token card over SFTP;
+    #: eID certificate + password, or a device password, over WebDAV). "off" accepts a password alone and is
+    #: meant for test set-ups only (a warning is logged at start).
+    second_factor: str = "required"
+    token_codes: int = 24
+    token_challenge_seconds: int = 300
+    device_password_days: int = 90
+    #: failed logins per account name and per source address inside this window count towards a delay/ban
+    failure_window_seconds: int = 900
+    #: answers to failed logins are delayed by base * 2^(failures-1) seconds, capped
+    failure_delay_base: float = 0.25
+    failure_delay_max: float = 4.0
+    #: this many failures inside the window ban the account name / source address for ban_seconds
+    ban_after: int = 10
+    ban_seconds: int = 900
+    #: X-Forwarded-For is honoured only when the connection comes from one of these addresses/ranges
+    trusted_proxies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LDAPConfig:
+    enabled: bool = False
+    uris: tuple[str, ...] = ()
+    start_tls: bool = True
+    ca_file: str = ""
+    bind_dn: str = ""
+    #: the service account's password; prefer INSTPAGES_LDAP_BIND_PASSWORD to writing it in a file
+    bind_password: str = ""
+    user_dn_template: str = ""
+    user_base: str = ""
+    user_filter: str = "(&(objectClass=inetOrgPerson)(uid={username}))"
+    disabled_filter: str = ""
+    attr_username: str = "uid"
+    attr_display_name: str = "cn"
+    attr_email: str = "mail"
+    attr_nrn: str = "serialNumber"
+    group_base: str = ""
+    group_filter: str = "(member={dn})"
+    group_pattern: str = r"^cn=ocmw-(?P<institution>\d{10})-(?P<access>staff|remove|admin),"
+    timeout: float = 5.0
+    cache_seconds: int = 300
+    pool_size: int = 4
 
 
 @dataclass(frozen=True)
@@ -98,6 +146,8 @@ class Config:
     node_id: str = ""
     sftp: SFTPConfig = field(default_factory=SFTPConfig)
     webdav: WebDAVConfig = field(default_factory=WebDAVConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    ldap: LDAPConfig = field(default_factory=LDAPConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     documents: DocumentsConfig = field(default_factory=DocumentsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -161,6 +211,15 @@ def _convert(key: str, value: Any, typ: Any, from_env: bool) -> Any:
             except ValueError:
                 pass
         raise ConfigError(f"configuration key {key}: expected an integer, got {value!r}")
+    if typ is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if from_env and isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"configuration key {key}: expected a number, got {value!r}")
     if typ is str:
         if isinstance(value, str):
             return value
@@ -181,6 +240,22 @@ def _validate(cfg: Config) -> None:
 
     need(0 <= cfg.sftp.port <= 65535, "sftp.port", "must be between 0 and 65535")
     need(0 <= cfg.webdav.port <= 65535, "webdav.port", "must be between 0 and 65535")
+    need(cfg.auth.second_factor in ("required", "off"), "auth.second_factor", 'must be "required" or "off"')
+    need(4 <= cfg.auth.token_codes <= 100, "auth.token_codes", "must be between 4 and 100")
+    need(cfg.auth.token_challenge_seconds > 0, "auth.token_challenge_seconds", "must be positive")
+    need(1 <= cfg.auth.device_password_days <= 3650, "auth.device_password_days", "must be between 1 and 3650")
+    need(cfg.auth.ban_after >= 1, "auth.ban_after", "must be at least 1")
+    need(cfg.auth.failure_delay_base >= 0 and cfg.auth.failure_delay_max >= 0, "auth.failure_delay_base",
+         "delays must not be negative")
+    for net in cfg.auth.trusted_proxies:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            need(False, "auth.trusted_proxies", f"{net!r} is not an address or CIDR range")
+    need(not cfg.ldap.enabled or bool(cfg.ldap.uris), "ldap.uris", "give at least one URI when LDAP is enabled")
+    need(not cfg.ldap.enabled or bool(cfg.ldap.user_dn_template or cfg.ldap.user_base), "ldap.user_base",
+         "give user_base (search then bind) or user_dn_template (direct bind)")
+    need(cfg.ldap.timeout > 0, "ldap.timeout", "must be positive")
     need(1 <= cfg.webdav.threads <= 1024, "webdav.threads", "must be between 1 and 1024")
     need(cfg.webdav.auth_cache_seconds >= 0, "webdav.auth_cache_seconds", "must not be negative")
     need(65536 <= cfg.webdav.block_size <= 16 * 1024 * 1024, "webdav.block_size", "must be between 65536 and 16777216")

@@ -39,7 +39,7 @@ class HTTPSFrontend:
         self.config = config
         cfg = config.webdav
         self.dav_app = create_app(mailbox, mount_path="/dav", auth_cache_seconds=cfg.auth_cache_seconds,
-                                  block_size=cfg.block_size)
+                                  block_size=cfg.block_size, trusted_proxies=config.auth.trusted_proxies)
         dispatcher = wsgi.PathInfoDispatcher({"/dav": self.dav_app, "/": root_app})
         self.server = wsgi.Server((cfg.host, cfg.port), dispatcher, numthreads=cfg.threads,
                                   server_name="instpages", timeout=60, request_queue_size=256)
@@ -55,6 +55,9 @@ class HTTPSFrontend:
             self.context.verify_mode = ssl.CERT_OPTIONAL
             if cfg.client_ca_file:
                 self.context.load_verify_locations(cafile=cfg.client_ca_file)
+            for crl in cfg.client_crl_files:
+                self.context.load_verify_locations(cafile=crl)
+                self.context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
             self.refresh_trust()
             self.server.ssl_adapter = adapter
         self._thread: threading.Thread | None = None

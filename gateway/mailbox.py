@@ -17,13 +17,15 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from auth.authenticator import AuthenticationFailed, Authenticator, Credentials
+from auth.networks import in_networks, parse_networks, source_allowed
+from auth.throttle import Banned, LoginThrottle
 from auth.policy import Action, Decision, decide, sees_only_own_documents
 from auth.principal import Grant, Principal, Role
 from gateway import path as vpath
 from gateway.config import Config
 from gateway.content import ContentPolicy, check_content
 from gateway.errors import (AlreadyExists, ContentRefused, GatewayError, InstitutionNotActive, InvalidName, NotFound,
-                            PermissionDenied, TooLarge, Unsupported)
+                            PermissionDenied, ServiceUnavailable, TooLarge, Unsupported)
 from gateway.path import VPath
 from storage.blobstore import BlobRef, BlobStore
 from storage.repository import AuditRecord, Conflict, DocumentRow, Repository, utcnow
@@ -61,13 +63,17 @@ class Mailbox:
     INSTITUTION_TTL = 2.0
 
     def __init__(self, config: Config, repo: Repository, blobs: BlobStore, authenticator: Authenticator,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, throttle: LoginThrottle | None = None):
         self.config = config
         self.repo = repo
         self.blobs = blobs
         self.authenticator = authenticator
         self.clock = clock
         self.node_id = config.effective_node_id
+        a = config.auth
+        self.throttle = throttle or LoginThrottle(repo, window=a.failure_window_seconds, delay_base=a.failure_delay_base,
+                                                  delay_max=a.failure_delay_max, ban_after=a.ban_after,
+                                                  ban_seconds=a.ban_seconds)
         self._inst_cache: dict[str, tuple[float, object]] = {}
         self._logins: dict[bytes, tuple[float, int, str]] = {}
         self._secret = os.urandom(32)
@@ -85,23 +91,40 @@ class Mailbox:
 
     def login(self, creds: Credentials, *, protocol: str, source: str,
               reuse_seconds: float = 0) -> "MailboxSession":
-        """The one login of every front-end. ``reuse_seconds`` > 0 lets a protocol that sends the same
-        credentials with every request (HTTP Basic) skip re-verifying them for that long: the proof is
-        remembered under an HMAC of the credentials, in memory only, and the login is recorded once."""
+        """The one login of every front-end.
+
+        In order: bans (account name, source address), the source networks of the account and its centres, the
+        credentials (``auth.authenticator``, which also applies the per-kind factor policy). Every failure is
+        recorded with its reason and counted; the raised AuthenticationFailed carries the delay the front-end
+        waits before answering. ``reuse_seconds`` > 0 lets a protocol that sends the same credentials with
+        every request (HTTP Basic) skip re-verifying them for that long: the proof is remembered under an HMAC
+        of the credentials, in memory only, and the login is recorded once."""
         key = None
+        username = getattr(creds, "username", "") or ""
         if reuse_seconds > 0:
             key = self._credential_key(creds, protocol, source)
             hit = self._logins.get(key)
             now = self.clock()
             if hit is not None and now - hit[0] < reuse_seconds:
-                return MailboxSession(self, self.load_principal(hit[1], hit[2]), protocol, source)
+                return MailboxSession(self, self.load_principal(hit[1], hit[2], source), protocol, source)
         method = type(creds).__name__.replace("Credentials", "").lower()
         try:
-            result = self.authenticator.authenticate(creds)
+            try:
+                self.throttle.check(username, source)
+            except Banned as exc:
+                raise AuthenticationFailed(f"{exc.key} is banned for {int(exc.until - time.time())} s") from None
+            if not self.source_allowed(username, source):
+                raise AuthenticationFailed(f"source address {source} is outside the account's networks")
+            result = self.authenticator.authenticate(creds, protocol)
+            principal = self.load_principal(result.account_id, result.method, source)
         except AuthenticationFailed as exc:
-            self.record_failed_login(creds.username, protocol, source, method, exc.reason)
+            exc.delay = self.throttle.failed(username, source)
+            self.record_failed_login(username, protocol, source, method, exc.reason)
             raise
-        principal = self.load_principal(result.account_id, result.method)
+        except ServiceUnavailable as exc:
+            self.record_failed_login(username, protocol, source, method, f"service unavailable: {exc.message}")
+            raise
+        self.throttle.succeeded(principal.name)
         with self.repo.write() as c:
             self.repo.audit(c, AuditRecord("login", "ok", principal.name, protocol, source,
                                            principal.institution_id, detail=f"method={result.method}"))
@@ -110,6 +133,27 @@ class Mailbox:
                 self._logins.clear()
             self._logins[key] = (self.clock(), result.account_id, result.method)
         return MailboxSession(self, principal, protocol, source)
+
+    def source_allowed(self, username: str, source: str) -> bool:
+        """Checked before any credential: the account's own ranges and those of its centres."""
+        acc = self.authenticator.account(username) if username else None
+        if acc is None:
+            return True  # unknown names fail later, with the same answer as a wrong password
+        with self.repo.read() as c:
+            centre_ids = {g.institution_id for g in self.repo.grants_of(c, acc.id)}
+            if acc.institution_id:
+                centre_ids.add(acc.institution_id)
+            centre_nets = [i.networks for i in self.repo.institutions(c, centre_ids)] if centre_ids else []
+        try:
+            return source_allowed(source, acc.networks or "", centre_nets)
+        except ValueError:
+            log.error("bad network list for %s or its centres: refusing", acc.name)
+            return False
+
+    def token_challenge(self, username: str) -> int:
+        """The token card code number to ask of ``username`` (a stable made-up number for unknown names)."""
+        acc = self.authenticator.account(username)
+        return self.authenticator.tokens.challenge(acc.id if acc is not None else None, username)
 
     def _credential_key(self, creds: Credentials, protocol: str, source: str) -> bytes:
         parts = [type(creds).__name__, protocol, source] + [str(v) for v in vars(creds).values()]
@@ -121,15 +165,29 @@ class Mailbox:
             self.repo.audit(c, AuditRecord("login", "failed", username[:64], protocol, source,
                                            detail=f"method={method}; {reason}"))
 
-    def load_principal(self, account_id: int, method: str) -> Principal:
+    def load_principal(self, account_id: int, method: str, source: str = "") -> Principal:
+        """Who the account is now: its grants (and, for directory people, the directory's verdict and group
+        grants), limited to the centres whose networks admit ``source``."""
         with self.repo.read() as c:
             acc = self.repo.account(c, account_id)
-            grants = self.repo.grants_of(c, account_id)
+            grants = {g.institution_id: Grant(g.institution_id, bool(g.can_remove), bool(g.can_write))
+                      for g in self.repo.grants_of(c, account_id)}
         if acc is None or not acc.enabled:
             raise AuthenticationFailed("account gone or disabled")
-        return Principal(acc.id, acc.name, Role(acc.role), acc.institution_id,
-                         frozenset(Grant(g.institution_id, bool(g.can_remove), bool(g.can_write)) for g in grants),
-                         method)
+        if acc.source == "ldap":
+            directory = getattr(self.authenticator, "directory", None)
+            user = directory.lookup(acc.name) if directory is not None else None
+            if user is None or not user.enabled:
+                raise AuthenticationFailed("removed or disabled in the directory")
+            for inst_id, access in directory.centre_access(user).items():
+                old = grants.get(inst_id)
+                grants[inst_id] = Grant(inst_id, (old.can_remove if old else False) or access in ("remove", "admin"),
+                                        old.can_write if old else False)
+        if source and grants:
+            with self.repo.read() as c:
+                nets = {i.id: i.networks for i in self.repo.institutions(c, grants.keys())}
+            grants = {i: g for i, g in grants.items() if not nets.get(i) or in_networks(source, parse_networks(nets[i]))}
+        return Principal(acc.id, acc.name, Role(acc.role), acc.institution_id, frozenset(grants.values()), method)
 
     # -- shared lookups --------------------------------------------------------------------------------------
     def institution(self, institution_id: str):
@@ -205,7 +263,8 @@ class MailboxSession:
     @property
     def principal(self) -> Principal:
         if self.mailbox.clock() - self._loaded > self.mailbox.PRINCIPAL_TTL:
-            self._principal = self.mailbox.load_principal(self._principal.account_id, self._principal.method)
+            self._principal = self.mailbox.load_principal(self._principal.account_id, self._principal.method,
+                                                          self.source)
             self._loaded = self.mailbox.clock()
         return self._principal
 

@@ -4,12 +4,14 @@ The CLI and the server both call :func:`build`; tests construct the pieces direc
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
 import asyncssh
 
-from auth.authenticator import LocalAuthenticator
+from auth.authenticator import GatewayAuthenticator
+from auth.secondfactor import DevicePasswords, TokenCards
 from gateway.config import Config
 from gateway.errors import ConfigError
 from gateway.mailbox import Mailbox
@@ -17,6 +19,8 @@ from storage.blobstore import LocalBlobStore
 from storage.db import create_engine
 from storage.keyring import Keyring
 from storage.repository import Repository
+
+log = logging.getLogger("instpages.services")
 
 
 @dataclass
@@ -53,5 +57,27 @@ def build(config: Config, *, initialize: bool = True) -> Services:
     if initialize:
         repo.initialize()
     cas = load_user_cas(config)
-    mailbox = Mailbox(config, repo, blobs, LocalAuthenticator(repo, frozenset(cas)))
+    a = config.auth
+    if a.second_factor == "off":
+        log.warning("auth.second_factor = off: people log in with a password alone. For test set-ups only.")
+    authenticator = GatewayAuthenticator(
+        repo, frozenset(cas), tokens=TokenCards(repo, codes=a.token_codes, challenge_seconds=a.token_challenge_seconds),
+        devices=DevicePasswords(repo, days=a.device_password_days), directory=build_directory(config),
+        second_factor_required=a.second_factor == "required")
+    mailbox = Mailbox(config, repo, blobs, authenticator)
     return Services(config, repo, blobs, keyring, mailbox, cas)
+
+
+def build_directory(config: Config):
+    """The organisation's LDAP directory, when configured."""
+    c = config.ldap
+    if not c.enabled:
+        return None
+    from auth.ldap import Directory, LDAPSettings
+
+    return Directory(LDAPSettings(
+        uris=c.uris, start_tls=c.start_tls, ca_file=c.ca_file, bind_dn=c.bind_dn, bind_password=c.bind_password,
+        user_dn_template=c.user_dn_template, user_base=c.user_base, user_filter=c.user_filter,
+        disabled_filter=c.disabled_filter, attr_username=c.attr_username, attr_display_name=c.attr_display_name,
+        attr_email=c.attr_email, attr_nrn=c.attr_nrn, group_base=c.group_base, group_filter=c.group_filter,
+        group_pattern=c.group_pattern, timeout=c.timeout, cache_seconds=c.cache_seconds, pool_size=c.pool_size))

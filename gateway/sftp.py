@@ -20,12 +20,13 @@ import asyncssh
 from asyncssh import SFTPAttrs, SFTPName
 
 from auth.authenticator import (AuthenticationFailed, CertificateCredentials, PasswordCredentials,
-                                PublicKeyCredentials)
+                                PublicKeyCredentials, TokenCredentials)
 from gateway import path as vpath
 from gateway.config import Config
 from gateway.errors import (AlreadyExists, AuthenticationFailed as GenericAuthFailure, ContentRefused, GatewayError,
                             InstitutionNotActive, IntegrityFailure, InvalidName, NotFound, PermissionDenied,
                             ServiceUnavailable, TooLarge, Unsupported)
+from auth.throttle import Banned
 from gateway.mailbox import Download, Entry, Mailbox, MailboxSession, Upload
 
 log = logging.getLogger("instpages.sftp")
@@ -172,6 +173,10 @@ class _SSHConnection(asyncssh.SSHServer):
         self._username = ""
         self._methods_tried: set[str] = set()
         self._failure_recorded = False  # the core already put this connection's failed login on the record
+        self._refused = False           # source outside the account's networks, or banned
+        self._kbd_stage = "password"
+        self._kbd_password = ""
+        self._kbd_number = 0
         self._conn: asyncssh.SSHServerConnection | None = None
         #: set once the core has accepted the login; asyncssh may open the SFTP channel before that
         self.ready = asyncio.Event()
@@ -193,14 +198,40 @@ class _SSHConnection(asyncssh.SSHServer):
                 loop.run_in_executor(self.fe.executor, self.fe.mailbox.record_failed_login, self._username[:64],
                                      "sftp", self._source, methods, "no accepted key")
 
-    def begin_auth(self, username: str) -> bool:
+    async def begin_auth(self, username: str) -> bool:
+        """Source networks and bans are checked here, before any credential: a refused source makes every
+        method fail without a password being looked at."""
         self._username = username
+        mailbox = self.fe.mailbox
+        try:
+            self._refused = not await self.fe.run(mailbox.source_allowed, username, self._source)
+            if not self._refused:
+                await self.fe.run(mailbox.throttle.check, username, self._source)
+        except Banned as exc:
+            self._refused = True
+            reason = f"{exc.key} is banned"
+        except Exception:  # database trouble: refuse rather than let anyone in
+            log.exception("source check failed")
+            self._refused = True
+            reason = "source check failed"
+        else:
+            reason = f"source address {self._source} is outside the account's networks"
+        if self._refused:
+            self._failure_recorded = True
+            await self.fe.run(mailbox.record_failed_login, username[:64], "sftp", self._source, "any", reason)
         return True
 
     def public_key_auth_supported(self) -> bool:
         return True
 
+    async def _failed(self, exc: AuthenticationFailed) -> bool:
+        if exc.delay:
+            await asyncio.sleep(exc.delay)  # slows guessing down without holding a worker thread
+        return False
+
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        if self._refused:
+            return False
         self._methods_tried.add("publickey")
         fp = key.get_fingerprint("sha256")
         try:
@@ -213,6 +244,8 @@ class _SSHConnection(asyncssh.SSHServer):
         return ok
 
     def validate_ca_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        if self._refused:
+            return False
         self._methods_tried.add("certificate")
         fp = key.get_fingerprint("sha256")
         if fp in self.fe.trusted_ca:
@@ -221,18 +254,48 @@ class _SSHConnection(asyncssh.SSHServer):
         return False
 
     def password_auth_supported(self) -> bool:
-        return self.fe.config.sftp.password_auth
+        # with a second factor required, a password alone can never succeed: do not offer the method
+        return self.fe.config.sftp.password_auth and self.fe.config.auth.second_factor == "off"
 
     async def validate_password(self, username: str, password: str) -> bool:
+        if self._refused:
+            return False
         self._methods_tried.add("password")
+        return await self._login(PasswordCredentials(username, password))
+
+    async def _login(self, creds) -> bool:
         try:
             self.session = await self.fe.run(
-                lambda: self.fe.mailbox.login(PasswordCredentials(username, password), protocol="sftp",
-                                              source=self._source))
-            self.ready.set()
-            return True
-        except AuthenticationFailed:
+                lambda: self.fe.mailbox.login(creds, protocol="sftp", source=self._source))
+        except AuthenticationFailed as exc:
+            return await self._failed(exc)
+        except GatewayError:  # e.g. the directory is unreachable: recorded by the core, never a login
             return False
+        self.ready.set()
+        return True
+
+    # keyboard-interactive: the password, then the code of the person's token card with the number asked
+    def kbdint_auth_supported(self) -> bool:
+        return self.fe.config.sftp.password_auth
+
+    def get_kbdint_challenge(self, username: str, lang: str, submethods: str):
+        self._kbd_stage = "password"
+        return "", "", "", [("Password: ", False)]
+
+    async def validate_kbdint_response(self, username: str, responses):
+        if self._refused or len(responses) != 1:
+            return False
+        self._methods_tried.add("password")
+        if self._kbd_stage == "password":
+            self._kbd_password = responses[0]
+            if self.fe.config.auth.second_factor == "off":
+                return await self._login(PasswordCredentials(username, responses[0]))
+            self._kbd_number = await self.fe.run(self.fe.mailbox.token_challenge, username)
+            self._kbd_stage = "code"
+            return "", "", "", [(f"Code number {self._kbd_number} of your token: ", False)]
+        password, self._kbd_password = self._kbd_password, ""
+        self._kbd_stage = "password"
+        return await self._login(TokenCredentials(username, password, self._kbd_number, responses[0]))
 
     async def auth_completed(self) -> None:
         if self.session is not None:

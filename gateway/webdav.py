@@ -37,7 +37,12 @@ from xml.etree.ElementTree import ParseError
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from auth.authenticator import AuthenticationFailed, ClientCertificateCredentials, PasswordCredentials
+from cryptography.x509.oid import NameOID
+
+from auth.authenticator import (AuthenticationFailed, ClientCertificateCredentials, DevicePasswordCredentials,
+                                EidCredentials, PasswordCredentials)
+from auth.networks import client_address
+from auth.secondfactor import DevicePasswords
 from gateway import path as vpath
 from gateway.davstate import DbLockStorage, DbPropertyManager
 from gateway.errors import (AlreadyExists, ContentRefused, GatewayError, InstitutionNotActive, IntegrityFailure,
@@ -105,6 +110,20 @@ def _core(fn, *args):
 
 def _is_junk(name: str) -> bool:
     return name in _JUNK_NAMES or name.startswith(_JUNK_PREFIXES)
+
+
+def _eid_nrn(environ) -> str:
+    """The national register number of a verified personal (eID) certificate from the TLS handshake: the
+    subject's serialNumber, never its common name."""
+    if environ.get("SSL_CLIENT_VERIFY") != "SUCCESS" or not environ.get("SSL_CLIENT_CERT"):
+        return ""
+    try:
+        cert = x509.load_pem_x509_certificate(environ["SSL_CLIENT_CERT"].encode())
+        values = cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+    except ValueError:
+        return ""
+    nrn = values[0].value if values else ""
+    return nrn if isinstance(nrn, str) and len(nrn) == 11 and nrn.isdigit() else ""
 
 
 def _session(environ) -> MailboxSession:
@@ -466,14 +485,26 @@ class GatewayDomainController(BaseDomainController):
         return False
 
     def basic_auth_user(self, realm, user_name, password, environ):
+        """People: the eID certificate presented in the TLS handshake plus the password, or a device password.
+        (A password alone only where auth.second_factor is off, for test set-ups.)"""
         if "\\" in user_name:  # DOMAIN\user from Windows
             user_name = user_name.rsplit("\\", 1)[1]
         source = environ.get("instpages.source") or environ.get("REMOTE_ADDR", "")
+        nrn = _eid_nrn(environ)
+        if nrn:
+            creds = EidCredentials(user_name, password, nrn)
+        elif DevicePasswords.looks_like_one(password):
+            creds = DevicePasswordCredentials(user_name, password)
+        else:
+            creds = PasswordCredentials(user_name, password)
         try:
-            session = self.mailbox.login(PasswordCredentials(user_name, password), protocol="webdav", source=source,
-                                         reuse_seconds=self.cache_seconds)
-        except AuthenticationFailed:
+            session = self.mailbox.login(creds, protocol="webdav", source=source, reuse_seconds=self.cache_seconds)
+        except AuthenticationFailed as exc:
+            if exc.delay:
+                time.sleep(min(exc.delay, 10.0))  # slows guessing down
             return False
+        except ServiceUnavailable as exc:
+            raise GatewayDAVError(503, exc.message) from None
         except GatewayError:
             log.exception("login failed with a service error")
             return False
@@ -494,13 +525,17 @@ def _plain(start_response, status: str, text: str, headers: Iterable[tuple[str, 
 
 
 class FrontDoor:
-    """Before authentication: OPTIONS, which Windows sends unauthenticated, and nothing else."""
+    """Before authentication: the client's address (X-Forwarded-For only from trusted proxies), and OPTIONS,
+    which Windows sends unauthenticated."""
 
-    def __init__(self, app, source_of=None):
+    def __init__(self, app, trusted_proxies=()):
         self.app = app
+        self.trusted_proxies = tuple(trusted_proxies)
 
     def __call__(self, environ, start_response):
         environ.pop(SESSION_KEY, None)  # only our domain controller sets it
+        environ["instpages.source"] = client_address(environ.get("REMOTE_ADDR", ""),
+                                                     environ.get("HTTP_X_FORWARDED_FOR"), self.trusted_proxies)
         method = environ.get("REQUEST_METHOD", "")
         if method == "OPTIONS":
             headers = [("DAV", "1, 2"), ("MS-Author-Via", "DAV"), ("Allow", DAV_METHODS), ("Content-Length", "0")]
@@ -781,7 +816,7 @@ class ListingPage(BaseMiddleware):
 
 
 def create_app(mailbox: Mailbox, *, mount_path: str = "/dav", auth_cache_seconds: float = 60,
-               block_size: int = 1024 * 1024, fast_propfind: bool = True):
+               block_size: int = 1024 * 1024, fast_propfind: bool = True, trusted_proxies=()):
     config = {
         "provider_mapping": {"/": MailboxProvider()},
         "mount_path": mount_path,
@@ -803,5 +838,5 @@ def create_app(mailbox: Mailbox, *, mount_path: str = "/dav", auth_cache_seconds
     }
     if not fast_propfind:
         config["middleware_stack"].remove(FastPropfind)
-    return FrontDoor(WsgiDAVApp(config))
+    return FrontDoor(WsgiDAVApp(config), trusted_proxies)
 

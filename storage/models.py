@@ -34,6 +34,8 @@ class Institution(Base):
     #: comma-separated content types accepted for uploads; "*" accepts anything
     content_types: Mapped[str] = mapped_column(String(200), default="application/pdf")
     language: Mapped[str] = mapped_column(String(2), default="nl")
+    #: comma-separated CIDR ranges logins for this centre must come from (Publilink, VERA); empty = any
+    networks: Mapped[str] = mapped_column(Text, default="", server_default="")
     #: False (the default): committed documents are immutable. True only for scratch/test centres, where a
     #: write onto an existing name archives the old document and commits the new one (nothing is lost)
     mutable: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
@@ -52,6 +54,14 @@ class Account(Base):
     email: Mapped[str] = mapped_column(String(200), default="")
     password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: "local" (password hash here) or "ldap" (the organisation's directory proves the password)
+    source: Mapped[str] = mapped_column(String(8), default="local", server_default="local")
+    #: national register number of a person (matched to the eID certificate's serialNumber)
+    nrn: Mapped[str] = mapped_column(String(11), default="", server_default="")
+    #: a person may log in with a bare SSH key only when an administrator enabled it
+    allow_keys: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    #: comma-separated CIDR ranges this account's logins must come from; empty = any
+    networks: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -199,3 +209,63 @@ class DavLock(Base):
     #: the lock record as JSON (owner, principal, scope, type, depth, timeout)
     data: Mapped[str] = mapped_column(Text)
     expire: Mapped[float] = mapped_column(sa.Float)
+
+
+class TokenCard(Base):
+    """A civil-servant token card: numbered one-time codes, stored as hashes only."""
+
+    __tablename__ = "token_cards"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class TokenCode(Base):
+    __tablename__ = "token_codes"
+    __table_args__ = (UniqueConstraint("card_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    card_id: Mapped[int] = mapped_column(ForeignKey("token_cards.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    code_hash: Mapped[str] = mapped_column(String(200))
+
+
+class TokenChallenge(Base):
+    """The code number asked of an account: the same number is asked again until answered or expired."""
+
+    __tablename__ = "token_challenges"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[float] = mapped_column(sa.Float)
+
+
+class DevicePassword(Base):
+    """A password for one drive mount (WebDAV only), created after a strong login, shown once."""
+
+    __tablename__ = "device_passwords"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(100), default="")
+    #: a short public prefix of the secret, to find the row without trying every hash
+    lookup: Mapped[str] = mapped_column(String(16), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class LoginFailure(Base):
+    """Failed logins counted per account name and per source address (shared by every gateway process)."""
+
+    __tablename__ = "login_failures"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)  # "account:<name>" or "source:<address>"
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    first_at: Mapped[float] = mapped_column(sa.Float)
+    last_at: Mapped[float] = mapped_column(sa.Float)
+    banned_until: Mapped[float] = mapped_column(sa.Float, default=0.0)

@@ -17,8 +17,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from storage import db
-from storage.models import (Account, AuditEvent, AuditHead, ClientCertificate, Document, Folder, Grant, Institution,
-                            SSHKey)
+from storage.models import (Account, AuditEvent, AuditHead, ClientCertificate, DevicePassword, Document, Folder, Grant,
+                            Institution, LoginFailure, SSHKey, TokenCard, TokenChallenge, TokenCode)
 
 I = Institution.__table__
 A = Account.__table__
@@ -29,6 +29,11 @@ D = Document.__table__
 E = AuditEvent.__table__
 H = AuditHead.__table__
 CC = ClientCertificate.__table__
+TC = TokenCard.__table__
+TK = TokenCode.__table__
+TCH = TokenChallenge.__table__
+DP = DevicePassword.__table__
+LF = LoginFailure.__table__
 
 GENESIS = "0" * 64
 
@@ -150,12 +155,12 @@ class Repository:
 
     # -- accounts --------------------------------------------------------------------------------------------
     def add_account(self, c: Connection, name: str, role: str, institution_id: str | None,
-                    password_hash: str | None = None, display_name: str = "") -> int:
+                    password_hash: str | None = None, display_name: str = "", **extra) -> int:
         try:
             with c.begin_nested():
                 return c.execute(A.insert().values(name=name, role=role, institution_id=institution_id,
                                                    password_hash=password_hash, display_name=display_name,
-                                                   email="", enabled=True, created_at=utcnow())
+                                                   email="", enabled=True, created_at=utcnow(), **extra)
                                  ).inserted_primary_key[0]
         except IntegrityError:
             raise Conflict(f"account {name} already exists") from None
@@ -368,6 +373,85 @@ class Repository:
 
     def live_blob_ids(self, c: Connection) -> set[str]:
         return {r[0] for r in c.execute(sa.select(D.c.blob_id).where(D.c.state != "aborted"))}
+
+    # -- people: token cards, challenges, device passwords ----------------------------------------------------
+    def set_account(self, c: Connection, account_id: int, **values) -> None:
+        c.execute(A.update().where(A.c.id == account_id).values(**values))
+
+    def revoke_token_cards(self, c: Connection, account_id: int) -> int:
+        return c.execute(TC.update().where(TC.c.account_id == account_id, TC.c.revoked_at.is_(None))
+                         .values(revoked_at=utcnow())).rowcount
+
+    def add_token_card(self, c: Connection, account_id: int, code_hashes: dict[int, str]) -> int:
+        card = c.execute(TC.insert().values(account_id=account_id, created_at=utcnow())).inserted_primary_key[0]
+        for number, h in code_hashes.items():
+            c.execute(TK.insert().values(card_id=card, number=number, code_hash=h))
+        c.execute(TCH.delete().where(TCH.c.account_id == account_id))
+        return card
+
+    def token_code_hash(self, c: Connection, account_id: int, number: int) -> str | None:
+        return c.execute(sa.select(TK.c.code_hash).join(TC, TC.c.id == TK.c.card_id).where(
+            TC.c.account_id == account_id, TC.c.revoked_at.is_(None), TK.c.number == number)).scalar()
+
+    def has_token_card(self, c: Connection, account_id: int) -> bool:
+        return c.execute(sa.select(TC.c.id).where(TC.c.account_id == account_id, TC.c.revoked_at.is_(None))
+                         .limit(1)).first() is not None
+
+    def token_challenge(self, c: Connection, account_id: int):
+        return c.execute(sa.select(TCH.c.number, TCH.c.expires_at).where(TCH.c.account_id == account_id)).first()
+
+    def set_token_challenge(self, c: Connection, account_id: int, number: int, expires_at: float) -> None:
+        c.execute(TCH.delete().where(TCH.c.account_id == account_id))
+        c.execute(TCH.insert().values(account_id=account_id, number=number, expires_at=expires_at))
+
+    def clear_token_challenge(self, c: Connection, account_id: int) -> None:
+        c.execute(TCH.delete().where(TCH.c.account_id == account_id))
+
+    def add_device_password(self, c: Connection, account_id: int, label: str, lookup: str, secret_hash: str,
+                            expires_at: datetime) -> int:
+        return c.execute(DP.insert().values(account_id=account_id, label=label, lookup=lookup,
+                                            secret_hash=secret_hash, created_at=utcnow(), expires_at=expires_at)
+                         ).inserted_primary_key[0]
+
+    def device_passwords(self, c: Connection, account_id: int, lookup: str | None = None) -> list:
+        q = sa.select(DP).where(DP.c.account_id == account_id).order_by(DP.c.id)
+        if lookup is not None:
+            q = q.where(DP.c.lookup == lookup)
+        return list(c.execute(q))
+
+    def revoke_device_password(self, c: Connection, account_id: int, device_id: int) -> bool:
+        return c.execute(DP.update().where(DP.c.id == device_id, DP.c.account_id == account_id,
+                                           DP.c.revoked_at.is_(None)).values(revoked_at=utcnow())).rowcount == 1
+
+    def touch_device_password(self, c: Connection, device_id: int) -> None:
+        c.execute(DP.update().where(DP.c.id == device_id).values(last_used_at=utcnow()))
+
+    # -- failed logins -----------------------------------------------------------------------------------------
+    def failure(self, c: Connection, key: str):
+        return c.execute(sa.select(LF).where(LF.c.key == key)).first()
+
+    def record_failure(self, c: Connection, key: str, now: float, window: float, ban_after: int,
+                       ban_seconds: float) -> tuple[int, float]:
+        """Count one failure for ``key``; returns (failures in the window, banned until)."""
+        row = c.execute(sa.select(LF).where(LF.c.key == key).with_for_update()).first()
+        if row is None or now - row.first_at > window:
+            count, first = 1, now
+        else:
+            count, first = row.count + 1, row.first_at
+        banned = now + ban_seconds if count >= ban_after else (row.banned_until if row else 0.0)
+        if row is None:
+            try:
+                with c.begin_nested():
+                    c.execute(LF.insert().values(key=key, count=count, first_at=first, last_at=now, banned_until=banned))
+            except IntegrityError:  # a concurrent first failure: count on top of it
+                return self.record_failure(c, key, now, window, ban_after, ban_seconds)
+        else:
+            c.execute(LF.update().where(LF.c.key == key).values(count=count, first_at=first, last_at=now,
+                                                                banned_until=banned))
+        return count, banned
+
+    def clear_failures(self, c: Connection, key: str) -> None:
+        c.execute(LF.delete().where(LF.c.key == key))
 
     # -- audit -----------------------------------------------------------------------------------------------
     def audit(self, c: Connection, rec: AuditRecord) -> int:

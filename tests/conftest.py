@@ -233,6 +233,11 @@ def start_gateway(data_dir: Path, *, env: dict | None = None, database_url: str 
     env = dict(env or {})
     env.setdefault("INSTPAGES_SFTP_PORT", "0")
     env.setdefault("INSTPAGES_WEBDAV_PORT", "0")
+    # the shared test gateways exercise mailbox rules with plain staff passwords and many deliberate failures;
+    # the login rules themselves (two factors, delays, bans) are tested on gateways of their own
+    env.setdefault("INSTPAGES_AUTH_SECOND_FACTOR", "off")
+    env.setdefault("INSTPAGES_AUTH_FAILURE_DELAY_BASE", "0")
+    env.setdefault("INSTPAGES_AUTH_BAN_AFTER", "100000")
     if database_url:
         env["INSTPAGES_STORAGE_DATABASE_URL"] = database_url
     cfg = load_config(None, env=env, overrides={"data_dir": str(data_dir)})
@@ -256,8 +261,9 @@ def populate(gw: Gateway, keydir: Path) -> None:
     ]
     for name, role, inst in accounts:
         key = keygen(keydir / name)
-        a.add_account(name, role, inst, [key.with_suffix(".pub").read_text()],
-                      STAFF_PASSWORD if role in ("staff", "local-admin", "security-cell") else None)
+        person = role in ("staff", "local-admin", "security-cell")
+        a.add_account(name, role, inst, [key.with_suffix(".pub").read_text()], STAFF_PASSWORD if person else None,
+                      allow_keys=person)
         gw.keys[name] = key
     a.grant("staff-a", CENTRE_A)
     a.grant("staff-a-rm", CENTRE_A, can_remove=True)
@@ -316,7 +322,8 @@ def spawn_gateway():
     def spawn(data_dir: Path, extra_env: dict | None = None) -> GatewayProcess:
         port = free_port()
         env = dict(os.environ, INSTPAGES_DATA_DIR=str(data_dir), INSTPAGES_SFTP_PORT=str(port),
-                   INSTPAGES_WEBDAV_PORT=str(free_port()),
+                   INSTPAGES_WEBDAV_PORT=str(free_port()), INSTPAGES_AUTH_SECOND_FACTOR="off",
+                   INSTPAGES_AUTH_FAILURE_DELAY_BASE="0",
                    PYTHONPATH=str(ROOT), **(extra_env or {}))
         log = data_dir.parent / f"serve-{len(procs)}.log"
         with open(log, "wb") as fh:

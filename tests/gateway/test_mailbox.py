@@ -18,7 +18,8 @@ A, B, PAPER = "0212345668", "0207123407", "0207999969"
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def core(request, tmp_path):
-    env = {"INSTPAGES_DOCUMENTS_MAX_SIZE": str(2 * 1024 * 1024)}
+    env = {"INSTPAGES_DOCUMENTS_MAX_SIZE": str(2 * 1024 * 1024), "INSTPAGES_AUTH_SECOND_FACTOR": "off",
+           "INSTPAGES_AUTH_FAILURE_DELAY_BASE": "0"}
     if request.param == "postgresql":
         env["INSTPAGES_STORAGE_DATABASE_URL"] = request.getfixturevalue("pg_url")
     cfg = load_config(None, env=env, overrides={"data_dir": str(tmp_path / "var")})

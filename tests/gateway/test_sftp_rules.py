@@ -707,10 +707,10 @@ def test_certificate_for_a_person_account_is_refused(cert_gateway, tmp_path):
     assert not [e for e in events(gw, "login") if e.outcome == "ok"]
     time.sleep(0.3)  # let the connection-lost bookkeeping run
     failed = [e for e in events(gw, "login") if e.outcome == "failed"]
-    assert any("certificates are for machine accounts" in e.detail for e in failed), failed
+    reason = "method=certificate; certificate is not enough for a staff account over sftp"
+    assert any(reason == e.detail for e in failed), failed
     # one attempt, one event: not a second one claiming that no key was accepted
-    assert [(e.actor, e.detail) for e in failed] == \
-        [("staff-cert", "method=certificate; certificates are for machine accounts")] * 2
+    assert [(e.actor, e.detail) for e in failed] == [("staff-cert", reason)] * 2
 
 
 # -- the record ----------------------------------------------------------------------------------------------
