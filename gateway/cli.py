@@ -54,6 +54,9 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--content-types")
     a.add_argument("--mutable", dest="mutable", action="store_true", default=None)
     a.add_argument("--immutable", dest="mutable", action="store_false")
+    a = inst.add_parser("set-networks", parents=[common], help="source ranges of a centre (empty: any)")
+    a.add_argument("id")
+    a.add_argument("networks")
     a = inst.add_parser("set-status", parents=[common])
     a.add_argument("id")
     a.add_argument("status", choices=["paper", "requested", "active", "suspended"])
@@ -69,7 +72,36 @@ def parser() -> argparse.ArgumentParser:
                    help="PEM client certificate for the HTTPS port (machine accounts), pinned by fingerprint")
     a.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     a.add_argument("--display-name", default="")
+    a.add_argument("--allow-keys", action="store_true", help="a person may also log in with a bare SSH key")
+    a.add_argument("--ldap", action="store_true", help="a person whose password lives in the LDAP directory")
+    a.add_argument("--nrn", default="", help="national register number (matched to the eID certificate)")
+    a.add_argument("--networks", default="", help="comma-separated CIDR ranges logins must come from")
     acc.add_parser("list", parents=[common])
+    a = acc.add_parser("set-networks", parents=[common], help="source ranges of an account (empty: any)")
+    a.add_argument("name")
+    a.add_argument("networks")
+    for verb in ("disable", "enable"):
+        a = acc.add_parser(verb, parents=[common])
+        a.add_argument("name")
+
+    tok = sub.add_parser("token", parents=[common], help="civil-servant token cards").add_subparsers(
+        dest="sub", required=True)
+    a = tok.add_parser("issue", parents=[common], help="issue a new card (printed once; the old one is revoked)")
+    a.add_argument("account")
+    a = tok.add_parser("revoke", parents=[common])
+    a.add_argument("account")
+
+    dp = sub.add_parser("device-password", parents=[common], help="passwords for drive mounts (WebDAV only)"
+                        ).add_subparsers(dest="sub", required=True)
+    a = dp.add_parser("create", parents=[common], help="create one (shown once)")
+    a.add_argument("account")
+    a.add_argument("--label", default="")
+    a.add_argument("--days", type=int)
+    a = dp.add_parser("list", parents=[common])
+    a.add_argument("account")
+    a = dp.add_parser("revoke", parents=[common])
+    a.add_argument("account")
+    a.add_argument("id", type=int)
 
     gr = sub.add_parser("grant", parents=[common], help="access of staff to centres").add_subparsers(dest="sub",
                                                                                                  required=True)
@@ -165,6 +197,9 @@ def _admin_command(args, cfg: Config, admin: Administration) -> int:
         if args.sub == "add":
             inst_id = admin.add_institution(args.id, args.name, args.status, args.content_types, args.mutable)
             print(f"added centre {inst_id} ({args.status})")
+        elif args.sub == "set-networks":
+            admin.set_institution_networks(args.id, args.networks)
+            print(f"centre {args.id}: networks {args.networks or 'any'}")
         elif args.sub == "configure":
             admin.configure(args.id, content_types=args.content_types, mutable=args.mutable)
             print(f"centre {args.id} configured")
@@ -195,11 +230,45 @@ def _admin_command(args, cfg: Config, admin: Administration) -> int:
                 password = sys.stdin.readline().rstrip("\r\n")
                 if not password:
                     raise GatewayError("no password on standard input")
-            admin.add_account(args.name, args.role, args.institution, keys, password, args.display_name, certs)
+            admin.add_account(args.name, args.role, args.institution, keys, password, args.display_name, certs,
+                              allow_keys=args.allow_keys, ldap=args.ldap, nrn=args.nrn, networks=args.networks)
             print(f"added account {args.name} ({args.role})")
+        elif args.sub == "set-networks":
+            admin.set_account_networks(args.name, args.networks)
+            print(f"account {args.name}: networks {args.networks or 'any'}")
+        elif args.sub in ("disable", "enable"):
+            admin.set_account_enabled(args.name, args.sub == "enable")
+            print(f"account {args.name} {args.sub}d")
         else:
             _print_table([[a.name, a.role, a.institution_id or "-", "yes" if a.enabled else "no"]
                           for a in admin.accounts()], ["NAME", "ROLE", "CENTRE", "ENABLED"])
+        return 0
+    if args.command == "token":
+        if args.sub == "issue":
+            card = admin.issue_token_card(args.account)
+            print(f"Token card for {args.account} -- give it to the person; it is not shown again.")
+            for i in range(0, len(card), 4):
+                print("   ".join(f"{n:>2}: {code}" for n, code in card[i:i + 4]))
+        else:
+            admin.revoke_token_card(args.account)
+            print(f"token card of {args.account} revoked")
+        return 0
+    if args.command == "device-password":
+        if args.sub == "create":
+            if args.days is not None and not 1 <= args.days <= 3650:
+                raise GatewayError("--days must be between 1 and 3650")
+            device_id, secret = admin.create_device_password(args.account, args.label, args.days)
+            print(f"device password {device_id} for {args.account} (WebDAV only; shown once):")
+            print(secret)
+        elif args.sub == "list":
+            _print_table([[str(d.id), d.label, d.created_at.strftime("%Y-%m-%d"), d.expires_at.strftime("%Y-%m-%d"),
+                           "revoked" if d.revoked else "live",
+                           d.last_used_at.strftime("%Y-%m-%d %H:%M") if d.last_used_at else "-"]
+                          for d in admin.device_passwords(args.account)],
+                         ["ID", "LABEL", "CREATED", "EXPIRES", "STATE", "LAST USED"])
+        else:
+            admin.revoke_device_password(args.account, args.id)
+            print(f"device password {args.id} of {args.account} revoked")
         return 0
     if args.command == "grant":
         if args.sub == "add":
