@@ -116,25 +116,23 @@ def run(cmd: list[str], timeout: float, what: str, **kw) -> subprocess.Completed
     return cp
 
 
-def stop_process_group(proc: subprocess.Popen | None, what: str, grace: float = 10.0) -> dict | None:
-    """SIGTERM the process group we created for ``proc`` (start_new_session=True), then SIGKILL.
+def stop_process(proc: subprocess.Popen | None, what: str, grace: float = 10.0) -> dict | None:
+    """SIGTERM ``proc``, then SIGKILL after ``grace`` seconds.
 
-    Never signals a leader that has already been reaped: pids wrap quickly on a busy machine
-    (pid_max is often 32768), and a stale group id may belong to somebody else by now.
+    The servers run in the bench's own process group rather than in sessions of their own: on a busy
+    machine pids wrap within minutes (pid_max is often 32768), and a server that leads its own group is
+    one more group id that a stale ``kill -- -PGID`` elsewhere could hit. For the same reason a process
+    that has already been reaped is never signalled.
     Returns how the stop went: seconds from SIGTERM to exit, whether SIGKILL was needed, the exit status.
     """
     if proc is None or proc.poll() is not None:
         return None
-    pgid = proc.pid  # session/group leader: pgid == pid, valid while the leader is unreaped
     t0 = time.perf_counter()
     killed = False
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         if proc.poll() is not None:
             break
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            break
+        proc.send_signal(sig)  # Popen.send_signal does nothing once the child is reaped
         killed = sig == signal.SIGKILL
         try:
             proc.wait(timeout=wait)
@@ -631,14 +629,14 @@ class SshdServer:
         logf = open(self.log, "ab")
         try:
             self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(cfg)], stdout=logf, stderr=logf,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+                                         stdin=subprocess.DEVNULL, start_new_session=False)
         finally:
             logf.close()
         wait_for_ssh_banner(self.port, self.proc, 20, "sshd", self.log)
         log(f"sshd pid {self.proc.pid} on {HOST}:{self.port}, serving {self.root}")
 
     def stop(self) -> None:
-        stop_process_group(self.proc, "sshd")
+        stop_process(self.proc, "sshd")
         self.proc = None
         if self.created_run_sshd:
             with contextlib.suppress(OSError):
@@ -708,14 +706,14 @@ class GatewayServer:
         logf = open(self.log, "ab")
         try:
             self.proc = subprocess.Popen(self.base + ["serve", "--data-dir", str(self.data_dir)], cwd=REPO, env=env,
-                                         stdout=logf, stderr=logf, stdin=subprocess.DEVNULL, start_new_session=True)
+                                         stdout=logf, stderr=logf, stdin=subprocess.DEVNULL, start_new_session=False)
         finally:
             logf.close()
         wait_for_ssh_banner(self.port, self.proc, 60, "instpages serve", self.log)
         log(f"gateway pid {self.proc.pid} on {HOST}:{self.port}, data dir {self.data_dir}")
 
     def stop(self) -> None:
-        info = stop_process_group(self.proc, "instpages serve", grace=15)
+        info = stop_process(self.proc, "instpages serve", grace=15)
         if info is not None:
             self.stop_info = info
         self.proc = None
