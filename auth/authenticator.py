@@ -97,6 +97,8 @@ Credentials = (PublicKeyCredentials | CertificateCredentials | ClientCertificate
 class Authenticated:
     account_id: int
     method: str
+    #: the device password used, so a remembered login can check it is still live
+    device_id: int | None = None
 
 
 class Authenticator(Protocol):
@@ -212,10 +214,12 @@ class GatewayAuthenticator:
 
         if isinstance(creds, DevicePasswordCredentials):
             acc = self.account(creds.username)
-            if acc is None or not self.devices.verify(acc.id, creds.secret):
+            device_id = self.devices.verify(acc.id, creds.secret) if acc is not None else None
+            if device_id is None:
                 _verify(None, creds.secret)  # comparable timing
                 raise AuthenticationFailed("unknown account" if acc is None else "not a valid device password")
-            return self._permit(acc, "device-password", protocol)
+            permitted = self._permit(acc, "device-password", protocol)
+            return Authenticated(permitted.account_id, permitted.method, device_id)
 
         if isinstance(creds, TokenCredentials):
             acc = self._first_factor(creds.username, creds.password)

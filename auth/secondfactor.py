@@ -134,6 +134,13 @@ class DevicePasswords:
                 return r.id
         return None
 
+    def is_live(self, account_id: int, device_id: int) -> bool:
+        """Not revoked, not expired (no hashing: for logins remembered a short while)."""
+        now = utcnow()
+        with self.repo.read() as c:
+            return any(r.id == device_id and r.revoked_at is None and as_utc(r.expires_at) > now
+                       for r in self.repo.device_passwords(c, account_id))
+
     def list(self, account_id: int) -> list[DevicePasswordInfo]:
         with self.repo.read() as c:
             return [DevicePasswordInfo(r.id, r.label, as_utc(r.created_at), as_utc(r.expires_at),

@@ -14,6 +14,8 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 from gateway import tls
 from gateway.config import Config
 from gateway.mailbox import Mailbox
+from auth.networks import client_address
+from gateway.accountpage import AccountPage
 from gateway.webdav import DAV_METHODS, create_app
 
 log = logging.getLogger("instpages.https")
@@ -34,13 +36,24 @@ def root_app(environ, start_response):
     return [body]
 
 
+def with_source(app, trusted_proxies):
+    """Sets ``instpages.source``: the client's address, from X-Forwarded-For only behind trusted proxies."""
+    def wrapped(environ, start_response):
+        environ["instpages.source"] = client_address(environ.get("REMOTE_ADDR", ""),
+                                                     environ.get("HTTP_X_FORWARDED_FOR"), trusted_proxies)
+        return app(environ, start_response)
+    return wrapped
+
+
 class HTTPSFrontend:
-    def __init__(self, config: Config, mailbox: Mailbox):
+    def __init__(self, config: Config, mailbox: Mailbox, keyring):
         self.config = config
         cfg = config.webdav
         self.dav_app = create_app(mailbox, mount_path="/dav", auth_cache_seconds=cfg.auth_cache_seconds,
                                   block_size=cfg.block_size, trusted_proxies=config.auth.trusted_proxies)
-        dispatcher = wsgi.PathInfoDispatcher({"/dav": self.dav_app, "/": root_app})
+        self.account_app = with_source(AccountPage(mailbox, keyring.derive(b"account-cookie"),
+                                                   secure_cookie=not cfg.plain_http), config.auth.trusted_proxies)
+        dispatcher = wsgi.PathInfoDispatcher({"/dav": self.dav_app, "/account": self.account_app, "/": root_app})
         self.server = wsgi.Server((cfg.host, cfg.port), dispatcher, numthreads=cfg.threads,
                                   server_name="instpages", timeout=60, request_queue_size=256)
         self.mailbox = mailbox

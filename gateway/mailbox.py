@@ -75,7 +75,7 @@ class Mailbox:
                                                   delay_max=a.failure_delay_max, ban_after=a.ban_after,
                                                   ban_seconds=a.ban_seconds)
         self._inst_cache: dict[str, tuple[float, object]] = {}
-        self._logins: dict[bytes, tuple[float, int, str]] = {}
+        self._logins: dict[bytes, tuple[float, int, str, int | None]] = {}
         self._secret = os.urandom(32)
         self._inst_lock = threading.Lock()
 
@@ -105,7 +105,8 @@ class Mailbox:
             key = self._credential_key(creds, protocol, source)
             hit = self._logins.get(key)
             now = self.clock()
-            if hit is not None and now - hit[0] < reuse_seconds:
+            if hit is not None and now - hit[0] < reuse_seconds and (
+                    hit[3] is None or self.authenticator.devices.is_live(hit[1], hit[3])):
                 return MailboxSession(self, self.load_principal(hit[1], hit[2], source), protocol, source)
         method = type(creds).__name__.replace("Credentials", "").lower()
         try:
@@ -131,7 +132,7 @@ class Mailbox:
         if key is not None:
             if len(self._logins) > 10000:
                 self._logins.clear()
-            self._logins[key] = (self.clock(), result.account_id, result.method)
+            self._logins[key] = (self.clock(), result.account_id, result.method, result.device_id)
         return MailboxSession(self, principal, protocol, source)
 
     def source_allowed(self, username: str, source: str) -> bool:

@@ -24,7 +24,8 @@ class GatewayServer:
         self.services = services or build(config)
         self.executor = ThreadPoolExecutor(max_workers=config.storage.workers, thread_name_prefix="instpages")
         self.sftp = SFTPFrontend(config, self.services.mailbox, self.executor)
-        self.https = HTTPSFrontend(config, self.services.mailbox) if config.webdav.enabled else None
+        self.https = (HTTPSFrontend(config, self.services.mailbox, self.services.keyring) if config.webdav.enabled
+                      else None)
         self._stop = asyncio.Event()
 
     async def start(self) -> None:

@@ -108,6 +108,23 @@ class Keyring:
     def __reduce__(self):  # never let key material leak through pickling
         raise TypeError("Keyring cannot be pickled")
 
+    def derive(self, label: bytes) -> bytes:
+        """A 32-byte key for another purpose (e.g. signing session cookies), derived with HKDF from the oldest
+        master key so that every gateway process sharing the keyring derives the same one, and rotation of the
+        current key does not change it."""
+        import hashlib
+
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        oldest = self.key_ids[0]
+        # the keyring holds AES-GCM instances, not raw bytes: the master key's output for a label-specific
+        # nonce is the secret input of HKDF (a distinct nonce per label keeps derived keys independent)
+        nonce = hashlib.sha256(b"instpages-derive-v1|" + label).digest()[:12]
+        material = self._state[1][oldest].encrypt(nonce, b"\0" * 32, b"instpages-derive-v1")
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                    info=b"instpages-derive-v1|" + label).derive(material)
+
     # -- wrapping ----------------------------------------------------------------------------------------
 
     def wrap(self, dek: bytes, context: bytes) -> tuple[str, bytes]:

@@ -1,0 +1,179 @@
+"""``/account/``: a person's own page, after a strong login, to create and revoke device passwords.
+
+Strong login here is the eID certificate (from the TLS handshake) plus the password, or the password plus the
+code of the token card with the number the page asks. Server-rendered, no script, strict Content-Security-Policy,
+a CSRF token on every form, a signed session cookie (HttpOnly, Secure, SameSite=Strict, 15 minutes) whose key
+is derived from the master key so that every gateway process accepts it.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import html
+import time
+from urllib.parse import parse_qs
+
+from auth.authenticator import AuthenticationFailed, EidCredentials, TokenCredentials
+from gateway.admin import Administration, AdminError
+from gateway.errors import GatewayError
+from gateway.mailbox import Mailbox
+from gateway.webdav import _eid_nrn
+
+COOKIE = "ip_account"
+SESSION_SECONDS = 900
+MAX_FORM = 16 * 1024
+CSP = "default-src 'none'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+
+_PAGE = """<!DOCTYPE html>
+<html lang="nl"><head><meta charset="utf-8"><title>Institutional Pages - {title}</title></head>
+<body><h1>{title}</h1>{body}</body></html>
+"""
+
+
+class AccountPage:
+    def __init__(self, mailbox: Mailbox, secret: bytes, *, secure_cookie: bool = True):
+        self.mailbox = mailbox
+        self.secret = secret
+        self.secure_cookie = secure_cookie
+
+    # -- signed values ---------------------------------------------------------------------------------------
+    def _sign(self, payload: str) -> str:
+        mac = hmac.new(self.secret, payload.encode(), hashlib.sha256).hexdigest()[:32]
+        return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=") + "." + mac
+
+    def _unsign(self, token: str) -> str | None:
+        try:
+            b64, mac = token.rsplit(".", 1)
+            payload = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4)).decode()
+        except (ValueError, UnicodeDecodeError):
+            return None
+        good = hmac.new(self.secret, payload.encode(), hashlib.sha256).hexdigest()[:32]
+        return payload if hmac.compare_digest(mac, good) else None
+
+    def _session(self, environ) -> tuple[int, str, str] | None:
+        for part in environ.get("HTTP_COOKIE", "").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == COOKIE:
+                payload = self._unsign(value)
+                if payload:
+                    account_id, name, expires = payload.split("|", 2)
+                    if float(expires) > time.time():
+                        return int(account_id), name, value
+        return None
+
+    def _csrf(self, cookie_value: str) -> str:
+        return hmac.new(self.secret, b"csrf|" + cookie_value.encode(), hashlib.sha256).hexdigest()
+
+    # -- responses -------------------------------------------------------------------------------------------
+    def _page(self, start_response, title: str, body: str, status: str = "200 OK", headers=()):
+        data = _PAGE.format(title=html.escape(title), body=body).encode()
+        start_response(status, [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(data))),
+                                ("Content-Security-Policy", CSP), ("X-Content-Type-Options", "nosniff"),
+                                ("Referrer-Policy", "no-referrer"), ("Cache-Control", "no-store"), *headers])
+        return [data]
+
+    def _form(self, environ) -> dict[str, str]:
+        try:
+            n = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            n = 0
+        raw = environ["wsgi.input"].read(min(n, MAX_FORM)).decode("utf-8", "replace") if n > 0 else ""
+        return {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+
+    def __call__(self, environ, start_response):
+        method = environ.get("REQUEST_METHOD")
+        path = environ.get("PATH_INFO", "/") or "/"
+        source = environ.get("instpages.source") or environ.get("REMOTE_ADDR", "")
+        if method == "POST" and path == "/login":
+            return self._login(environ, start_response, source)
+        session = self._session(environ)
+        if session is None:
+            return self._login_form(environ, start_response)
+        account_id, name, cookie = session
+        if method == "POST":
+            form = self._form(environ)
+            if not hmac.compare_digest(form.get("csrf", ""), self._csrf(cookie)):
+                return self._page(start_response, "Refused", "<p>The form expired; reload the page.</p>",
+                                  "403 Forbidden")
+            admin = Administration(self.mailbox, actor=name, protocol="web", source=source)
+            try:
+                if path == "/create":
+                    device_id, secret = admin.create_device_password(name, form.get("label", "")[:100])
+                    return self._page(start_response, "Device password", (
+                        f"<p>Device password {device_id} for {html.escape(name)}. Copy it now: it is not shown again."
+                        f" It works for the WebDAV drive only.</p><pre>{html.escape(secret)}</pre>"
+                        '<p><a href="./">Back</a></p>'))
+                if path == "/revoke":
+                    admin.revoke_device_password(name, int(form.get("id", "0")))
+            except (AdminError, ValueError) as exc:
+                msg = exc.message if isinstance(exc, GatewayError) else "bad request"
+                return self._page(start_response, "Refused", f"<p>{html.escape(msg)}</p>", "400 Bad Request")
+        return self._overview(start_response, account_id, name, cookie)
+
+    def _login_form(self, environ, start_response, error: str = "", username: str = ""):
+        eid = bool(_eid_nrn(environ))
+        fields = (f'<p><label>Gebruiker / Utilisateur <input name="username" value="{html.escape(username)}" '
+                  'autocomplete="username"></label></p>'
+                  '<p><label>Wachtwoord / Mot de passe <input name="password" type="password" '
+                  'autocomplete="current-password"></label></p>')
+        if eid:
+            note = "<p>Your eID card is the second factor.</p>"
+        elif username:
+            number = self.mailbox.token_challenge(username)
+            note = (f'<input type="hidden" name="number" value="{number}">'
+                    f'<p><label>Code number {number} of your token <input name="code" autocomplete="off">'
+                    "</label></p>")
+        else:
+            note = '<input type="hidden" name="step" value="username">'
+            fields = fields.split("<p><label>Wachtwoord")[0]
+        err = f'<p role="alert">{html.escape(error)}</p>' if error else ""
+        body = f'{err}<form method="post" action="login">{fields}{note}<p><button>Log in</button></p></form>'
+        return self._page(start_response, "Log in", body, "401 Unauthorized" if error else "200 OK")
+
+    def _login(self, environ, start_response, source: str):
+        form = self._form(environ)
+        username = form.get("username", "").strip()[:64]
+        if form.get("step") == "username" and not _eid_nrn(environ):
+            return self._login_form(environ, start_response, username=username)
+        nrn = _eid_nrn(environ)
+        try:
+            if nrn:
+                creds = EidCredentials(username, form.get("password", ""), nrn)
+            else:
+                creds = TokenCredentials(username, form.get("password", ""), int(form.get("number", "0") or 0),
+                                         form.get("code", ""))
+            session = self.mailbox.login(creds, protocol="web", source=source)
+        except (AuthenticationFailed, ValueError) as exc:
+            if isinstance(exc, AuthenticationFailed) and exc.delay:
+                time.sleep(min(exc.delay, 10.0))
+            return self._login_form(environ, start_response, "Login failed.", username if not nrn else "")
+        except GatewayError as exc:
+            return self._page(start_response, "Unavailable", f"<p>{html.escape(exc.message)}</p>",
+                              "503 Service Unavailable")
+        p = session.principal
+        cookie = self._sign(f"{p.account_id}|{p.name}|{time.time() + SESSION_SECONDS}")
+        attrs = "; Path=/account/; HttpOnly; SameSite=Strict" + ("; Secure" if self.secure_cookie else "")
+        start_response("303 See Other", [("Location", "./"), ("Set-Cookie", f"{COOKIE}={cookie}{attrs}"),
+                                         ("Content-Length", "0"), ("Cache-Control", "no-store")])
+        return [b""]
+
+    def _overview(self, start_response, account_id: int, name: str, cookie: str):
+        devices = self.mailbox.authenticator.devices.list(account_id)
+        csrf = self._csrf(cookie)
+        rows = []
+        for d in devices:
+            state = "revoked" if d.revoked else ("expired" if d.expires_at.timestamp() < time.time() else "live")
+            revoke = ("" if state != "live" else f'<form method="post" action="revoke"><input type="hidden" '
+                      f'name="csrf" value="{csrf}"><input type="hidden" name="id" value="{d.id}">'
+                      "<button>Revoke</button></form>")
+            used = d.last_used_at.strftime("%Y-%m-%d %H:%M") if d.last_used_at else "-"
+            rows.append(f"<tr><td>{d.id}</td><td>{html.escape(d.label)}</td><td>{d.expires_at:%Y-%m-%d}</td>"
+                        f"<td>{state}</td><td>{used}</td><td>{revoke}</td></tr>")
+        body = (f"<p>Logged in as {html.escape(name)}.</p><h2>Device passwords (WebDAV drive only)</h2>"
+                "<table><tr><th>ID</th><th>Label</th><th>Expires</th><th>State</th><th>Last used</th><th></th></tr>"
+                + "".join(rows) + "</table>"
+                f'<form method="post" action="create"><input type="hidden" name="csrf" value="{csrf}">'
+                '<p><label>Label <input name="label" maxlength="100"></label> <button>Create a device password'
+                "</button></p></form>")
+        return self._page(start_response, "My account", body)
