@@ -211,13 +211,17 @@ class Directory:
         # cache: key -> (expires, DirectoryUser | None)
         self._cache: dict[tuple[str, str], tuple[float, DirectoryUser | None]] = {}
         self._cache_lock = threading.Lock()
-        self.connections_opened = 0               # statistics, for tests and monitoring
+        self._opened = {"service": 0, "user": 0}  # connections opened, for stats()
 
     # ------------------------------------------------------------------------------------------ public API
     def authenticate(self, username: str, password: str) -> DirectoryUser:
         """Verifies the password by binding as the person; returns the fresh entry (and caches it)."""
         if not isinstance(password, str) or not password:
             raise AuthenticationFailed("empty password")
+        try:
+            password.encode("utf-8")
+        except UnicodeEncodeError:
+            raise AuthenticationFailed("password is not valid text") from None
         if not _valid_login(username):
             raise AuthenticationFailed("invalid username")
         self._check_open()
@@ -277,6 +281,13 @@ class Directory:
 
     def centre_access(self, user: DirectoryUser) -> dict[str, str]:
         return centre_access(user.groups, self._group_rx)
+
+    def stats(self) -> dict[str, int]:
+        """Pool and connection counters: open and idle service connections, connections opened so far (service,
+        user binds), connection attempts still hanging on a helper thread."""
+        with self._lock:
+            return {"open": self._open_count, "idle": len(self._idle), "service_opened": self._opened["service"],
+                    "user_opened": self._opened["user"], "stuck": sum(self._stuck.values())}
 
     def invalidate(self, username: str | None = None) -> None:
         """Forgets cached entries (all, or one person's)."""
@@ -413,7 +424,7 @@ class Directory:
         failures = []
         for uri in self._uri_order():
             try:
-                return _Conn(uri, self._open(uri, dn, password))
+                return _Conn(uri, self._open(uri, dn, password, "user"))
             except ldap.INVALID_CREDENTIALS:
                 raise AuthenticationFailed("wrong password" if not self.settings.user_dn_template
                                            else "wrong password or unknown user") from None
@@ -455,6 +466,7 @@ class Directory:
 
     def _acquire(self, excluded: set[str], failures: list) -> tuple[_Conn, bool]:
         deadline = time.monotonic() + self.settings.timeout
+        victim = None
         with self._lock:
             while True:
                 if self._closed:
@@ -468,7 +480,6 @@ class Directory:
                 if self._idle:
                     # only connections to URIs that just failed: make room for a fresh one
                     victim = self._idle.pop(0)
-                    self._unbind(victim.ldap)
                     break
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -477,23 +488,31 @@ class Directory:
                     raise ServiceUnavailable(UNAVAILABLE)
                 self._lock.wait(left)
         # a slot is reserved: open outside the lock
+        if victim is not None:
+            self._unbind(victim.ldap)
         s = self.settings
-        for uri in self._uri_order():
-            if uri in excluded:
-                continue
-            try:
-                conn = _Conn(uri, self._open(uri, s.bind_dn, s.bind_password))
-                return conn, False
-            except _URIDown as exc:
-                failures.append(exc)
-            except ldap.LDAPError as exc:  # e.g. the service account's bind refused
-                self._mark_failed(uri, exc)
-                failures.append(_URIDown(uri, _describe(exc)))
-            excluded.add(uri)
+        try:
+            for uri in self._uri_order():
+                if uri in excluded:
+                    continue
+                try:
+                    return _Conn(uri, self._open(uri, s.bind_dn, s.bind_password, "service")), False
+                except _URIDown as exc:
+                    failures.append(exc)
+                except ldap.LDAPError as exc:  # e.g. the service account's bind refused
+                    self._mark_failed(uri, exc)
+                    failures.append(_URIDown(uri, _describe(exc)))
+                excluded.add(uri)
+        except BaseException:
+            self._free_slot()
+            raise
+        self._free_slot()
+        raise _NoServer()
+
+    def _free_slot(self) -> None:
         with self._lock:
             self._open_count -= 1
             self._lock.notify()
-        raise _NoServer()
 
     def _release(self, conn: _Conn) -> None:
         with self._lock:
@@ -518,14 +537,14 @@ class Directory:
             self._unbind(c.ldap)
 
     # ------------------------------------------------------------------------------------------ connections
-    def _open(self, uri: str, who: str, cred: str):
+    def _open(self, uri: str, who: str, cred: str, kind: str):
         """Connects (StartTLS where configured) and binds, on a helper thread the caller waits for at most
         ``timeout`` seconds. Raises the bind's LDAPError, or _URIDown when the server cannot be used."""
         timeout = self.settings.timeout
         with self._lock:
             if self._stuck.get(uri, 0) >= self._max_stuck:
                 raise _URIDown(uri, f"{self._stuck[uri]} earlier connection attempts still hang", True)
-        state = {"conn": None, "error": None, "abandoned": False}
+        state = {"conn": None, "error": None, "delivered": False, "abandoned": False}
         done = threading.Event()
 
         def attempt():
@@ -535,27 +554,25 @@ class Directory:
             except BaseException as exc:  # noqa: BLE001 -- handed to the waiting caller
                 error = exc
             with self._lock:
-                if state["abandoned"]:
+                late = state["abandoned"]
+                if late:
                     self._stuck[uri] -= 1
-                    late = True
                 else:
-                    state["conn"], state["error"] = conn, error
-                    late = False
+                    state.update(conn=conn, error=error, delivered=True)
             if late and conn is not None:
                 self._unbind(conn)
             done.set()
 
         threading.Thread(target=attempt, name=f"ldap-connect {uri}", daemon=True).start()
-        finished = done.wait(timeout * 1.1 + 0.1)
+        done.wait(timeout * 1.1 + 0.1)
         with self._lock:
-            if not finished and not done.is_set():
+            if not state["delivered"]:
                 state["abandoned"] = True
                 self._stuck[uri] = self._stuck.get(uri, 0) + 1
         if state["abandoned"]:
             exc = ldap.TIMEOUT({"desc": "connection attempt timed out", "info": f"no answer in {timeout:g}s"})
             self._mark_failed(uri, exc)
             raise _URIDown(uri, _describe(exc), True)
-        done.wait()
         if state["error"] is not None:
             err = state["error"]
             if isinstance(err, _DOWN):
@@ -564,7 +581,7 @@ class Directory:
             raise err
         with self._lock:
             self._failed_at.pop(uri, None)
-            self.connections_opened += 1
+            self._opened[kind] += 1
         return state["conn"]
 
     def _connect(self, uri: str, who: str, cred: str):

@@ -6,7 +6,7 @@
 # Never starts a system service: a policy-rc.d forbids service starts during the install.
 set -euo pipefail
 
-packages=(openssh-client postgresql curl litmus cadaver rclone)
+packages=(openssh-client postgresql curl litmus cadaver rclone slapd ldap-utils libldap2-dev libsasl2-dev)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$pkg")
