@@ -256,6 +256,8 @@ def _validate(cfg: Config) -> None:
     need(not cfg.ldap.enabled or bool(cfg.ldap.user_dn_template or cfg.ldap.user_base), "ldap.user_base",
          "give user_base (search then bind) or user_dn_template (direct bind)")
     need(cfg.ldap.timeout > 0, "ldap.timeout", "must be positive")
+    need(not cfg.ldap.enabled or bool(cfg.ldap.bind_dn), "ldap.bind_dn",
+         "a service account is needed to re-read accounts, so that a disabled or deleted user loses access")
     need(1 <= cfg.webdav.threads <= 1024, "webdav.threads", "must be between 1 and 1024")
     need(cfg.webdav.auth_cache_seconds >= 0, "webdav.auth_cache_seconds", "must not be negative")
     need(65536 <= cfg.webdav.block_size <= 16 * 1024 * 1024, "webdav.block_size", "must be between 65536 and 16777216")
