@@ -30,6 +30,8 @@ class SFTPConfig:
     host_key: str = ""
     #: files holding trusted OpenSSH user CA public keys (one key per line)
     user_ca_keys: tuple[str, ...] = ()
+    #: files listing revoked public keys (OpenSSH one-line form; a certificate whose key is listed is refused too)
+    revoked_keys: tuple[str, ...] = ()
     login_timeout: int = 30
     #: seconds an idle session may stay open (0 = no limit)
     idle_timeout: int = 900

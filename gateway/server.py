@@ -48,6 +48,7 @@ class GatewayServer:
                 await asyncio.wait_for(self._stop.wait(), TRUST_REFRESH_SECONDS)
             except asyncio.TimeoutError:
                 try:
+                    await loop.run_in_executor(self.executor, self.sftp.reload_revoked)
                     if self.https is not None:
                         await loop.run_in_executor(self.executor, self.https.refresh_trust)
                     if loop.time() - last_expiry >= HOUSEKEEPING_SECONDS:

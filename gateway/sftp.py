@@ -78,6 +78,27 @@ def _longname(entry: Entry, now: float) -> bytes:
     return f"{mode}    1 pages    pages    {entry.size:>12} {when} {entry.name}".encode()
 
 
+def _install_certificate_revocation_check() -> None:
+    """asyncssh validates an OpenSSH user certificate without showing the server the key inside it, so a
+    revoked key would still log in through a valid certificate. This wraps that one validation step to ask
+    the connection's owner (our _SSHConnection) whether the certified key is revoked."""
+    original = asyncssh.connection.SSHServerConnection._validate_openssh_certificate
+    if getattr(original, "_instpages", False):
+        return
+
+    async def checked(self, username, cert):
+        owner = getattr(self, "_owner", None)
+        if owner is not None and getattr(owner, "is_revoked", None) and owner.is_revoked(cert.key):
+            return None
+        return await original(self, username, cert)
+
+    checked._instpages = True
+    asyncssh.connection.SSHServerConnection._validate_openssh_certificate = checked
+
+
+_install_certificate_revocation_check()
+
+
 def _in_connection_cleanup() -> bool:
     """True when asyncssh calls ``close`` because the connection went away (its ``_cleanup``), not because the
     client sent SSH_FXP_CLOSE. asyncssh closes every open handle on a dropped connection, so without this a cut
@@ -105,8 +126,22 @@ class SFTPFrontend:
         for f in config.sftp.user_ca_keys:
             for key in asyncssh.read_public_key_list(f):
                 self.trusted_ca[key.get_fingerprint("sha256")] = key
+        self.revoked: frozenset[str] = frozenset()
+        self.reload_revoked()
         self._server: asyncssh.SSHAcceptor | None = None
         self.connections: set[asyncssh.SSHServerConnection] = set()
+
+    def reload_revoked(self) -> int:
+        """Read the revoked-keys files (again); returns how many keys are revoked."""
+        revoked = set()
+        for f in self.config.sftp.revoked_keys:
+            try:
+                for key in asyncssh.read_public_key_list(f):
+                    revoked.add(key.get_fingerprint("sha256"))
+            except (OSError, asyncssh.KeyImportError) as exc:
+                log.error("cannot read revoked keys file %s: %s", f, exc)
+        self.revoked = frozenset(revoked)
+        return len(revoked)
 
     async def run(self, fn: Callable, *args):
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
@@ -224,6 +259,12 @@ class _SSHConnection(asyncssh.SSHServer):
     def public_key_auth_supported(self) -> bool:
         return True
 
+    def is_revoked(self, key: asyncssh.SSHKey) -> bool:
+        if key.get_fingerprint("sha256") in self.fe.revoked:
+            self._methods_tried.add("revoked key")
+            return True
+        return False
+
     async def _failed(self, exc: AuthenticationFailed) -> bool:
         if exc.delay:
             await asyncio.sleep(exc.delay)  # slows guessing down without holding a worker thread
@@ -234,6 +275,8 @@ class _SSHConnection(asyncssh.SSHServer):
             return False
         self._methods_tried.add("publickey")
         fp = key.get_fingerprint("sha256")
+        if self.is_revoked(key):
+            return False
         try:
             ok = await self.fe.run(self.fe.mailbox.accepts_public_key, username, fp)
         except Exception:  # database trouble: never a login
