@@ -38,8 +38,9 @@ def source_allowed(source: str, account_networks: str, centre_networks: Iterable
     own = parse_networks(account_networks or "")
     if own and not in_networks(source, own):
         return False
-    bound = [parse_networks(n) for n in centre_networks if n]
-    if bound and not any(in_networks(source, nets) for nets in bound):
+    # a centre without ranges is open to any source (the same rule that filters a session's centres)
+    centres = [parse_networks(n or "") for n in centre_networks]
+    if centres and not any(not nets or in_networks(source, nets) for nets in centres):
         return False
     return True
 

@@ -160,6 +160,13 @@ class Administration:
                 raise AdminError("not a PEM X.509 certificate") from None
             if not r.is_machine:
                 raise AdminError("pinned client certificates are for machine accounts (people use their eID)")
+            try:
+                ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+            except x509.ExtensionNotFound:
+                ca = False
+            if ca:
+                # a pinned certificate becomes a trust anchor of the HTTPS port: a CA could issue any identity
+                raise AdminError("a CA certificate cannot be pinned to an account")
             certs.append(cert)
         with self.repo.write() as c:
             try:

@@ -16,6 +16,7 @@ from gateway.config import Config
 from gateway.mailbox import Mailbox
 from auth.networks import client_address
 from gateway.accountpage import AccountPage
+from gateway.crl import RevocationList
 from gateway.webdav import DAV_METHODS, create_app
 
 log = logging.getLogger("instpages.https")
@@ -36,11 +37,13 @@ def root_app(environ, start_response):
     return [body]
 
 
-def with_source(app, trusted_proxies):
-    """Sets ``instpages.source``: the client's address, from X-Forwarded-For only behind trusted proxies."""
+def with_source(app, trusted_proxies, crl=None):
+    """Sets ``instpages.source`` (the client's address, from X-Forwarded-For only behind trusted proxies) and
+    ``instpages.crl`` (the revocation lists client certificates are checked against)."""
     def wrapped(environ, start_response):
         environ["instpages.source"] = client_address(environ.get("REMOTE_ADDR", ""),
                                                      environ.get("HTTP_X_FORWARDED_FOR"), trusted_proxies)
+        environ["instpages.crl"] = crl
         return app(environ, start_response)
     return wrapped
 
@@ -49,10 +52,12 @@ class HTTPSFrontend:
     def __init__(self, config: Config, mailbox: Mailbox, keyring):
         self.config = config
         cfg = config.webdav
+        self.crl = RevocationList(cfg.client_crl_files)
         self.dav_app = create_app(mailbox, mount_path="/dav", auth_cache_seconds=cfg.auth_cache_seconds,
-                                  block_size=cfg.block_size, trusted_proxies=config.auth.trusted_proxies)
+                                  block_size=cfg.block_size, trusted_proxies=config.auth.trusted_proxies, crl=self.crl)
         self.account_app = with_source(AccountPage(mailbox, keyring.derive(b"account-cookie"),
-                                                   secure_cookie=not cfg.plain_http), config.auth.trusted_proxies)
+                                                   secure_cookie=not cfg.plain_http), config.auth.trusted_proxies,
+                                       self.crl)
         dispatcher = wsgi.PathInfoDispatcher({"/dav": self.dav_app, "/account": self.account_app, "/": root_app})
         self.server = wsgi.Server((cfg.host, cfg.port), dispatcher, numthreads=cfg.threads,
                                   server_name="instpages", timeout=60, request_queue_size=256)
@@ -68,9 +73,7 @@ class HTTPSFrontend:
             self.context.verify_mode = ssl.CERT_OPTIONAL
             if cfg.client_ca_file:
                 self.context.load_verify_locations(cafile=cfg.client_ca_file)
-            for crl in cfg.client_crl_files:
-                self.context.load_verify_locations(cafile=crl)
-                self.context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+
             self.refresh_trust()
             self.server.ssl_adapter = adapter
         self._thread: threading.Thread | None = None

@@ -122,6 +122,10 @@ def _eid_nrn(environ) -> str:
         values = cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
     except ValueError:
         return ""
+    crl = environ.get("instpages.crl")
+    if crl is not None and crl.is_revoked(cert):
+        log.info("revoked client certificate presented (serial %x)", cert.serial_number)
+        return ""
     nrn = values[0].value if values else ""
     return nrn if isinstance(nrn, str) and len(nrn) == 11 and nrn.isdigit() else ""
 
@@ -468,6 +472,9 @@ class GatewayDomainController(BaseDomainController):
             cert = x509.load_pem_x509_certificate(environ["SSL_CLIENT_CERT"].encode())
         except ValueError:
             return True
+        crl = environ.get("instpages.crl")
+        if crl is not None and crl.is_revoked(cert):
+            return True
         fingerprint = cert.fingerprint(hashes.SHA256()).hex()
         if not self.mailbox.knows_client_certificate(fingerprint):
             return True  # not a machine certificate: Basic (and, later, eID rules) apply
@@ -528,14 +535,16 @@ class FrontDoor:
     """Before authentication: the client's address (X-Forwarded-For only from trusted proxies), and OPTIONS,
     which Windows sends unauthenticated."""
 
-    def __init__(self, app, trusted_proxies=()):
+    def __init__(self, app, trusted_proxies=(), crl=None):
         self.app = app
         self.trusted_proxies = tuple(trusted_proxies)
+        self.crl = crl
 
     def __call__(self, environ, start_response):
         environ.pop(SESSION_KEY, None)  # only our domain controller sets it
         environ["instpages.source"] = client_address(environ.get("REMOTE_ADDR", ""),
                                                      environ.get("HTTP_X_FORWARDED_FOR"), self.trusted_proxies)
+        environ["instpages.crl"] = self.crl
         method = environ.get("REQUEST_METHOD", "")
         if method == "OPTIONS":
             headers = [("DAV", "1, 2"), ("MS-Author-Via", "DAV"), ("Allow", DAV_METHODS), ("Content-Length", "0")]
@@ -816,7 +825,7 @@ class ListingPage(BaseMiddleware):
 
 
 def create_app(mailbox: Mailbox, *, mount_path: str = "/dav", auth_cache_seconds: float = 60,
-               block_size: int = 1024 * 1024, fast_propfind: bool = True, trusted_proxies=()):
+               block_size: int = 1024 * 1024, fast_propfind: bool = True, trusted_proxies=(), crl=None):
     config = {
         "provider_mapping": {"/": MailboxProvider()},
         "mount_path": mount_path,
@@ -838,5 +847,5 @@ def create_app(mailbox: Mailbox, *, mount_path: str = "/dav", auth_cache_seconds
     }
     if not fast_propfind:
         config["middleware_stack"].remove(FastPropfind)
-    return FrontDoor(WsgiDAVApp(config), trusted_proxies)
+    return FrontDoor(WsgiDAVApp(config), trusted_proxies, crl)
 
