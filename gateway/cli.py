@@ -173,7 +173,8 @@ def _dispatch(args, cfg: Config) -> int:
             print(f"Institutional Pages is running: SFTP on {cfg.sftp.host}:{srv.sftp.port}{dav}"
                   f" (data in {cfg.data_path})", flush=True)
             if demo_info:
-                print(demo_info.replace("{port}", str(srv.sftp.port)), flush=True)
+                print(demo_info.replace("{port}", str(srv.sftp.port))
+                      .replace("{dav_port}", str(srv.https.port if srv.https else cfg.webdav.port)), flush=True)
 
         try:
             server.run(cfg, services, on_ready=ready)

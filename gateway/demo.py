@@ -51,13 +51,20 @@ def ensure_demo(admin: Administration, cfg: Config) -> str:
     if "demo-archive" not in accounts:
         admin.add_account("demo-archive", "archiver", first, [_keypair(folder, "demo-archive")],
                           display_name="Archive system of OCMW Demostad")
+    card_file = folder / "demo-staff.token-card"
+    device_file = folder / "demo-staff.device-password"
     if "demo-staff" not in accounts:
         password = secrets.token_urlsafe(12)
         _write_private(pw_file, password.encode() + b"\n")
         admin.add_account("demo-staff", "staff", None, [], password, display_name="Demo staff member")
         admin.grant("demo-staff", first, can_remove=False)
+        card = admin.issue_token_card("demo-staff")
+        _write_private(card_file, "".join(f"{n}: {code}\n" for n, code in card).encode())
+        _, secret = admin.create_device_password("demo-staff", "demo drive", 365)
+        _write_private(device_file, secret.encode() + b"\n")
         _deliver_sample(admin, first)
     password = pw_file.read_text().strip() if pw_file.exists() else "(see demo-staff.password)"
+    device = device_file.read_text().strip() if device_file.exists() else "(see demo-staff.device-password)"
     key = folder / "demo-podmi.key"
     return "\n".join([
         "Demo data loaded. Centres: " + ", ".join(f"{i} ({s})" for i, _, s in CENTRES),
@@ -66,8 +73,11 @@ def ensure_demo(admin: Administration, cfg: Config) -> str:
         f"      sftp> put report.pdf /{first}/2026-11/report.pdf",
         "  Archive system of the first centre (SSH key; list, get, rm = archive):",
         f"    sftp -P {{port}} -i {folder / 'demo-archive.key'} demo-archive@{cfg.sftp.host}",
-        "  Staff member (password, read-only on the first centre):",
+        "  Staff member (read-only on the first centre): the password, then the code the server asks for",
         f"    sftp -P {{port}} demo-staff@{cfg.sftp.host}     password: {password}",
+        f"      token card: {card_file}",
+        "  The same person's network drive (WebDAV; a device password, which works for WebDAV only):",
+        f"    https://{cfg.webdav.host}:{{dav_port}}/dav/   user demo-staff   password: {device}",
     ])
 
 

@@ -338,14 +338,14 @@ class MailboxSession:
         if self._principal.role is Role.SECURITY_CELL:
             raise PermissionDenied("the security cell does not read mailbox contents")
         self._authorize(Action.LIST, path)
+        doc = self._visible_doc(path)  # documents first: most stats are of documents (a get, an ls -l)
+        if doc is not None:
+            return self._entry_for_doc(doc)
         with self.repo.read() as c:
             folder = self.repo.folder_row(c, inst.id, path.relpath)
-        if folder is not None:
-            return Entry(path.name, True, mtime=_epoch(folder.created_at), mode=self._folder_mode(inst))
-        doc = self._visible_doc(path)
-        if doc is None:
+        if folder is None:
             raise NotFound()
-        return self._entry_for_doc(doc)
+        return Entry(path.name, True, mtime=_epoch(folder.created_at), mode=self._folder_mode(inst))
 
     def list(self, raw) -> list[Entry]:
         path = self._parse(raw)

@@ -83,6 +83,23 @@ _DOC_COLS = (D.c.id, D.c.institution_id, D.c.folder, D.c.name, D.c.state, D.c.bl
              D.c.archived_at, D.c.first_fetched_at)
 
 
+# Hot statements, built once with bound parameters: building a Core statement per call (and generating its
+# cache key) cost more than running it on SQLite.
+_B = sa.bindparam
+_Q_VISIBLE_DOC = sa.select(*_DOC_COLS).where(D.c.institution_id == _B("i"), D.c.folder == _B("f"),
+                                             D.c.name == _B("n"), D.c.state.in_(("committed", "staged")))
+_Q_FOLDER = sa.select(F).where(F.c.institution_id == _B("i"), F.c.path == _B("p"))
+_Q_ACCOUNT = sa.select(A).where(A.c.id == _B("a"))
+_Q_ACCOUNT_BY_NAME = sa.select(A).where(A.c.name == _B("n"))
+_Q_GRANTS = sa.select(G.c.institution_id, G.c.can_remove, G.c.can_write).where(G.c.account_id == _B("a"))
+_Q_INSTITUTION = sa.select(I).where(I.c.id == _B("i"))
+_Q_AUDIT_HEAD = sa.select(H.c.hash).where(H.c.id == 1).with_for_update()
+_Q_AUDIT_INSERT = E.insert()
+_Q_AUDIT_HEAD_UPDATE = H.update().where(H.c.id == 1).values(last_id=_B("last_id"), hash=_B("h"))
+_Q_MARK_FETCHED = (D.update().where(D.c.id == _B("d"), D.c.first_fetched_at.is_(None))
+                   .values(first_fetched_at=_B("t"), first_fetched_by=_B("by")))
+
+
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
     action: str
@@ -145,7 +162,7 @@ class Repository:
         return c.execute(I.update().where(I.c.id == id).values(**values)).rowcount == 1
 
     def institution(self, c: Connection, id: str):
-        return c.execute(sa.select(I).where(I.c.id == id)).first()
+        return c.execute(_Q_INSTITUTION, {"i": id}).first()
 
     def institutions(self, c: Connection, ids: Iterable[str] | None = None) -> list:
         q = sa.select(I).order_by(I.c.id)
@@ -166,10 +183,10 @@ class Repository:
             raise Conflict(f"account {name} already exists") from None
 
     def account_by_name(self, c: Connection, name: str):
-        return c.execute(sa.select(A).where(A.c.name == name)).first()
+        return c.execute(_Q_ACCOUNT_BY_NAME, {"n": name}).first()
 
     def account(self, c: Connection, account_id: int):
-        return c.execute(sa.select(A).where(A.c.id == account_id)).first()
+        return c.execute(_Q_ACCOUNT, {"a": account_id}).first()
 
     def accounts(self, c: Connection) -> list:
         return list(c.execute(sa.select(A).order_by(A.c.name)))
@@ -200,8 +217,7 @@ class Repository:
         return [r.pem for r in c.execute(sa.select(CC.c.pem))]
 
     def grants_of(self, c: Connection, account_id: int) -> list:
-        return list(c.execute(sa.select(G.c.institution_id, G.c.can_remove, G.c.can_write)
-                              .where(G.c.account_id == account_id)))
+        return list(c.execute(_Q_GRANTS, {"a": account_id}))
 
     def set_grant(self, c: Connection, account_id: int, institution_id: str, can_remove: bool, granted_by: str,
                   can_write: bool = False) -> None:
@@ -222,10 +238,10 @@ class Repository:
     def folder_exists(self, c: Connection, institution_id: str, path: str) -> bool:
         if path == "":
             return True
-        return c.execute(sa.select(F.c.id).where(F.c.institution_id == institution_id, F.c.path == path)).first() is not None
+        return c.execute(_Q_FOLDER, {"i": institution_id, "p": path}).first() is not None
 
     def folder_row(self, c: Connection, institution_id: str, path: str):
-        return c.execute(sa.select(F).where(F.c.institution_id == institution_id, F.c.path == path)).first()
+        return c.execute(_Q_FOLDER, {"i": institution_id, "p": path}).first()
 
     def create_folders(self, c: Connection, institution_id: str, path: str, created_by: str) -> bool:
         """Create ``path`` and its missing parents; returns False if ``path`` already existed."""
@@ -285,8 +301,7 @@ class Repository:
 
     # -- documents -------------------------------------------------------------------------------------------
     def visible_document(self, c: Connection, institution_id: str, folder: str, name: str) -> DocumentRow | None:
-        r = c.execute(sa.select(*_DOC_COLS).where(D.c.institution_id == institution_id, D.c.folder == folder,
-                                                  D.c.name == name, D.c.state.in_(("committed", "staged")))).first()
+        r = c.execute(_Q_VISIBLE_DOC, {"i": institution_id, "f": folder, "n": name}).first()
         return DocumentRow.from_row(r) if r else None
 
     def document(self, c: Connection, document_id: int) -> DocumentRow | None:
@@ -360,8 +375,7 @@ class Repository:
             D.c.size == size, D.c.state.in_(("committed", "archived"))).limit(1)).first() is not None
 
     def mark_fetched(self, c: Connection, document_id: int, by: str) -> None:
-        c.execute(D.update().where(D.c.id == document_id, D.c.first_fetched_at.is_(None))
-                  .values(first_fetched_at=utcnow(), first_fetched_by=by))
+        c.execute(_Q_MARK_FETCHED, {"d": document_id, "t": utcnow(), "by": by})
 
     def pending_of_node(self, c: Connection, node_id: str) -> list[tuple[int, str]]:
         return [(r.id, r.blob_id) for r in c.execute(sa.select(D.c.id, D.c.blob_id).where(
@@ -456,17 +470,18 @@ class Repository:
     # -- audit -----------------------------------------------------------------------------------------------
     def audit(self, c: Connection, rec: AuditRecord) -> int:
         """Append one event to the hash chain (inside the caller's transaction)."""
-        head = c.execute(sa.select(H.c.hash).where(H.c.id == 1).with_for_update()).scalar()
+        head = c.execute(_Q_AUDIT_HEAD).scalar()
         if head is None:
             c.execute(H.insert().values(id=1, last_id=0, hash=GENESIS))
             head = GENESIS
         ts = utcnow()
         h = _event_hash(head, ts, rec)
-        event_id = c.execute(E.insert().values(
-            ts=ts, actor=rec.actor, protocol=rec.protocol, source=rec.source, action=rec.action, outcome=rec.outcome,
-            institution_id=rec.institution_id, path=rec.path, document_id=rec.document_id, bytes=rec.bytes,
-            detail=rec.detail, prev_hash=head, hash=h)).inserted_primary_key[0]
-        c.execute(H.update().where(H.c.id == 1).values(last_id=event_id, hash=h))
+        event_id = c.execute(_Q_AUDIT_INSERT, {
+            "ts": ts, "actor": rec.actor, "protocol": rec.protocol, "source": rec.source, "action": rec.action,
+            "outcome": rec.outcome, "institution_id": rec.institution_id, "path": rec.path,
+            "document_id": rec.document_id, "bytes": rec.bytes, "detail": rec.detail, "prev_hash": head,
+            "hash": h}).inserted_primary_key[0]
+        c.execute(_Q_AUDIT_HEAD_UPDATE, {"last_id": event_id, "h": h})
         return event_id
 
     def audit_events(self, c: Connection, *, institution_id: str | None = None, limit: int = 100,

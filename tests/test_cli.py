@@ -395,11 +395,28 @@ def test_serve_demo_prints_login_instructions_and_they_work(tmp_path):
                            capture_output=True, text=True, env=ssh_env(), timeout=60, start_new_session=True)
         assert r.returncode == 0, r.stderr
 
-        # the staff password logs in (asyncssh, password only) and sees the upload and the demo document
+        # the staff password plus the code of the demo token card logs in (asyncssh, keyboard-interactive) and
+        # sees the upload and the demo document
+        card = dict(line.split(": ") for line in (demo / "demo-staff.token-card").read_text().split("\n") if line)
+        assert str(demo / "demo-staff.token-card") in text
+
+        class Kbd(asyncssh.SSHClient):
+            tried = False
+
+            def kbdint_auth_requested(self):
+                if Kbd.tried:
+                    return None
+                Kbd.tried = True
+                return ""
+
+            def kbdint_challenge_received(self, name, instructions, lang, prompts):
+                return [password if p.startswith("Password") else card[p.split("Code number ")[1].split()[0]]
+                        for p, _ in prompts]
+
         async def staff_session():
-            async with asyncssh.connect("127.0.0.1", port, username="demo-staff", password=password,
-                                        known_hosts=None, agent_path=None, client_keys=None,
-                                        preferred_auth="password") as conn:
+            async with asyncssh.connect("127.0.0.1", port, username="demo-staff", known_hosts=None,
+                                        agent_path=None, client_keys=None, preferred_auth="keyboard-interactive",
+                                        client_factory=Kbd) as conn:
                 async with conn.start_sftp_client() as sftp:
                     names = sorted(await sftp.listdir(f"/{first}/2026-11"))
                     async with sftp.open(f"/{first}/2026-11/report.pdf", "rb") as f:
