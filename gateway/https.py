@@ -29,6 +29,19 @@ def root_app(environ, start_response):
         start_response("200 OK", [("DAV", "1, 2"), ("MS-Author-Via", "DAV"), ("Allow", DAV_METHODS),
                                   ("Content-Length", "0")])
         return [b""]
+    if method == "PROPFIND" and environ.get("PATH_INFO", "/") in ("", "/"):
+        # Windows' mini-redirector probes the server root before the mapped folder: the root is a collection
+        # holding /dav/ and nothing else (the mailboxes themselves need a login)
+        depth = environ.get("HTTP_DEPTH", "1")
+        members = '<D:response><D:href>/dav/</D:href><D:propstat><D:prop><D:resourcetype><D:collection/>' \
+                  '</D:resourcetype></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>'
+        body = ('<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:"><D:response><D:href>/</D:href>'
+                "<D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype></D:prop>"
+                "<D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>"
+                + (members if depth == "1" else "") + "</D:multistatus>\n").encode()
+        start_response("207 Multi-Status", [("Content-Type", "application/xml; charset=utf-8"),
+                                            ("Content-Length", str(len(body))), ("DAV", "1, 2")])
+        return [body]
     if method in ("GET", "HEAD") and environ.get("PATH_INFO", "/") in ("", "/"):
         start_response("302 Found", [("Location", "/dav/"), ("Content-Length", "0")])
         return [b""]

@@ -69,3 +69,12 @@ def test_people_do_not_get_pinned_certificates(world, tmp_path):
     cert, _ = make_cert(tmp_path, "staff-cert")
     with pytest.raises(AdminError, match="machine accounts"):
         world.admin.add_account("staff-cert", "staff", password="a long password 1", client_certs=[cert.read_text()])
+
+
+def test_windows_probes_the_server_root(world):
+    base = f"https://127.0.0.1:{world.dav_port}"
+    r = subprocess.run(["curl", "-sk", "-i", "-X", "OPTIONS", base + "/"], capture_output=True, timeout=30)
+    assert b" 200 " in r.stdout.split(b"\r\n")[0] and b"MS-Author-Via: DAV" in r.stdout
+    r = subprocess.run(["curl", "-sk", "-X", "PROPFIND", "-H", "Depth: 1", base + "/"], capture_output=True,
+                       timeout=30)
+    assert b"<D:href>/dav/</D:href>" in r.stdout and b"<D:collection/>" in r.stdout
