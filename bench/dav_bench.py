@@ -163,6 +163,20 @@ def loadavg() -> str:
         return "?"
 
 
+def listen_overflows() -> int:
+    """The host's TcpExt ListenOverflows counter (connections dropped because an accept queue was full; a
+    dropped handshake costs the client a SYN retransmit of 1 s or more). Host-wide, so only a hint."""
+    try:
+        lines = Path("/proc/net/netstat").read_text().splitlines()
+    except OSError:
+        return 0
+    for head, vals in zip(lines[::2], lines[1::2]):
+        if head.startswith("TcpExt:"):
+            d = dict(zip(head.split()[1:], vals.split()[1:]))
+            return int(d.get("ListenOverflows", 0))
+    return 0
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -276,7 +290,6 @@ class PdfTemplate:
 
 
 TITLE_LEN = 24
-_SAVE_KW: dict = {}
 
 
 def _pdf_with_gray_image(width: int, height: int):
@@ -766,8 +779,8 @@ def parse_w(out: str, expect: int) -> list[tuple[int, float, int, int]]:
 
 def tls_info(t: Target) -> str:
     """Protocol and cipher that curl negotiates with this server (from curl -v)."""
-    cp = subprocess.run(curl_base(t, 30) + ["-v", "-o", "/dev/null", t.url("/dav/")], capture_output=True,
-                        text=True, timeout=60, stdin=subprocess.DEVNULL)
+    cp = subprocess.run(curl_base(t, 30) + ["-v", "-o", "/dev/null", "-X", "OPTIONS", t.url("/dav/")],
+                        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     m = re.search(r"SSL connection using (\S+) / (\S+)", cp.stderr)
     return f"{m.group(1)} {m.group(2)}" if m else "unknown"
 
@@ -1032,6 +1045,8 @@ class Bench:
         # bounds on when the gateway last verified our password (its login cache entry dates from then)
         self.login_lo: float | None = None
         self.login_hi: float | None = None
+        # when the bench last sent the gateway a request: any request after an expiry logs in afresh
+        self.gw_last_request: float | None = None
         self.gateway: GatewayServer | None = None
         self.nginx: NginxServer | None = None
         self.work = tmp / "client"
@@ -1082,6 +1097,7 @@ class Bench:
                             capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL)
         if t.name == "gateway":  # the first request with our credentials: a full login
             self.login_lo, self.login_hi = t0, time.monotonic()
+            self.gw_last_request = self.login_hi
         if cp.stdout.strip() != "207":
             raise BenchError(f"{t.name}: PROPFIND with credentials answered {cp.stdout.strip()!r}, expected 207"
                              f" {cp.stderr[-300:]}")
@@ -1228,23 +1244,34 @@ class Bench:
         stop = threading.Event()
         url = t.url(f"/dav/{self.centre}/small/{self.ds.small_names[-1]}")
 
+        def probe_once() -> None:
+            try:
+                cp = subprocess.run(curl_base(t, 60) + ["-o", "/dev/null", "-w",
+                                                        "%{http_code} %{time_appconnect} %{time_total}", url],
+                                    capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL)
+                code, tls, total = cp.stdout.split()
+                if code == "200":
+                    probes.append((float(tls), float(total)))
+            except (subprocess.SubprocessError, ValueError):
+                pass
+
         def probe() -> None:
+            # one new probe every second, whether or not the earlier ones have finished
+            started: list[threading.Thread] = []
             stop.wait(1.0)
-            for _ in range(int(seconds) + 30):
+            for _ in range(max(1, int(seconds) - 1)):
                 if stop.is_set():
                     break
-                try:
-                    cp = subprocess.run(curl_base(t, 60) + ["-o", "/dev/null", "-w",
-                                                            "%{http_code} %{time_appconnect} %{time_total}", url],
-                                        capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL)
-                    code, tls, total = cp.stdout.split()
-                    if code == "200":
-                        probes.append((float(tls), float(total)))
-                except (subprocess.SubprocessError, ValueError):
-                    pass
+                th = threading.Thread(target=probe_once, daemon=True)
+                th.start()
+                started.append(th)
                 stop.wait(1.0)
+            for th in started:
+                th.join(timeout=95)
 
         prober = threading.Thread(target=probe, daemon=True)
+        overflows0 = listen_overflows()
+        drops0 = self.handshake_drops() if t.name == "gateway" else 0
         with self.sampled(t, scenario):
             prober.start()
             try:
@@ -1252,7 +1279,11 @@ class Bench:
                             self.work / f"wrk-{t.name}-{label}.txt")
             finally:
                 stop.set()
-                prober.join(timeout=120)
+        prober.join(timeout=120)  # outside the RSS sampling: the probes started late may still run
+        r["listen_overflows"] = listen_overflows() - overflows0
+        if t.name == "gateway":
+            time.sleep(0.5)  # let the server log the connections wrk dropped at its end
+            r["handshake_drops"] = self.handshake_drops() - drops0
         r["probe_tls_s"] = [p[0] for p in probes]
         r["probe_total_s"] = [p[1] for p in probes]
         # Little's law: requests in flight on average, as wrk saw them (close to -c when every connection works)
@@ -1261,7 +1292,11 @@ class Bench:
               f"{max(r['probe_total_s']) * 1000:,.0f} ms ({len(probes)} probes)" if probes else ", no probe finished")
         log(f"  wrk {t.name:7s} {label}: {r['rps']:,.0f} req/s, p50 {r['p50_us'] / 1000:.1f} ms, p99 "
             f"{r['p99_us'] / 1000:.1f} ms, max {r['lat_max_us'] / 1000:.0f} ms, {r['in_flight']:.0f} in flight, "
-            f"{r['errors']} socket errors ({r['err_timeout']} timeouts), {r['err_status']} non-2xx/3xx{pr}")
+            f"{r['errors']} socket errors ({r['err_timeout']} timeouts), {r['err_status']} non-2xx/3xx{pr}"
+            + (f"; {r['listen_overflows']} listen-queue overflows on this host meanwhile"
+               if r["listen_overflows"] else "")
+            + (f"; the gateway has logged {r['handshake_drops']} more connections dropped during their TLS "
+               f"handshake" if r.get("handshake_drops") else ""))
         if r["requests"] == 0:
             raise BenchError(f"{t.name}: wrk completed no request{tail(self.work / f'wrk-{t.name}-{label}.txt', 20)}")
         if r["err_status"]:
@@ -1271,16 +1306,26 @@ class Bench:
                              f"{self.ds.small_size}-byte document")
         return r
 
+    def handshake_drops(self) -> int:
+        """How often the gateway's log says a client dropped its connection during the TLS handshake (cheroot:
+        "peer dropped the TLS connection suddenly, during handshake"). When wrk stops, those are the
+        connections that were still waiting for the server to finish their handshake."""
+        try:
+            return self.gateway.log.read_text(errors="replace").count("during handshake")
+        except OSError:
+            return 0
+
     def prime_auth(self, t: Target) -> None:
         """One authenticated request (on the gateway: a full login if its cache entry has run out)."""
         run(curl_base(t, 120) + ["-o", "/dev/null", "-X", "PROPFIND", "-H", "Depth: 0",
                                  t.url(f"/dav/{self.centre}/")], 180, f"{t.name}: PROPFIND (auth)")
 
     def wait_for_login_expiry(self) -> None:
-        """Until the gateway has certainly forgotten our verified login (it remembers it for 60 s from the
-        verification, however often it is used)."""
-        wait = (self.login_hi + LOGIN_CACHE_S + 1 - time.monotonic()) if self.login_hi is not None \
-            else LOGIN_CACHE_S + 1
+        """Until the gateway has certainly forgotten our verified login. It remembers it for 60 s from the
+        verification, however often it is used; but any request after an expiry verifies afresh, so the
+        entry is at most as old as the bench's last request to the gateway."""
+        marks = [m for m in (self.login_hi, self.gw_last_request) if m is not None]
+        wait = (max(marks) + LOGIN_CACHE_S + 1 - time.monotonic()) if marks else LOGIN_CACHE_S + 1
         if wait > 0:
             log(f"  waiting {wait:.0f} s for the gateway's login cache to run out")
             time.sleep(wait)
@@ -1304,6 +1349,7 @@ class Bench:
         for t in self.sides():
             if t.name == "gateway":
                 self.ensure_fresh_login(a.wrk_warmup + a.wrk_seconds + 15)
+                drops0 = self.handshake_drops()
             if a.wrk_warmup > 0:
                 w = run_wrk(t, self.wrk_script(), a.connections, a.wrk_threads, a.wrk_warmup, 30,
                             self.work / f"wrk-{t.name}-warmup.txt")
@@ -1311,6 +1357,8 @@ class Bench:
                     f"p99 {w['p99_us'] / 1000:.1f} ms, {w['errors']} socket errors, {w['err_status']} bad statuses")
                 details[f"{t.name}_warmup"] = w
             r = self.load_run(t, a.wrk_seconds, "measured", "wrk")
+            if t.name == "gateway":
+                r["handshake_drops_incl_warmup"] = self.handshake_drops() - drops0
             details[t.name] = r
             getattr(rps, t.name).append(r["rps"])
             getattr(p99, t.name).append(r["p99_us"] / 1000)
@@ -1327,10 +1375,15 @@ class Bench:
                     + (f", after a {a.wrk_warmup:g} s warm-up" if a.wrk_warmup > 0 else "")
                     + ("; " + "; ".join(notes) if notes else ""))
         inflight = {n: details[n]["in_flight"] for n in ("nginx", "gateway") if n in details}
+        drops = details.get("gateway", {}).get("handshake_drops_incl_warmup")
+        opened = a.connections * (2 if a.wrk_warmup > 0 else 1)
         p99.note = ("requests in flight on average (rps x mean latency; wrk times a request only once its "
                     "connection is up): " + ", ".join(f"{n} {v:.0f}" for n, v in inflight.items())
-                    + f" of {a.connections}")
-        fresh.note = "median of 1-per-second probes during the measured run: new TLS connection + one GET (curl)"
+                    + f" of {a.connections}"
+                    + (f"; {drops} of the {opened} connections wrk opened to the gateway (warm-up and measured "
+                       f"run) were still in their TLS handshake when wrk stopped (gateway log)" if drops else ""))
+        fresh.note = ("median of probes started once a second during the measured run, each a new TLS connection "
+                      "+ one GET (curl)")
 
     def scen_expiry(self) -> None:
         """The gateway alone, right after its Basic-login cache expired: every request that arrives before the
@@ -1348,7 +1401,9 @@ class Bench:
             self.rows["exp_fresh"].gateway.append(max(r["probe_total_s"]) * 1000)
         self.rows["exp_rps"].note = (f"wrk as in 3. (no warm-up), started just after the gateway's "
                                      f"{LOGIN_CACHE_S:.0f} s login cache ran out; {r['in_flight']:.0f} requests "
-                                     f"in flight on average; peak RSS in the expiry row below")
+                                     f"in flight on average; {r.get('handshake_drops', 0)} of "
+                                     f"{a.connections} connections still in their TLS handshake when wrk "
+                                     f"stopped; peak RSS in the expiry row below")
 
     # ---- profiling of the gateway when a target is missed ----------------------------------------------
 
@@ -1361,7 +1416,8 @@ class Bench:
             log("py-spy not found: no profile")
             return
         t = self.targets["gateway"]
-        self.ensure_fresh_login(a.profile_seconds + 20)  # the profile is of the steady state, not an expiry
+        if scenario == "wrk":  # the profile is of the steady state: no login-cache expiry in it
+            self.ensure_fresh_login(a.profile_seconds + 20)
         out = (Path(a.profile_dir) if a.profile_dir else self.tmp) / f"profile-{scenario}.txt"
         out.parent.mkdir(parents=True, exist_ok=True)
         secs = a.profile_seconds
@@ -1390,8 +1446,8 @@ class Bench:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
-                    subprocess.run(curl_base(t, max(1, remaining)) + ["-o", "/dev/null",
-                                                                      t.url(f"/dav/{self.centre}/big/{self.ds.big_name}")],
+                    big = t.url(f"/dav/{self.centre}/big/{self.ds.big_name}")
+                    subprocess.run(curl_base(t, max(1, remaining)) + ["-o", "/dev/null", big],
                                    timeout=remaining + 30, stdin=subprocess.DEVNULL, capture_output=True)
             spy.wait(timeout=secs + 60)
         finally:
@@ -1418,7 +1474,9 @@ class Bench:
             self.extra["loadavg"][s] = loadavg()
             try:
                 getattr(self, f"scen_{s}")()
+                self.gw_last_request = time.monotonic()
             except BenchError as exc:
+                self.gw_last_request = time.monotonic()
                 log(f"scenario {s} FAILED: {exc}")
                 for r in self.rows.values():
                     if r.scenario == s and r.better != "info":
@@ -1434,6 +1492,8 @@ class Bench:
                     self.profile(s)
                 except (BenchError, subprocess.SubprocessError, OSError) as exc:
                     log(f"profiling {s} failed: {exc}")
+                finally:
+                    self.gw_last_request = time.monotonic()
 
     def result_rows(self) -> list[Row]:
         rows = [r for r in self.rows.values() if r.scenario in self.scenarios and (r.better != "info" or
