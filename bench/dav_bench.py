@@ -504,7 +504,6 @@ def _seed_worker(data_dir: str, env: dict[str, str], uploader: str, items: list[
 
 def seed_gateway(data_dir: Path, env: dict[str, str], items: list[tuple[str, str]], workers: int) -> float:
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
     t0 = time.perf_counter()
     if not items:
@@ -515,13 +514,16 @@ def seed_gateway(data_dir: Path, env: dict[str, str], items: list[tuple[str, str
     for i, item in enumerate(items):
         shares[i % workers].append(item)
     ctx = multiprocessing.get_context("spawn")  # no forked SQLite connections or threads
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futs = [pool.submit(_seed_worker, str(data_dir), env, UPLOADER, share) for share in shares if share]
-        done = 0
-        for f in futs:
+    done = 0
+    # Pool's __exit__ terminates the workers: on Ctrl-C/SIGTERM or an error they stop at once
+    with ctx.Pool(processes=workers) as pool:
+        pending = [pool.apply_async(_seed_worker, (str(data_dir), env, UPLOADER, share)) for share in shares if share]
+        for res in pending:
             try:
-                n, _ = f.result(timeout=3600)
-            except Exception as exc:
+                n, _ = res.get(timeout=3600)
+            except multiprocessing.TimeoutError as exc:
+                raise BenchError("seeding the gateway took more than an hour") from exc
+            except Exception as exc:  # noqa: BLE001 - whatever the core raised in the worker
                 raise BenchError(f"seeding the gateway failed: {exc!r}") from exc
             done += n
     os.sync()
@@ -993,7 +995,7 @@ def fmt_num(x: float | None, unit: str) -> str:
     if unit == "ms":
         return f"{x:,.1f} ms" if x < 1000 else f"{x:,.0f} ms"
     if unit == "req/s":
-        return f"{x:,.0f} req/s"
+        return f"{x:,.1f} req/s" if x < 10 else f"{x:,.0f} req/s"
     return f"{x:,.2f} {unit}"
 
 
