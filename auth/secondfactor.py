@@ -23,8 +23,11 @@ _HASHER = argon2.PasswordHasher()
 
 
 def _verify(stored: str, given: str) -> bool:
+    from auth.authenticator import HASH_SLOTS  # one bound on argon2's memory for every verification
+
     try:
-        return _HASHER.verify(stored, given)
+        with HASH_SLOTS:
+            return _HASHER.verify(stored, given)
     except (argon2.exceptions.VerifyMismatchError, argon2.exceptions.InvalidHashError,
             argon2.exceptions.VerificationError):
         return False

@@ -53,7 +53,10 @@ def build(config: Config, *, initialize: bool = True) -> Services:
     os.chmod(data, 0o700)
     keyring = Keyring.load_or_create(config.key_path)
     blobs = LocalBlobStore(config.blob_path, keyring, chunk_size=config.storage.chunk_size)
-    repo = Repository(create_engine(config.database_url, pool_size=config.storage.workers + 4))
+    # every SFTP worker and every HTTPS thread may hold a connection at once: a smaller pool made request
+    # threads queue for connections (WebDAV benchmark, 200 clients)
+    threads = config.storage.workers + (config.webdav.threads if config.webdav.enabled else 0)
+    repo = Repository(create_engine(config.database_url, pool_size=threads + 4))
     if initialize:
         repo.initialize()
     cas = load_user_cas(config)
