@@ -28,7 +28,7 @@ from gateway.errors import (AlreadyExists, ContentRefused, GatewayError, Institu
                             PermissionDenied, ServiceUnavailable, TooLarge, Unsupported)
 from gateway.path import VPath
 from storage.blobstore import BlobRef, BlobStore
-from storage.repository import AuditRecord, Conflict, DocumentRow, Repository, utcnow
+from storage.repository import AuditRecord, Conflict, DocumentRow, Repository, as_utc, utcnow
 
 log = logging.getLogger("instpages.mailbox")
 
@@ -363,11 +363,13 @@ class MailboxSession:
             mode = self._folder_mode(inst)
             for f in self.repo.child_folders(c, inst.id, path.relpath):
                 entries.append(Entry(f.path.rsplit("/", 1)[-1], True, mtime=_epoch(f.created_at), mode=mode))
-            own_only = p.account_id if sees_only_own_documents(p) else None
-            for doc in self.repo.documents_in(c, inst.id, path.relpath, own_only):
-                if doc.state == "staged" and doc.uploaded_by != p.account_id:
+            own_only = sees_only_own_documents(p)
+            me = p.account_id
+            for r in self.repo.listing(c, inst.id, path.relpath):
+                if (own_only or r.state == "staged") and r.uploaded_by != me:
                     continue
-                entries.append(self._entry_for_doc(doc))
+                entries.append(Entry(r.name, False, r.size, _epoch(as_utc(r.committed_at)), DOCUMENT_MODE, r.id,
+                                     r.sha256, r.content_type))
             self._audit_now("list", "ok", path, detail=f"{len(entries)} entries")
         entries.sort(key=lambda e: e.name)
         return entries

@@ -88,6 +88,9 @@ _DOC_COLS = (D.c.id, D.c.institution_id, D.c.folder, D.c.name, D.c.state, D.c.bl
 _B = sa.bindparam
 _Q_VISIBLE_DOC = sa.select(*_DOC_COLS).where(D.c.institution_id == _B("i"), D.c.folder == _B("f"),
                                              D.c.name == _B("n"), D.c.state.in_(("committed", "staged")))
+_Q_LISTING = sa.select(D.c.id, D.c.name, D.c.size, D.c.committed_at, D.c.sha256, D.c.content_type, D.c.state,
+                       D.c.uploaded_by).where(D.c.institution_id == _B("i"), D.c.folder == _B("f"),
+                                              D.c.state.in_(("committed", "staged")))
 _Q_FOLDER = sa.select(F).where(F.c.institution_id == _B("i"), F.c.path == _B("p"))
 _Q_ACCOUNT = sa.select(A).where(A.c.id == _B("a"))
 _Q_ACCOUNT_BY_NAME = sa.select(A).where(A.c.name == _B("n"))
@@ -315,6 +318,11 @@ class Repository:
         if uploaded_by is not None:
             q = q.where(D.c.uploaded_by == uploaded_by)
         return [DocumentRow.from_row(r) for r in c.execute(q)]
+
+    def listing(self, c: Connection, institution_id: str, folder: str) -> list:
+        """The columns a directory listing shows, for every visible document of a folder (no key material, no
+        per-row objects: a 10,000-document folder is listed often)."""
+        return c.execute(_Q_LISTING, {"i": institution_id, "f": folder}).all()
 
     def has_children(self, c: Connection, institution_id: str, folder: str) -> bool:
         if c.execute(sa.select(D.c.id).where(D.c.institution_id == institution_id, D.c.folder == folder,
