@@ -75,7 +75,9 @@ class Mailbox:
                                                   delay_max=a.failure_delay_max, ban_after=a.ban_after,
                                                   ban_seconds=a.ban_seconds)
         self._inst_cache: dict[str, tuple[float, object]] = {}
-        self._logins: dict[bytes, tuple[float, int, str, int | None]] = {}
+        self._logins: dict[bytes, tuple] = {}  # key -> (verified at, account, method, device, principal, loaded)
+        self._login_locks: dict[bytes, threading.Lock] = {}
+        self._login_locks_guard = threading.Lock()
         self._secret = os.urandom(32)
         self._inst_lock = threading.Lock()
 
@@ -103,11 +105,34 @@ class Mailbox:
         username = getattr(creds, "username", "") or ""
         if reuse_seconds > 0:
             key = self._credential_key(creds, protocol, source)
-            hit = self._logins.get(key)
-            now = self.clock()
-            if hit is not None and now - hit[0] < reuse_seconds and (
-                    hit[3] is None or self.authenticator.devices.is_live(hit[1], hit[3])):
-                return MailboxSession(self, self.load_principal(hit[1], hit[2], source), protocol, source)
+            hit = self._remembered(key, reuse_seconds, source)
+            if hit is not None:
+                return MailboxSession(self, hit, protocol, source)
+            # one verification per credential at a time: identical requests arriving together wait for it
+            with self._login_locks_guard:
+                lock = self._login_locks.setdefault(key, threading.Lock())
+            with lock:
+                hit = self._remembered(key, reuse_seconds, source)
+                if hit is not None:
+                    return MailboxSession(self, hit, protocol, source)
+                return self._login(creds, protocol, source, key)
+        return self._login(creds, protocol, source, None)
+
+    def _remembered(self, key: bytes, reuse_seconds: float, source: str) -> Principal | None:
+        hit = self._logins.get(key)
+        now = self.clock()
+        if hit is None or now - hit[0] >= reuse_seconds:
+            return None
+        _, account_id, method, device_id, principal, loaded = hit
+        if device_id is not None and not self.authenticator.devices.is_live(account_id, device_id):
+            return None
+        if now - loaded >= self.PRINCIPAL_TTL:
+            principal = self.load_principal(account_id, method, source)
+            self._logins[key] = (hit[0], account_id, method, device_id, principal, now)
+        return principal
+
+    def _login(self, creds: Credentials, protocol: str, source: str, key: bytes | None) -> "MailboxSession":
+        username = getattr(creds, "username", "") or ""
         method = type(creds).__name__.replace("Credentials", "").lower()
         try:
             try:
@@ -130,9 +155,12 @@ class Mailbox:
             self.repo.audit(c, AuditRecord("login", "ok", principal.name, protocol, source,
                                            principal.institution_id, detail=f"method={result.method}"))
         if key is not None:
-            if len(self._logins) > 10000:
-                self._logins.clear()
-            self._logins[key] = (self.clock(), result.account_id, result.method, result.device_id)
+            now = self.clock()
+            if len(self._logins) > 10000:  # drop the oldest half rather than everything at once
+                for k, _ in sorted(self._logins.items(), key=lambda kv: kv[1][0])[:5000]:
+                    self._logins.pop(k, None)
+                    self._login_locks.pop(k, None)
+            self._logins[key] = (now, result.account_id, result.method, result.device_id, principal, now)
         return MailboxSession(self, principal, protocol, source)
 
     def source_allowed(self, username: str, source: str) -> bool:
