@@ -333,6 +333,18 @@ class MailboxSession:
     def _parse(self, raw: str | bytes | VPath) -> VPath:
         return raw if isinstance(raw, VPath) else vpath.parse(raw)
 
+    def _item(self, raw, on_mailbox: GatewayError, on_root: GatewayError | None = None) -> VPath:
+        """A path below a mailbox (a folder or document). For a mailbox itself, ``on_mailbox`` is raised -- after
+        checking the caller may see it, so a hidden centre still answers as a missing name; for the root,
+        ``on_root`` (default: the same error)."""
+        path = self._parse(raw)
+        if path.is_mailbox:
+            self._authorize(Action.SEE, path)
+            raise on_mailbox
+        if path.is_root:
+            raise on_root or on_mailbox
+        return path
+
     def _visible_doc(self, path: VPath) -> DocumentRow | None:
         """The document at ``path`` as this caller may see it (uploaders: only their own)."""
         with self.repo.read() as c:
@@ -472,11 +484,7 @@ class MailboxSession:
 
     # -- folders ------------------------------------------------------------------------------------------------
     def mkdir(self, raw) -> None:
-        path = self._parse(raw)
-        if path.is_root or path.is_mailbox:
-            if path.is_mailbox:
-                self._authorize(Action.SEE, path)
-            raise AlreadyExists("this folder already exists") if path.is_mailbox else PermissionDenied()
+        path = self._item(raw, AlreadyExists("this folder already exists"), PermissionDenied())
         inst = self._authorize(Action.MKDIR, path, audit_denial=True)
         cfg = self.mailbox.config.documents
         vpath.check_new_name(path, max_depth=cfg.max_depth, max_name_length=cfg.max_name_length, is_folder=True)
@@ -489,11 +497,7 @@ class MailboxSession:
             self._audit(c, "mkdir", "ok", path)
 
     def rmdir(self, raw) -> None:
-        path = self._parse(raw)
-        if path.is_root or path.is_mailbox:
-            if path.is_mailbox:
-                self._authorize(Action.SEE, path)
-            raise PermissionDenied("a centre's mailbox cannot be removed")
+        path = self._item(raw, PermissionDenied("a centre's mailbox cannot be removed"))
         inst = self._authorize(Action.ARCHIVE, path, audit_denial=True)
         with self.repo.write() as c:
             if not self.repo.folder_exists(c, inst.id, path.relpath):
@@ -505,11 +509,7 @@ class MailboxSession:
 
     # -- removal = archive -----------------------------------------------------------------------------------
     def archive(self, raw) -> None:
-        path = self._parse(raw)
-        if path.is_root or path.is_mailbox:
-            if path.is_mailbox:
-                self._authorize(Action.SEE, path)
-            raise PermissionDenied("a centre's mailbox cannot be removed")
+        path = self._item(raw, PermissionDenied("a centre's mailbox cannot be removed"))
         if self.principal.role is Role.UPLOADER:
             doc = self._visible_doc(path)  # only its own uploads are visible to an uploader
             if doc is not None and doc.state == "staged":

@@ -130,6 +130,17 @@ def _eid_nrn(environ) -> str:
     return nrn if isinstance(nrn, str) and len(nrn) == 11 and nrn.isdigit() else ""
 
 
+def _resolve(session: MailboxSession, path: str) -> tuple[vpath.VPath, Entry] | None:
+    """The entry at ``path`` as this session sees it; None when there is none (wsgidav then answers 404)."""
+    try:
+        vp = vpath.parse(path)
+        return vp, session.stat(vp)
+    except NotFound:
+        return None
+    except GatewayError as exc:
+        raise to_dav_error(exc) from None
+
+
 def _session(environ) -> MailboxSession:
     s = environ.get(SESSION_KEY)
     if s is None:  # never proceed as anonymous
@@ -660,13 +671,10 @@ class FastPropfind(BaseMiddleware):
             return self.next_app(environ, start_response)
         session: MailboxSession = environ[SESSION_KEY]
         path = environ.get("PATH_INFO") or "/"
-        try:
-            vp = vpath.parse(path)
-            entry = session.stat(vp)
-        except NotFound:
+        found = _resolve(session, path)
+        if found is None:
             return self.next_app(environ, start_response)
-        except GatewayError as exc:
-            raise to_dav_error(exc) from None
+        vp, entry = found
         own = "/" if vp.is_root else str(vp) + ("/" if entry.is_folder else "")
         for root in self.locks.roots():
             r = root.rstrip("/") or "/"
@@ -788,13 +796,10 @@ class ListingPage(BaseMiddleware):
             return self.next_app(environ, start_response)
         session: MailboxSession = environ[SESSION_KEY]
         path = environ.get("PATH_INFO") or "/"
-        try:
-            vp = vpath.parse(path)
-            entry = session.stat(vp)
-        except NotFound:
+        found = _resolve(session, path)
+        if found is None:
             return self.next_app(environ, start_response)
-        except GatewayError as exc:
-            raise to_dav_error(exc) from None
+        vp, entry = found
         if not entry.is_folder:
             return self.next_app(environ, start_response)
         if not path.endswith("/"):
