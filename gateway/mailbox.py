@@ -358,6 +358,16 @@ class MailboxSession:
             return None
         return doc
 
+    def _document(self, path: VPath) -> DocumentRow:
+        """The document at ``path`` as this caller sees it; a folder there is 'this is a folder', else NotFound."""
+        doc = self._visible_doc(path)
+        if doc is None:
+            with self.repo.read() as c:
+                if self.repo.folder_exists(c, path.institution, path.relpath):
+                    raise PermissionDenied("this is a folder")
+            raise NotFound()
+        return doc
+
     def _entry_for_doc(self, doc: DocumentRow) -> Entry:
         return Entry(doc.name, False, doc.size, _epoch(doc.committed_at), DOCUMENT_MODE, doc.id, doc.sha256,
                      doc.content_type)
@@ -438,12 +448,7 @@ class MailboxSession:
         if path.is_root or path.is_mailbox:
             raise PermissionDenied("this is a folder")
         self._authorize(Action.READ, path, audit_denial=True)
-        doc = self._visible_doc(path)
-        if doc is None:
-            with self.repo.read() as c:
-                if self.repo.folder_exists(c, path.institution, path.relpath):
-                    raise PermissionDenied("this is a folder")
-            raise NotFound()
+        doc = self._document(path)
         if doc.state != "committed":
             raise NotFound()
         ref = BlobRef(doc.blob_id, doc.size, doc.sha256, doc.key_id, doc.wrapped_key)
@@ -520,12 +525,7 @@ class MailboxSession:
                 self.mailbox.blobs.delete(doc.blob_id)
                 return
         self._authorize(Action.ARCHIVE, path, audit_denial=True)
-        doc = self._visible_doc(path)
-        if doc is None:
-            with self.repo.read() as c:
-                if self.repo.folder_exists(c, path.institution, path.relpath):
-                    raise PermissionDenied("this is a folder")
-            raise NotFound()
+        doc = self._document(path)
         with self.repo.write() as c:
             if not self.repo.set_state(c, doc.id, ("committed",), "archived", archived_at=utcnow(),
                                        archived_by=self._principal.name):
