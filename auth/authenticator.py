@@ -20,7 +20,7 @@ import argon2
 
 from auth.factors import method_allowed
 from auth.principal import Role
-from auth.secondfactor import DevicePasswords, TokenCards
+from auth.secondfactor import ApiTokens, DevicePasswords, TokenCards
 from gateway.errors import AuthenticationFailed as _GenericFailure
 from gateway.errors import ServiceUnavailable
 from storage.repository import Repository
@@ -91,7 +91,15 @@ class DevicePasswordCredentials:
     secret: str = field(repr=False)
 
 
-Credentials = (PublicKeyCredentials | CertificateCredentials | ClientCertificateCredentials | PasswordCredentials
+@dataclass(frozen=True)
+class ApiTokenCredentials:
+    """``Authorization: Bearer ipat-...`` on the REST API; the token names its account."""
+
+    secret: str = field(repr=False)
+    username: str = ""
+
+
+Credentials = (ApiTokenCredentials | PublicKeyCredentials | CertificateCredentials | ClientCertificateCredentials | PasswordCredentials
                | TokenCredentials | EidCredentials | DevicePasswordCredentials)
 
 
@@ -143,11 +151,12 @@ def _verify(stored: str | None, password: str) -> bool:
 class GatewayAuthenticator:
     def __init__(self, repo: Repository, trusted_ca_fingerprints: frozenset[str] = frozenset(), *,
                  tokens: TokenCards | None = None, devices: DevicePasswords | None = None, directory=None,
-                 second_factor_required: bool = True):
+                 second_factor_required: bool = True, api_tokens: "ApiTokens | None" = None):
         self.repo = repo
         self.trusted_ca_fingerprints = trusted_ca_fingerprints
         self.tokens = tokens or TokenCards(repo)
         self.devices = devices or DevicePasswords(repo)
+        self.api_tokens = api_tokens or ApiTokens(repo, days=365)
         self.directory = directory  # auth.ldap.Directory, or None
         self.second_factor_required = second_factor_required
 
@@ -230,6 +239,16 @@ class GatewayAuthenticator:
             permitted = self._permit(acc, "device-password", protocol)
             return Authenticated(permitted.account_id, permitted.method, device_id)
 
+        if isinstance(creds, ApiTokenCredentials):
+            found = self.api_tokens.find(None, creds.secret)
+            if found is None:
+                _verify(None, creds.secret)  # comparable timing
+                raise AuthenticationFailed("not a valid API token")
+            with self.repo.read() as c:
+                acc = self.repo.account(c, found[1])
+            permitted = self._permit(acc, "api-token", protocol)
+            return Authenticated(permitted.account_id, permitted.method, found[0])
+
         if isinstance(creds, TokenCredentials):
             acc = self._first_factor(creds.username, creds.password)
             if not self.tokens.verify(acc.id, creds.number, creds.code):
@@ -256,7 +275,7 @@ class GatewayAuthenticator:
 # the name the services wiring and older tests use
 LocalAuthenticator = GatewayAuthenticator
 
-__all__ = ["AuthenticationFailed", "Authenticated", "Authenticator", "CertificateCredentials",
+__all__ = ["ApiTokenCredentials", "AuthenticationFailed", "Authenticated", "Authenticator", "CertificateCredentials",
            "ClientCertificateCredentials", "DevicePasswordCredentials", "EidCredentials", "GatewayAuthenticator",
            "LocalAuthenticator", "PasswordCredentials", "PublicKeyCredentials", "ServiceUnavailable",
            "TokenCredentials", "hash_password"]

@@ -14,6 +14,8 @@ PERSON_METHODS = {
     "sftp": frozenset({"password+token"}),
     "webdav": frozenset({"password+eid", "device-password"}),
     "web": frozenset({"password+eid", "password+token"}),
+    # the REST API: the console's strong login, or a token created after one (for scripts)
+    "api": frozenset({"password+eid", "password+token", "api-token"}),
 }
 
 

@@ -44,7 +44,7 @@ def _reader_scope(p: Principal, institution_id: str) -> tuple[bool, bool, bool]:
         return own, own, False
     if p.role in (Role.STAFF, Role.LOCAL_ADMIN):
         grant = p.grant_for(institution_id)
-        own_admin = p.role is Role.LOCAL_ADMIN and p.institution_id == institution_id
+        own_admin = p.is_admin_of(institution_id)
         return ((grant is not None or own_admin), (grant is not None and grant.can_remove),
                 (grant is not None and grant.can_write))
     return False, False, False
@@ -78,8 +78,49 @@ def decide(p: Principal, action: Action, institution_id: str, status: str) -> De
     if action is Action.ARCHIVE:
         return Decision.ALLOWED if may_remove else Decision.DENIED
     if action is Action.RESTORE:
-        return Decision.ALLOWED if p.role is Role.LOCAL_ADMIN and p.institution_id == institution_id else Decision.DENIED
+        return Decision.ALLOWED if p.is_admin_of(institution_id) else Decision.DENIED
     return Decision.DENIED
+
+
+class AdminAction(StrEnum):
+    """What the console, the REST API and the CLI do to a centre's administration."""
+
+    LIST_ALL = "list-all"            # every centre with its switch-over status
+    VIEW = "view"                    # one centre: status, history, administrators, contacts
+    TRANSITION = "transition"        # request / activate / suspend (the switch-over lifecycle)
+    DESIGNATE = "designate"          # local administrators and the security consultant
+    CONTACTS = "contacts"            # notification addresses and language
+    VIEW_ACCESS = "view-access"      # who has access to the mailbox, since when, granted by whom
+    GRANT = "grant"                  # grant and revoke staff access
+    RESTORE = "restore"              # list archived documents (names only) and restore them
+    AUDIT = "audit"                  # the centre's part of the record
+    NOTIFY_TEST = "notify-test"      # send a test mail to the centre's contacts
+
+
+_CELL_ADMIN = frozenset({AdminAction.LIST_ALL, AdminAction.VIEW, AdminAction.TRANSITION, AdminAction.DESIGNATE,
+                         AdminAction.CONTACTS, AdminAction.VIEW_ACCESS, AdminAction.AUDIT, AdminAction.NOTIFY_TEST})
+_LOCAL_ADMIN = frozenset({AdminAction.VIEW, AdminAction.CONTACTS, AdminAction.VIEW_ACCESS, AdminAction.GRANT,
+                          AdminAction.RESTORE, AdminAction.AUDIT, AdminAction.NOTIFY_TEST})
+
+
+def decide_admin(p: Principal | None, action: AdminAction, institution_id: str | None = None) -> Decision:
+    """Delegation. ``p`` None is the operator on the gateway host (the CLI with the data folder): everything.
+
+    The security cell switches centres over and designates administrators for every centre, answers for access
+    (sees it) but neither grants it nor reads documents. A local administrator -- designated, or the centre's
+    security consultant while none is -- manages access, contacts and archived documents of that centre only;
+    every other centre is HIDDEN, exactly as a centre that does not exist."""
+    if p is None:
+        return Decision.ALLOWED
+    if p.role is Role.SECURITY_CELL:
+        return Decision.ALLOWED if action in _CELL_ADMIN else Decision.DENIED
+    if p.role.is_machine:
+        return Decision.DENIED
+    if action is AdminAction.LIST_ALL:
+        return Decision.ALLOWED if p.administered() else Decision.DENIED  # the list holds their centres only
+    if not p.is_admin_of(institution_id):
+        return Decision.HIDDEN
+    return Decision.ALLOWED if action in _LOCAL_ADMIN else Decision.DENIED
 
 
 def sees_only_own_documents(p: Principal) -> bool:

@@ -34,6 +34,20 @@ class Principal:
     grants: frozenset[Grant] = field(default_factory=frozenset)
     #: how the login was proven: "publickey", "certificate", "password"
     method: str = ""
+    #: centres this person administers besides their own local-admin centre: as the centre's security
+    #: consultant while it has no local administrator, or through a directory "admin" group
+    administers: frozenset[str] = field(default_factory=frozenset)
+
+    def is_admin_of(self, institution_id: str | None) -> bool:
+        """A local administrator of this centre (designated, acting consultant, or by directory group)."""
+        if institution_id is None:
+            return False
+        return institution_id in self.administers or (
+            self.role is Role.LOCAL_ADMIN and self.institution_id == institution_id)
+
+    def administered(self) -> frozenset[str]:
+        own = {self.institution_id} if self.role is Role.LOCAL_ADMIN and self.institution_id else set()
+        return frozenset(self.administers | own)
 
     def grant_for(self, institution_id: str) -> Grant | None:
         for g in self.grants:

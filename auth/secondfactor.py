@@ -101,7 +101,12 @@ class DevicePasswordInfo:
 
 
 class DevicePasswords:
+    """Secrets shown once and kept as hashes: a drive mount's password (kind "webdav"), or, as
+    :class:`ApiTokens`, a script's token for the REST API (kind "api"). Each kind is only ever accepted where
+    it belongs."""
+
     PREFIX = "ipdp"
+    KIND = "webdav"
 
     def __init__(self, repo: Repository, *, days: int = 90):
         self.repo = repo
@@ -114,7 +119,7 @@ class DevicePasswords:
         expires = utcnow() + timedelta(days=days or self.days)
         with self.repo.write() as c:
             device_id = self.repo.add_device_password(c, account_id, label[:100], lookup, _HASHER.hash(secret),
-                                                      expires)
+                                                      expires, kind=self.KIND)
         return device_id, secret
 
     @classmethod
@@ -122,19 +127,24 @@ class DevicePasswords:
         parts = secret.split("-", 2)
         return len(parts) == 3 and parts[0] == cls.PREFIX and len(parts[1]) == 8
 
-    def verify(self, account_id: int, secret: str) -> int | None:
-        """The id of the live device password ``secret`` is, or None."""
+    def verify(self, account_id: int | None, secret: str) -> int | None:
+        """The id of the live secret ``secret`` is (of ``account_id``, or of anyone when None), or None."""
+        found = self.find(account_id, secret)
+        return found[0] if found else None
+
+    def find(self, account_id: int | None, secret: str) -> tuple[int, int] | None:
+        """(id, account id) of the live secret, or None."""
         if not self.looks_like_one(secret):
             return None
         lookup = secret.split("-", 2)[1]
         now = utcnow()
         with self.repo.read() as c:
-            rows = self.repo.device_passwords(c, account_id, lookup)
+            rows = self.repo.device_passwords(c, account_id, lookup, kind=self.KIND)
         for r in rows:
             if r.revoked_at is None and as_utc(r.expires_at) > now and _verify(r.secret_hash, secret):
                 with self.repo.write() as c:
                     self.repo.touch_device_password(c, r.id)
-                return r.id
+                return r.id, r.account_id
         return None
 
     def is_live(self, account_id: int, device_id: int) -> bool:
@@ -142,14 +152,21 @@ class DevicePasswords:
         now = utcnow()
         with self.repo.read() as c:
             return any(r.id == device_id and r.revoked_at is None and as_utc(r.expires_at) > now
-                       for r in self.repo.device_passwords(c, account_id))
+                       for r in self.repo.device_passwords(c, account_id, kind=self.KIND))
 
     def list(self, account_id: int) -> list[DevicePasswordInfo]:
         with self.repo.read() as c:
             return [DevicePasswordInfo(r.id, r.label, as_utc(r.created_at), as_utc(r.expires_at),
                                        r.revoked_at is not None, as_utc(r.last_used_at))
-                    for r in self.repo.device_passwords(c, account_id)]
+                    for r in self.repo.device_passwords(c, account_id, kind=self.KIND)]
 
     def revoke(self, account_id: int, device_id: int) -> bool:
         with self.repo.write() as c:
-            return self.repo.revoke_device_password(c, account_id, device_id)
+            return self.repo.revoke_device_password(c, account_id, device_id, kind=self.KIND)
+
+
+class ApiTokens(DevicePasswords):
+    """Tokens for scripts using the REST API (``Authorization: Bearer ipat-...``); never a WebDAV password."""
+
+    PREFIX = "ipat"
+    KIND = "api"

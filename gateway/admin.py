@@ -1,30 +1,87 @@
-"""Administration as a core service: centres, accounts, keys, grants, restores, the audit record.
+"""Administration as a core service: centres and their switch-over, delegation, accounts, keys, grants,
+restores, notifications, the audit record.
 
-The CLI (and later the REST API and web console) call these; every change is put on the record here.
+The CLI, the REST API and the web console all call these; every change (and every refused attempt) is put on
+the record here, and every delegated operation asks :func:`auth.policy.decide_admin` first. ``principal`` None
+is the operator on the gateway host (the CLI, holding the data folder and the master key): everything.
 """
 from __future__ import annotations
 
 import getpass
+import re
 from dataclasses import dataclass
+from datetime import date, datetime, time as dtime, timedelta
+from zoneinfo import ZoneInfo
 
 import asyncssh
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from auth.authenticator import hash_password
-from auth.policy import STATUSES
-from auth.principal import Role
+from auth.policy import STATUSES, AdminAction, Decision, decide_admin
+from auth.principal import Principal, Role
 from gateway import enterprise
 from gateway import path as vpath
 from auth.networks import parse_networks
 from gateway.content import ContentPolicy
 from gateway.errors import GatewayError, NotFound
+from gateway.lifecycle import IllegalTransition, next_status
 from gateway.mailbox import Mailbox
-from storage.repository import AuditRecord, Conflict, Repository
+from storage.repository import AuditRecord, Conflict, Repository, as_utc, utcnow
+
+BRUSSELS = ZoneInfo("Europe/Brussels")
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+LANGUAGES = ("nl", "fr")
 
 
 class AdminError(GatewayError):
     """A refused administrative request; the message says why."""
+
+
+class AdminNotFound(AdminError):
+    """No such centre (or account) -- also the answer for a centre the caller may not know about."""
+
+
+class AdminForbidden(AdminError):
+    """The caller may not do this."""
+
+    default_message = "not allowed"
+
+
+class AdminConflict(AdminError):
+    """The request does not fit the current state (an illegal transition, a concurrent change)."""
+
+
+def grant_end(until: date | str | None) -> datetime | None:
+    """A grant "until DATE" lasts through that day in Brussels: it ends at the next local midnight."""
+    if until is None or until == "":
+        return None
+    if isinstance(until, str):
+        try:
+            until = date.fromisoformat(until.strip())
+        except ValueError:
+            raise AdminError(f"not a date (YYYY-MM-DD): {until[:40]!r}") from None
+    end = datetime.combine(until + timedelta(days=1), dtime(0, 0), tzinfo=BRUSSELS)
+    if end <= utcnow():
+        raise AdminError(f"the end date {until.isoformat()} is in the past")
+    return end
+
+
+def parse_contacts(text: str | list[str]) -> list[str]:
+    items = text if isinstance(text, list) else re.split(r"[,;\s]+", text or "")
+    out: list[str] = []
+    for raw in items:
+        addr = (raw or "").strip()
+        if not addr:
+            continue
+        if len(addr) > 254 or not _EMAIL.match(addr):
+            raise AdminError(f"not an e-mail address: {addr[:80]!r}")
+        if addr.lower() not in (a.lower() for a in out):
+            out.append(addr)
+    if len(out) > 20:
+        raise AdminError("at most 20 notification addresses per centre")
+    return out
 
 
 @dataclass
@@ -33,8 +90,12 @@ class Administration:
     actor: str = ""
     protocol: str = "cli"
     source: str = "local"
+    #: who acts, for delegated operations; None = the operator on the gateway host
+    principal: Principal | None = None
 
     def __post_init__(self):
+        if self.principal is not None and not self.actor:
+            self.actor = self.principal.name
         if not self.actor:
             try:
                 self.actor = "cli:" + getpass.getuser()
@@ -46,13 +107,47 @@ class Administration:
         return self.mailbox.repo
 
     def _audit(self, c, action: str, institution_id: str | None = None, path: str = "", detail: str = "",
-               document_id: int | None = None) -> None:
-        self.repo.audit(c, AuditRecord(action, "ok", self.actor, self.protocol, self.source, institution_id, path,
+               document_id: int | None = None, outcome: str = "ok") -> None:
+        self.repo.audit(c, AuditRecord(action, outcome, self.actor, self.protocol, self.source, institution_id, path,
                                        document_id, None, detail))
+
+    # -- delegation ------------------------------------------------------------------------------------------
+    def _refuse(self, action: AdminAction, institution_id: str | None, exc: AdminError) -> AdminError:
+        with self.repo.write() as c:
+            self._audit(c, "admin-" + action.value, institution_id, detail=exc.message, outcome="denied")
+        return exc
+
+    def _centre(self, raw_id: str, action: AdminAction):
+        """The centre row, if the caller may do ``action`` to it. A centre the caller may not know about answers
+        exactly as one that does not exist -- malformed ids included."""
+        shown = str(raw_id)[:40]
+        try:
+            inst_id = enterprise.normalize(str(raw_id))
+        except ValueError:
+            raise self._refuse(action, None, AdminNotFound(f"no centre {shown}")) from None
+        decision = decide_admin(self.principal, action, inst_id)
+        if decision is Decision.HIDDEN:
+            raise self._refuse(action, inst_id, AdminNotFound(f"no centre {shown}"))
+        if decision is not Decision.ALLOWED:
+            raise self._refuse(action, inst_id, AdminForbidden(f"{self.actor} may not {action.value} here"))
+        with self.repo.read() as c:
+            inst = self.repo.institution(c, inst_id)
+        if inst is None:
+            raise AdminNotFound(f"no centre {shown}")
+        return inst
+
+    def _operator(self, what: str) -> None:
+        """Operations kept for the operator on the host (accounts, keys, centre settings)."""
+        if self.principal is not None:
+            raise self._refuse(AdminAction.VIEW, None, AdminForbidden(f"{what} is done by the operator (CLI)"))
+
+    def may(self, action: AdminAction, institution_id: str | None = None) -> bool:
+        return decide_admin(self.principal, action, institution_id) is Decision.ALLOWED
 
     # -- centres ---------------------------------------------------------------------------------------------
     def add_institution(self, raw_id: str, name: str, status: str = "paper", content_types: str | None = None,
                         mutable: bool = False) -> str:
+        self._operator("this")
         try:
             inst_id = enterprise.normalize(raw_id)
         except ValueError as exc:
@@ -74,6 +169,7 @@ class Administration:
     def configure(self, raw_id: str, *, content_types: str | None = None, mutable: bool | None = None) -> None:
         """Per-centre settings: accepted content types (default PDF only; ``*`` accepts anything) and, for
         scratch/test centres only, mutable documents (a new version archives the old one)."""
+        self._operator("this")
         inst_id = self._institution_id(raw_id)
         values: dict = {}
         if content_types is not None:
@@ -93,21 +189,157 @@ class Administration:
                         detail=" ".join(f"{k}={v}" for k, v in sorted(values.items())))
         self.mailbox.forget_institution(inst_id)
 
-    def set_status(self, raw_id: str, status: str) -> str:
+    def set_status(self, raw_id: str, status: str, reference: str = "") -> str:
+        """The operator's override (``institution set-status``): any status, outside the lifecycle, on the record
+        and in the centre's history. People use :meth:`transition`."""
+        self._operator("setting a status outside the lifecycle")
         inst_id = self._institution_id(raw_id)
         if status not in STATUSES:
             raise AdminError(f"unknown status {status!r} (one of {', '.join(STATUSES)})")
+        ref = (reference.strip() or "operator override (set-status)")[:500]
         with self.repo.write() as c:
-            old = self.repo.set_institution_status(c, inst_id, status)
-            if old is None:
-                raise AdminError(f"no centre {inst_id}")
-            self._audit(c, "institution-status", inst_id, detail=f"{old} -> {status}")
+            old = self.repo.institution(c, inst_id).status
+            if old != status and not self.repo.transition_institution(c, inst_id, old, status, self.actor, ref):
+                raise AdminConflict(f"centre {inst_id} changed meanwhile; try again")
+            self._audit(c, "institution-status", inst_id, detail=f"{old} -> {status}; override; reference={ref!r}")
         self.mailbox.forget_institution(inst_id)
         return old
 
-    def institutions(self) -> list:
+    # -- the switch-over lifecycle -----------------------------------------------------------------------------
+    def transition(self, raw_id: str, verb: str, reference: str) -> tuple[str, str, int | None]:
+        """request / activate / suspend, with who, when and a reference. Activation queues the notice to the
+        centre's contacts in the same transaction. Returns (old status, new status, outbox id or None)."""
+        inst = self._centre(raw_id, AdminAction.TRANSITION)
+        ref = " ".join((reference or "").split())
+        if not ref:
+            raise AdminError("a reference is required (e.g. the date and number of the request, or of the signed "
+                             "forms received)")
+        if len(ref) > 500:
+            raise AdminError("the reference is limited to 500 characters")
+        try:
+            new = next_status(inst.status, verb)
+        except IllegalTransition as exc:
+            raise self._refuse(AdminAction.TRANSITION, inst.id,
+                               AdminConflict(f"centre {inst.id}: {exc}")) from None
+        outbox_id = None
+        with self.repo.write() as c:
+            if not self.repo.transition_institution(c, inst.id, inst.status, new, self.actor, ref):
+                raise AdminConflict(f"centre {inst.id} changed meanwhile; reload and try again")
+            self._audit(c, "institution-status", inst.id, detail=f"{verb}: {inst.status} -> {new}; reference={ref!r}")
+            notifier = self.mailbox.notifier
+            if verb == "activate" and notifier is not None:
+                centre = self.repo.institution(c, inst.id)
+                outbox_id = notifier.queue(c, "activation", centre, reference=ref)
+                if outbox_id is not None:
+                    self._audit(c, "notify-queue", inst.id, detail=f"activation notice, outbox {outbox_id}")
+        self.mailbox.forget_institution(inst.id)
+        return inst.status, new, outbox_id
+
+    def history(self, raw_id: str) -> list:
+        inst = self._centre(raw_id, AdminAction.VIEW)
         with self.repo.read() as c:
-            return self.repo.institutions(c)
+            return self.repo.status_history(c, inst.id)
+
+    def centre(self, raw_id: str):
+        """One centre's row, for those who may see its administration."""
+        return self._centre(raw_id, AdminAction.VIEW)
+
+    def centre_overview(self, raw_id: str) -> dict:
+        """Everything the centre's console page shows (no document content, no document names)."""
+        inst = self._centre(raw_id, AdminAction.VIEW)
+        with self.repo.read() as c:
+            admins = self.repo.local_admins(c, inst.id)
+            consultant = self.repo.account(c, inst.security_consultant_id) if inst.security_consultant_id else None
+            history = self.repo.status_history(c, inst.id)
+            outbox = self.repo.outbox(c, inst.id, limit=20)
+        return {"centre": inst, "local_admins": admins, "consultant": consultant, "history": history,
+                "outbox": outbox, "acting_consultant": consultant is not None and consultant.enabled and not admins}
+
+    # -- delegation: local administrators and the security consultant -------------------------------------------
+    def _person(self, c, name: str, action: AdminAction, inst_id: str):
+        acc = self.repo.account_by_name(c, name)
+        if acc is None:
+            directory = getattr(self.mailbox.authenticator, "directory", None)
+            user = directory.lookup(name) if directory is not None and name else None
+            if user is not None and user.enabled:
+                acc = self.mailbox.authenticator._provision(user)
+        if acc is not None and Role(acc.role) not in (Role.STAFF, Role.LOCAL_ADMIN) and self.principal is None:
+            raise AdminError(f"grants are for staff and local administrators; {name} is {acc.role}")
+        if acc is None or Role(acc.role) not in (Role.STAFF, Role.LOCAL_ADMIN):
+            raise self._refuse(action, inst_id, AdminNotFound(f"no person account {name[:64]!r}"))
+        return acc
+
+    def set_local_admin(self, raw_id: str, account: str) -> None:
+        inst = self._centre(raw_id, AdminAction.DESIGNATE)
+        with self.repo.read() as c:
+            acc = self._person(c, account, AdminAction.DESIGNATE, inst.id)
+        if Role(acc.role) is Role.LOCAL_ADMIN and acc.institution_id and acc.institution_id != inst.id:
+            raise AdminConflict(f"{acc.name} is local administrator of centre {acc.institution_id}; "
+                                "remove that designation first")
+        with self.repo.write() as c:
+            self.repo.set_account(c, acc.id, role=Role.LOCAL_ADMIN.value, institution_id=inst.id)
+            self._audit(c, "local-admin-set", inst.id, detail=f"account={acc.name}")
+        self.mailbox.forget_logins()
+
+    def unset_local_admin(self, raw_id: str, account: str) -> None:
+        inst = self._centre(raw_id, AdminAction.DESIGNATE)
+        with self.repo.write() as c:
+            acc = self.repo.account_by_name(c, account)
+            if acc is None or Role(acc.role) is not Role.LOCAL_ADMIN or acc.institution_id != inst.id:
+                raise AdminNotFound(f"{account[:64]} is not a local administrator of centre {inst.id}")
+            self.repo.set_account(c, acc.id, role=Role.STAFF.value, institution_id=None)
+            self._audit(c, "local-admin-unset", inst.id, detail=f"account={acc.name}")
+        self.mailbox.forget_logins()
+
+    def set_security_consultant(self, raw_id: str, account: str | None) -> None:
+        inst = self._centre(raw_id, AdminAction.DESIGNATE)
+        acc = None
+        if account:
+            with self.repo.read() as c:
+                acc = self._person(c, account, AdminAction.DESIGNATE, inst.id)
+        with self.repo.write() as c:
+            self.repo.configure_institution(c, inst.id, security_consultant_id=acc.id if acc else None)
+            self._audit(c, "security-consultant-set", inst.id, detail=f"account={acc.name if acc else '-'}")
+        self.mailbox.forget_logins()
+
+    # -- contacts and language -----------------------------------------------------------------------------------
+    def set_contacts(self, raw_id: str, contacts: str | list[str] | None = None, language: str | None = None) -> None:
+        inst = self._centre(raw_id, AdminAction.CONTACTS)
+        values: dict = {}
+        if contacts is not None:
+            values["contacts"] = ",".join(parse_contacts(contacts))
+        if language is not None:
+            if language not in LANGUAGES:
+                raise AdminError(f"language must be one of {', '.join(LANGUAGES)}")
+            values["language"] = language
+        if not values:
+            raise AdminError("nothing to change")
+        with self.repo.write() as c:
+            self.repo.configure_institution(c, inst.id, **values)
+            self._audit(c, "institution-contacts", inst.id,
+                        detail=" ".join(f"{k}={v or '-'}" for k, v in sorted(values.items())))
+        self.mailbox.forget_institution(inst.id)
+
+    def notify_test(self, raw_id: str) -> int:
+        inst = self._centre(raw_id, AdminAction.NOTIFY_TEST)
+        notifier = self.mailbox.notifier
+        if notifier is None or not notifier.enabled:
+            raise AdminConflict("mail is not configured on this gateway (smtp.host)")
+        if not inst.contacts:
+            raise AdminConflict(f"centre {inst.id} has no notification addresses")
+        with self.repo.write() as c:
+            outbox_id = notifier.queue(c, "test", inst, actor=self.actor)
+            self._audit(c, "notify-queue", inst.id, detail=f"test mail, outbox {outbox_id}")
+        return outbox_id
+
+    def institutions(self) -> list:
+        """Every centre for the operator and the security cell; a local administrator's own centres otherwise."""
+        if decide_admin(self.principal, AdminAction.LIST_ALL) is not Decision.ALLOWED:
+            raise self._refuse(AdminAction.LIST_ALL, None, AdminForbidden("no centres to administer"))
+        with self.repo.read() as c:
+            if self.principal is None or self.principal.role is Role.SECURITY_CELL:
+                return self.repo.institutions(c)
+            return self.repo.institutions(c, self.principal.administered())
 
     def _institution_id(self, raw_id: str) -> str:
         try:
@@ -123,6 +355,7 @@ class Administration:
     def add_account(self, name: str, role: str, institution: str | None = None, ssh_keys: list[str] = (),
                     password: str | None = None, display_name: str = "", client_certs: list[str] = (), *,
                     allow_keys: bool = False, ldap: bool = False, nrn: str = "", networks: str = "") -> int:
+        self._operator("adding accounts")
         if not name or len(name) > 64 or not all(ch.isalnum() or ch in "-_.@" for ch in name):
             raise AdminError("account names are 1-64 letters, digits, '-', '_', '.', '@'")
         try:
@@ -195,6 +428,7 @@ class Administration:
             raise AdminError(str(exc)) from None
 
     def set_account_networks(self, name: str, networks: str) -> None:
+        self._operator("this")
         nets = self._networks(networks)
         with self.repo.write() as c:
             acc = self._account(c, name)
@@ -202,6 +436,7 @@ class Administration:
             self._audit(c, "account-networks", acc.institution_id, detail=f"account={name} networks={nets or 'any'}")
 
     def set_institution_networks(self, raw_id: str, networks: str) -> None:
+        self._operator("this")
         inst_id = self._institution_id(raw_id)
         nets = self._networks(networks)
         with self.repo.write() as c:
@@ -210,6 +445,7 @@ class Administration:
         self.mailbox.forget_institution(inst_id)
 
     def set_account_enabled(self, name: str, enabled: bool) -> None:
+        self._operator("this")
         with self.repo.write() as c:
             acc = self._account(c, name)
             self.repo.set_account(c, acc.id, enabled=enabled)
@@ -218,6 +454,7 @@ class Administration:
 
     # -- second factors ----------------------------------------------------------------------------------------
     def issue_token_card(self, name: str) -> list[tuple[int, str]]:
+        self._operator("this")
         with self.repo.read() as c:
             acc = self._account(c, name)
         if Role(acc.role).is_machine:
@@ -228,6 +465,7 @@ class Administration:
         return card
 
     def revoke_token_card(self, name: str) -> None:
+        self._operator("this")
         with self.repo.read() as c:
             acc = self._account(c, name)
         if not self.mailbox.authenticator.tokens.revoke(acc.id):
@@ -270,40 +508,102 @@ class Administration:
         return acc
 
     # -- grants ----------------------------------------------------------------------------------------------
-    def grant(self, account: str, institution: str, can_remove: bool = False, can_write: bool = False) -> None:
-        inst_id = self._institution_id(institution)
+    def access(self, raw_id: str) -> list:
+        """Who has access to the centre's mailbox, with what, since when, granted by whom, until when."""
+        inst = self._centre(raw_id, AdminAction.VIEW_ACCESS)
+        with self.repo.read() as c:
+            return self.repo.grants_on(c, inst.id)
+
+    def grant(self, account: str, institution: str, can_remove: bool = False, can_write: bool = False,
+              until: date | str | None = None) -> None:
+        inst = self._centre(institution, AdminAction.GRANT)
+        if can_write and self.principal is not None:
+            raise self._refuse(AdminAction.GRANT, inst.id,
+                               AdminForbidden("write access (for test accounts) is granted by the operator only"))
+        ends = grant_end(until)
+        with self.repo.read() as c:
+            acc = self._person(c, account, AdminAction.GRANT, inst.id)
         with self.repo.write() as c:
-            acc = self._account(c, account)
-            if Role(acc.role) not in (Role.STAFF, Role.LOCAL_ADMIN):
-                raise AdminError(f"grants are for staff and local administrators; {account} is {acc.role}")
-            self.repo.set_grant(c, acc.id, inst_id, can_remove, self.actor, can_write)
-            self._audit(c, "grant", inst_id, detail=f"account={account} remove={'yes' if can_remove else 'no'} "
-                                                    f"write={'yes' if can_write else 'no'}")
+            self.repo.set_grant(c, acc.id, inst.id, can_remove, self.actor, can_write, ends)
+            self._audit(c, "grant", inst.id, detail=f"account={acc.name} remove={'yes' if can_remove else 'no'} "
+                                                    f"write={'yes' if can_write else 'no'} "
+                                                    f"until={ends.date().isoformat() if ends else '-'}")
+        self.mailbox.forget_logins(acc.id)
 
     def revoke(self, account: str, institution: str) -> None:
-        inst_id = self._institution_id(institution)
+        inst = self._centre(institution, AdminAction.GRANT)
         with self.repo.write() as c:
+            acc = self.repo.account_by_name(c, account)
+            if acc is None or not self.repo.revoke_grant(c, acc.id, inst.id):
+                raise AdminNotFound(f"{account[:64]} has no access to {inst.id}")
+            self._audit(c, "revoke", inst.id, detail=f"account={account}")
+        self.mailbox.forget_logins(acc.id)
+
+    def expire_grants(self) -> int:
+        """Remove grants whose end date passed, each on the record (housekeeping)."""
+        n = 0
+        with self.repo.write() as c:
+            for g in self.repo.expired_grants(c, utcnow()):
+                if self.repo.delete_grant(c, g.id):
+                    self._audit(c, "grant-expire", g.institution_id, detail=f"account={g.name}")
+                    n += 1
+        return n
+
+    # -- API tokens (the caller's own) -------------------------------------------------------------------------
+    def create_api_token(self, account: str, label: str = "", days: int | None = None) -> tuple[int, str]:
+        with self.repo.read() as c:
             acc = self._account(c, account)
-            if not self.repo.revoke_grant(c, acc.id, inst_id):
-                raise AdminError(f"{account} has no grant on {inst_id}")
-            self._audit(c, "revoke", inst_id, detail=f"account={account}")
+        if Role(acc.role).is_machine:
+            raise AdminError("API tokens are for people")
+        if self.principal is not None and self.principal.account_id != acc.id:
+            raise AdminForbidden("people create their own API tokens")
+        if days is not None and not 1 <= days <= 365:
+            raise AdminError("an API token lives 1 to 365 days")
+        token_id, secret = self.mailbox.authenticator.api_tokens.create(acc.id, label, days or 90)
+        with self.repo.write() as c:
+            self._audit(c, "api-token-create", acc.institution_id, detail=f"account={acc.name} id={token_id} "
+                                                                           f"label={label[:100]!r}")
+        return token_id, secret
+
+    def api_tokens(self, account: str) -> list:
+        with self.repo.read() as c:
+            acc = self._account(c, account)
+        if self.principal is not None and self.principal.account_id != acc.id:
+            raise AdminForbidden("people see their own API tokens")
+        return self.mailbox.authenticator.api_tokens.list(acc.id)
+
+    def revoke_api_token(self, account: str, token_id: int) -> None:
+        with self.repo.read() as c:
+            acc = self._account(c, account)
+        if self.principal is not None and self.principal.account_id != acc.id:
+            raise AdminForbidden("people revoke their own API tokens")
+        if not self.mailbox.authenticator.api_tokens.revoke(acc.id, token_id):
+            raise AdminNotFound(f"no live API token {token_id}")
+        with self.repo.write() as c:
+            self._audit(c, "api-token-revoke", acc.institution_id, detail=f"account={acc.name} id={token_id}")
 
     # -- documents -------------------------------------------------------------------------------------------
+    def archived(self, raw_id: str, limit: int = 500) -> list:
+        """Archived documents of a centre (names and dates; restorable)."""
+        inst = self._centre(raw_id, AdminAction.RESTORE)
+        with self.repo.read() as c:
+            return self.repo.archived_in(c, inst.id, limit)
+
     def restore(self, institution: str, raw_path: str) -> int:
-        inst_id = self._institution_id(institution)
+        inst_id = self._centre(institution, AdminAction.RESTORE).id
         rel = raw_path if raw_path.startswith("/" + inst_id) else "/" + inst_id + "/" + raw_path.lstrip("/")
         try:
             path = vpath.parse(rel)
         except NotFound:
             raise AdminError(f"not a document path: {raw_path}") from None
-        if not path.parts:
+        if not path.parts or path.institution != inst_id:
             raise AdminError("give the document's path inside the mailbox")
         with self.repo.write() as c:
             archived = self.repo.archived_documents(c, inst_id, path.folder, path.name)
             if not archived:
-                raise AdminError(f"no archived document {path}")
+                raise AdminNotFound(f"no archived document {path}")
             if self.repo.visible_document(c, inst_id, path.folder, path.name) is not None:
-                raise AdminError(f"{path} holds another document now; restoring would overwrite it")
+                raise AdminConflict(f"{path} holds another document now; restoring would overwrite it")
             doc = archived[0]
             if path.folder:
                 self.repo.create_folders(c, inst_id, path.folder, self.actor)
@@ -313,11 +613,16 @@ class Administration:
 
     # -- record ----------------------------------------------------------------------------------------------
     def audit_list(self, institution: str | None = None, limit: int = 50) -> list:
-        inst_id = self._institution_id(institution) if institution else None
+        if institution:
+            inst_id = self._centre(institution, AdminAction.AUDIT).id
+        else:
+            self._operator("reading the whole record")
+            inst_id = None
         with self.repo.read() as c:
             return self.repo.audit_events(c, institution_id=inst_id, limit=limit)
 
     def audit_verify(self) -> tuple[int, int | None]:
+        self._operator("verifying the record")
         with self.repo.read() as c:
             return self.repo.verify_audit_chain(c)
 

@@ -137,6 +137,36 @@ class DocumentsConfig:
 
 
 @dataclass(frozen=True)
+class SMTPConfig:
+    #: the mail relay; empty = no mail (nothing is queued, the console says so)
+    host: str = ""
+    port: int = 587
+    #: "starttls" (upgrade a plain connection; refused if the server does not offer it), "tls" (implicit TLS,
+    #: usually port 465) or "none" (a relay on the same host only)
+    security: str = "starttls"
+    username: str = ""
+    #: prefer INSTPAGES_SMTP_PASSWORD to writing it in a file
+    password: str = ""
+    #: PEM bundle to verify the relay's certificate; empty = the system's
+    ca_file: str = ""
+    timeout: float = 15.0
+    from_address: str = "institutional-pages@localhost"
+
+
+@dataclass(frozen=True)
+class NotificationsConfig:
+    #: at most one new-document digest per centre per this many seconds
+    digest_interval_seconds: int = 3600
+    #: how often the outbox and the digests are looked at
+    poll_seconds: float = 10.0
+    #: a failed send is retried after base * 2^(attempts-1) seconds, at most max; it is never dropped
+    retry_base_seconds: float = 30.0
+    retry_max_seconds: float = 3600.0
+    #: the address staff use, for links in mails; empty = https://<webdav.host>:<webdav.port>
+    public_url: str = ""
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "INFO"
 
@@ -152,6 +182,8 @@ class Config:
     ldap: LDAPConfig = field(default_factory=LDAPConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     documents: DocumentsConfig = field(default_factory=DocumentsConfig)
+    smtp: SMTPConfig = field(default_factory=SMTPConfig)
+    notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     # -- derived paths -------------------------------------------------------------------------------------------
@@ -182,6 +214,13 @@ class Config:
     @property
     def tls_key_path(self) -> Path:
         return Path(self.webdav.tls_key).expanduser().resolve() if self.webdav.tls_key else self.data_path / "tls" / "server.key"
+
+    @property
+    def public_url(self) -> str:
+        if self.notifications.public_url:
+            return self.notifications.public_url.rstrip("/")
+        scheme = "http" if self.webdav.plain_http else "https"
+        return f"{scheme}://{self.webdav.host}:{self.webdav.port}"
 
     @property
     def effective_node_id(self) -> str:
@@ -281,6 +320,19 @@ def _validate(cfg: Config) -> None:
     need(all(s.startswith(".") and len(s) > 1 for s in cfg.documents.temporary_suffixes),
          "documents.temporary_suffixes", "each suffix must start with a dot")
     need(cfg.documents.staged_ttl_hours > 0, "documents.staged_ttl_hours", "must be positive")
+    need(cfg.smtp.security in ("starttls", "tls", "none"), "smtp.security", 'must be "starttls", "tls" or "none"')
+    need(0 < cfg.smtp.port <= 65535, "smtp.port", "must be between 1 and 65535")
+    need(cfg.smtp.timeout > 0, "smtp.timeout", "must be positive")
+    need("@" in cfg.smtp.from_address and not any(ch in cfg.smtp.from_address for ch in "\r\n<>, "),
+         "smtp.from_address", "must be one plain address")
+    need(not cfg.smtp.password or bool(cfg.smtp.username), "smtp.username", "a password needs a user name")
+    need(cfg.notifications.digest_interval_seconds >= 0, "notifications.digest_interval_seconds",
+         "must not be negative")
+    need(cfg.notifications.poll_seconds > 0, "notifications.poll_seconds", "must be positive")
+    need(0 < cfg.notifications.retry_base_seconds <= cfg.notifications.retry_max_seconds,
+         "notifications.retry_base_seconds", "must be positive and at most retry_max_seconds")
+    need(not cfg.notifications.public_url or cfg.notifications.public_url.startswith(("https://", "http://")),
+         "notifications.public_url", "must start with https://")
     need(cfg.logging.level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "logging.level",
          "must be DEBUG, INFO, WARNING or ERROR")
     need(bool(cfg.data_dir), "data_dir", "must not be empty")

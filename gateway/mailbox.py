@@ -80,6 +80,8 @@ class Mailbox:
         self._login_locks_guard = threading.Lock()
         self._secret = os.urandom(32)
         self._inst_lock = threading.Lock()
+        #: gateway.notify.Notifier, when the services wiring made one (activation notices, test mails)
+        self.notifier = None
 
     # -- login -----------------------------------------------------------------------------------------------
     def accepts_public_key(self, username: str, fingerprint: str) -> bool:
@@ -124,8 +126,10 @@ class Mailbox:
         if hit is None or now - hit[0] >= reuse_seconds:
             return None
         _, account_id, method, device_id, principal, loaded = hit
-        if device_id is not None and not self.authenticator.devices.is_live(account_id, device_id):
-            return None
+        if device_id is not None:
+            secrets_of_kind = (self.authenticator.api_tokens if method == "api-token" else self.authenticator.devices)
+            if not secrets_of_kind.is_live(account_id, device_id):
+                return None
         if now - loaded >= self.PRINCIPAL_TTL:
             principal = self.load_principal(account_id, method, source)
             self._logins[key] = (hit[0], account_id, method, device_id, principal, now)
@@ -197,18 +201,26 @@ class Mailbox:
     def load_principal(self, account_id: int, method: str, source: str = "") -> Principal:
         """Who the account is now: its grants (and, for directory people, the directory's verdict and group
         grants), limited to the centres whose networks admit ``source``."""
+        now = utcnow()
         with self.repo.read() as c:
             acc = self.repo.account(c, account_id)
+            # a grant with an end date stops at that moment (housekeeping then removes it, on the record)
             grants = {g.institution_id: Grant(g.institution_id, bool(g.can_remove), bool(g.can_write))
-                      for g in self.repo.grants_of(c, account_id)}
+                      for g in self.repo.grants_of(c, account_id)
+                      if g.expires_at is None or as_utc(g.expires_at) > now}
+            administers = set(self.repo.consulted_centres(c, account_id)) if acc is not None else set()
         if acc is None or not acc.enabled:
             raise AuthenticationFailed("account gone or disabled")
+        if Role(acc.role).is_machine or Role(acc.role) is Role.SECURITY_CELL:
+            administers = set()
         if acc.source == "ldap":
             directory = getattr(self.authenticator, "directory", None)
             user = directory.lookup(acc.name) if directory is not None else None
             if user is None or not user.enabled:
                 raise AuthenticationFailed("removed or disabled in the directory")
             for inst_id, access in directory.centre_access(user).items():
+                if access == "admin":
+                    administers.add(inst_id)
                 old = grants.get(inst_id)
                 grants[inst_id] = Grant(inst_id, (old.can_remove if old else False) or access in ("remove", "admin"),
                                         old.can_write if old else False)
@@ -216,7 +228,12 @@ class Mailbox:
             with self.repo.read() as c:
                 nets = {i.id: i.networks for i in self.repo.institutions(c, grants.keys())}
             grants = {i: g for i, g in grants.items() if not nets.get(i) or in_networks(source, parse_networks(nets[i]))}
-        return Principal(acc.id, acc.name, Role(acc.role), acc.institution_id, frozenset(grants.values()), method)
+        if source and administers:
+            with self.repo.read() as c:
+                nets = {i.id: i.networks for i in self.repo.institutions(c, administers)}
+            administers = {i for i in administers if not nets.get(i) or in_networks(source, parse_networks(nets[i]))}
+        return Principal(acc.id, acc.name, Role(acc.role), acc.institution_id, frozenset(grants.values()), method,
+                         frozenset(administers))
 
     # -- shared lookups --------------------------------------------------------------------------------------
     def institution(self, institution_id: str):
@@ -230,6 +247,13 @@ class Mailbox:
         with self._inst_lock:
             self._inst_cache[institution_id] = (now, row)
         return row
+
+    def forget_logins(self, account_id: int | None = None) -> None:
+        """Forget remembered logins (of one account, or all), so that changed grants or designations apply to
+        the next request rather than after the remembered principal's lifetime."""
+        for k, hit in list(self._logins.items()):
+            if account_id is None or hit[1] == account_id:
+                self._logins.pop(k, None)
 
     def forget_institution(self, institution_id: str) -> None:
         with self._inst_lock:

@@ -57,6 +57,27 @@ class GatewayServer:
                 except Exception:  # keep serving; the next round tries again
                     log.exception("housekeeping failed")
 
+    async def _notifications(self) -> None:
+        """Digests are queued and the outbox is sent every ``notifications.poll_seconds``; expired grants are
+        removed on the same beat (they stop working at their end already: load_principal filters them)."""
+        from gateway.admin import Administration
+
+        loop = asyncio.get_running_loop()
+        notifier = self.services.mailbox.notifier
+        admin = Administration(self.services.mailbox, actor="system:housekeeping", protocol="system")
+        while not self._stop.is_set():
+            try:
+                await loop.run_in_executor(self.executor, admin.expire_grants)
+                if notifier is not None and notifier.enabled:
+                    await loop.run_in_executor(self.executor, notifier.queue_digests)
+                    await loop.run_in_executor(self.executor, notifier.deliver_due)
+            except Exception:  # keep serving; the next round tries again
+                log.exception("notifications round failed")
+            try:
+                await asyncio.wait_for(self._stop.wait(), self.config.notifications.poll_seconds)
+            except asyncio.TimeoutError:
+                pass
+
     def request_stop(self) -> None:
         self._stop.set()
 
@@ -71,9 +92,11 @@ class GatewayServer:
         if on_ready:
             on_ready(self)
         keeper = asyncio.create_task(self._housekeeping())
+        mailer = asyncio.create_task(self._notifications())
         await self._stop.wait()
         log.info("stopping")
         keeper.cancel()
+        mailer.cancel()
         if self.https is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.https.stop)
         await self.sftp.stop()

@@ -68,6 +68,9 @@ def build(config: Config, *, initialize: bool = True) -> Services:
         devices=DevicePasswords(repo, days=a.device_password_days), directory=build_directory(config),
         second_factor_required=a.second_factor == "required")
     mailbox = Mailbox(config, repo, blobs, authenticator)
+    from gateway.notify import Notifier
+
+    mailbox.notifier = Notifier(config, repo)
     return Services(config, repo, blobs, keyring, mailbox, cas)
 
 

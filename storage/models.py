@@ -41,6 +41,54 @@ class Institution(Base):
     mutable: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     status_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: who made the last status change, and the free-text reference they gave (e.g. the received forms)
+    status_changed_by: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    status_reference: Mapped[str] = mapped_column(Text, default="", server_default="")
+    #: comma-separated e-mail addresses that receive the activation notice and the new-document digests
+    contacts: Mapped[str] = mapped_column(Text, default="", server_default="")
+    #: the centre's security consultant (an account id; no foreign key, accounts and centres refer to each
+    #: other already): acts as local administrator while none is designated
+    security_consultant_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: the newest document id already announced in a digest, and when the last digest was queued
+    digest_cursor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    last_digest_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class StatusChange(Base):
+    """The switch-over history of a centre: every transition with who, when and the reference given."""
+
+    __tablename__ = "status_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    institution_id: Mapped[str] = mapped_column(ForeignKey("institutions.id"), index=True)
+    from_status: Mapped[str] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(64))
+    reference: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class OutboxMessage(Base):
+    """A mail to send. Written in the same transaction as what caused it (an activation, a digest's cursor),
+    sent by whichever gateway claims it first, retried with back-off, marked sent once: nothing is lost, and a
+    message is only sent again if a process died between the SMTP server's acceptance and the mark."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "sent_at", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # activation|digest|test
+    institution_id: Mapped[str | None] = mapped_column(String(10), nullable=True, index=True)
+    recipients: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float] = mapped_column(sa.Float, default=0.0)
+    claimed_by: Mapped[str] = mapped_column(String(100), default="")
+    claimed_until: Mapped[float] = mapped_column(sa.Float, default=0.0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class Account(Base):
@@ -102,6 +150,8 @@ class Grant(Base):
     can_write: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
     granted_by: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: the grant ends at this moment (None: until revoked)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class Folder(Base):
@@ -249,6 +299,8 @@ class DevicePassword(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    #: "webdav" (a drive mount's password) or "api" (a script's token for the REST API)
+    kind: Mapped[str] = mapped_column(String(8), default="webdav", server_default="webdav")
     label: Mapped[str] = mapped_column(String(100), default="")
     #: a short public prefix of the secret, to find the row without trying every hash
     lookup: Mapped[str] = mapped_column(String(16), index=True)

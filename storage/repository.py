@@ -18,7 +18,8 @@ from sqlalchemy.exc import IntegrityError
 
 from storage import db
 from storage.models import (Account, AuditEvent, AuditHead, ClientCertificate, DevicePassword, Document, Folder, Grant,
-                            Institution, LoginFailure, SSHKey, TokenCard, TokenChallenge, TokenCode)
+                            Institution, LoginFailure, OutboxMessage, SSHKey, StatusChange, TokenCard, TokenChallenge,
+                            TokenCode)
 
 I = Institution.__table__
 A = Account.__table__
@@ -34,6 +35,8 @@ TK = TokenCode.__table__
 TCH = TokenChallenge.__table__
 DP = DevicePassword.__table__
 LF = LoginFailure.__table__
+SC = StatusChange.__table__
+OB = OutboxMessage.__table__
 
 GENESIS = "0" * 64
 
@@ -94,7 +97,8 @@ _Q_LISTING = sa.select(D.c.id, D.c.name, D.c.size, D.c.committed_at, D.c.sha256,
 _Q_FOLDER = sa.select(F).where(F.c.institution_id == _B("i"), F.c.path == _B("p"))
 _Q_ACCOUNT = sa.select(A).where(A.c.id == _B("a"))
 _Q_ACCOUNT_BY_NAME = sa.select(A).where(A.c.name == _B("n"))
-_Q_GRANTS = sa.select(G.c.institution_id, G.c.can_remove, G.c.can_write).where(G.c.account_id == _B("a"))
+_Q_GRANTS = sa.select(G.c.institution_id, G.c.can_remove, G.c.can_write, G.c.expires_at).where(
+    G.c.account_id == _B("a"))
 _Q_INSTITUTION = sa.select(I).where(I.c.id == _B("i"))
 _Q_AUDIT_HEAD = sa.select(H.c.hash).where(H.c.id == 1).with_for_update()
 _Q_AUDIT_INSERT = E.insert()
@@ -161,6 +165,106 @@ class Repository:
         c.execute(I.update().where(I.c.id == id).values(status=status, status_changed_at=utcnow()))
         return old
 
+    def transition_institution(self, c: Connection, id: str, from_status: str, to_status: str, actor: str,
+                               reference: str) -> bool:
+        """Moves the centre from ``from_status`` only (a concurrent change makes this return False) and writes
+        the history row."""
+        now = utcnow()
+        done = c.execute(I.update().where(I.c.id == id, I.c.status == from_status).values(
+            status=to_status, status_changed_at=now, status_changed_by=actor, status_reference=reference)).rowcount
+        if done != 1:
+            return False
+        c.execute(SC.insert().values(institution_id=id, from_status=from_status, to_status=to_status, actor=actor,
+                                     reference=reference, at=now))
+        return True
+
+    def status_history(self, c: Connection, id: str) -> list:
+        return list(c.execute(sa.select(SC).where(SC.c.institution_id == id).order_by(SC.c.id)))
+
+    def local_admins(self, c: Connection, id: str) -> list:
+        """Enabled accounts designated local administrator of the centre."""
+        return list(c.execute(sa.select(A).where(A.c.institution_id == id, A.c.role == "local-admin",
+                                                 A.c.enabled.is_(True)).order_by(A.c.name)))
+
+    def consulted_centres(self, c: Connection, account_id: int) -> list[str]:
+        """Centres whose security consultant this account is and which have no enabled local administrator."""
+        admins = sa.select(A.c.id).where(A.c.institution_id == I.c.id, A.c.role == "local-admin",
+                                         A.c.enabled.is_(True)).exists()
+        return [r[0] for r in c.execute(sa.select(I.c.id).where(I.c.security_consultant_id == account_id, ~admins))]
+
+    def grants_on(self, c: Connection, institution_id: str) -> list:
+        """Who has access to the centre: account name, display name, rights, since, by whom, until."""
+        return list(c.execute(
+            sa.select(A.c.name, A.c.display_name, A.c.role, A.c.enabled, G.c.can_remove, G.c.can_write,
+                      G.c.granted_by, G.c.created_at, G.c.expires_at)
+            .join(A, A.c.id == G.c.account_id).where(G.c.institution_id == institution_id).order_by(A.c.name)))
+
+    def expired_grants(self, c: Connection, now: datetime) -> list:
+        return list(c.execute(sa.select(G.c.id, G.c.institution_id, A.c.name).join(A, A.c.id == G.c.account_id)
+                              .where(G.c.expires_at.is_not(None), G.c.expires_at <= now)))
+
+    def delete_grant(self, c: Connection, grant_id: int) -> bool:
+        return c.execute(G.delete().where(G.c.id == grant_id)).rowcount == 1
+
+    def archived_in(self, c: Connection, institution_id: str, limit: int = 500) -> list:
+        """Archived documents of a centre, newest first: names and dates only."""
+        return list(c.execute(sa.select(D.c.id, D.c.folder, D.c.name, D.c.size, D.c.committed_at, D.c.archived_at,
+                                        D.c.archived_by)
+                              .where(D.c.institution_id == institution_id, D.c.state == "archived")
+                              .order_by(D.c.archived_at.desc(), D.c.id.desc()).limit(limit)))
+
+    # -- digests and the outbox ----------------------------------------------------------------------------------
+    def digest_candidates(self, c: Connection) -> list:
+        """Active centres with contacts and at least one document newer than their digest cursor."""
+        newer = sa.select(D.c.id).where(D.c.institution_id == I.c.id, D.c.state == "committed",
+                                        D.c.id > I.c.digest_cursor).exists()
+        return list(c.execute(sa.select(I.c.id, I.c.digest_cursor, I.c.last_digest_at)
+                              .where(I.c.status == "active", I.c.contacts != "", newer)))
+
+    def documents_after(self, c: Connection, institution_id: str, cursor: int, limit: int = 1000) -> list:
+        return list(c.execute(sa.select(D.c.id, D.c.folder, D.c.name, D.c.size, D.c.committed_at)
+                              .where(D.c.institution_id == institution_id, D.c.state == "committed",
+                                     D.c.id > cursor).order_by(D.c.id).limit(limit)))
+
+    def advance_digest(self, c: Connection, institution_id: str, old_cursor: int, new_cursor: int,
+                       at: datetime) -> bool:
+        """Compare-and-set: only one process moves a centre's cursor from ``old_cursor``."""
+        return c.execute(I.update().where(I.c.id == institution_id, I.c.digest_cursor == old_cursor)
+                         .values(digest_cursor=new_cursor, last_digest_at=at)).rowcount == 1
+
+    def enqueue(self, c: Connection, kind: str, institution_id: str | None, recipients: str, subject: str,
+                body: str) -> int:
+        return c.execute(OB.insert().values(kind=kind, institution_id=institution_id, recipients=recipients,
+                                            subject=subject, body=body, created_at=utcnow(), attempts=0,
+                                            next_attempt_at=0.0, claimed_by="", claimed_until=0.0, last_error="")
+                         ).inserted_primary_key[0]
+
+    def due_messages(self, c: Connection, now: float, limit: int = 20) -> list[int]:
+        return [r[0] for r in c.execute(sa.select(OB.c.id).where(OB.c.sent_at.is_(None), OB.c.next_attempt_at <= now,
+                                                                OB.c.claimed_until <= now).order_by(OB.c.id)
+                                        .limit(limit))]
+
+    def claim_message(self, c: Connection, message_id: int, node: str, now: float, until: float):
+        """The message, if this process won it (unsent, due, not claimed by a live process)."""
+        won = c.execute(OB.update().where(OB.c.id == message_id, OB.c.sent_at.is_(None), OB.c.next_attempt_at <= now,
+                                          OB.c.claimed_until <= now)
+                        .values(claimed_by=node, claimed_until=until)).rowcount == 1
+        return c.execute(sa.select(OB).where(OB.c.id == message_id)).first() if won else None
+
+    def message_sent(self, c: Connection, message_id: int) -> None:
+        c.execute(OB.update().where(OB.c.id == message_id).values(sent_at=utcnow(), claimed_until=0.0,
+                                                                  attempts=OB.c.attempts + 1, last_error=""))
+
+    def message_failed(self, c: Connection, message_id: int, next_attempt_at: float, error: str) -> None:
+        c.execute(OB.update().where(OB.c.id == message_id).values(
+            attempts=OB.c.attempts + 1, next_attempt_at=next_attempt_at, claimed_until=0.0, last_error=error[:500]))
+
+    def outbox(self, c: Connection, institution_id: str | None = None, limit: int = 100) -> list:
+        q = sa.select(OB).order_by(OB.c.id.desc()).limit(limit)
+        if institution_id is not None:
+            q = q.where(OB.c.institution_id == institution_id)
+        return list(c.execute(q))
+
     def configure_institution(self, c: Connection, id: str, **values) -> bool:
         return c.execute(I.update().where(I.c.id == id).values(**values)).rowcount == 1
 
@@ -223,15 +327,16 @@ class Repository:
         return list(c.execute(_Q_GRANTS, {"a": account_id}))
 
     def set_grant(self, c: Connection, account_id: int, institution_id: str, can_remove: bool, granted_by: str,
-                  can_write: bool = False) -> None:
+                  can_write: bool = False, expires_at: datetime | None = None) -> None:
         existing = c.execute(sa.select(G.c.id).where(G.c.account_id == account_id,
                                                      G.c.institution_id == institution_id)).scalar()
         if existing is None:
             c.execute(G.insert().values(account_id=account_id, institution_id=institution_id, can_remove=can_remove,
-                                        can_write=can_write, granted_by=granted_by, created_at=utcnow()))
+                                        can_write=can_write, granted_by=granted_by, created_at=utcnow(),
+                                        expires_at=expires_at))
         else:
             c.execute(G.update().where(G.c.id == existing).values(can_remove=can_remove, can_write=can_write,
-                                                                  granted_by=granted_by))
+                                                                  granted_by=granted_by, expires_at=expires_at))
 
     def revoke_grant(self, c: Connection, account_id: int, institution_id: str) -> bool:
         return c.execute(G.delete().where(G.c.account_id == account_id,
@@ -430,19 +535,23 @@ class Repository:
         c.execute(TCH.delete().where(TCH.c.account_id == account_id))
 
     def add_device_password(self, c: Connection, account_id: int, label: str, lookup: str, secret_hash: str,
-                            expires_at: datetime) -> int:
-        return c.execute(DP.insert().values(account_id=account_id, label=label, lookup=lookup,
+                            expires_at: datetime, kind: str = "webdav") -> int:
+        return c.execute(DP.insert().values(account_id=account_id, label=label, lookup=lookup, kind=kind,
                                             secret_hash=secret_hash, created_at=utcnow(), expires_at=expires_at)
                          ).inserted_primary_key[0]
 
-    def device_passwords(self, c: Connection, account_id: int, lookup: str | None = None) -> list:
-        q = sa.select(DP).where(DP.c.account_id == account_id).order_by(DP.c.id)
+    def device_passwords(self, c: Connection, account_id: int | None, lookup: str | None = None,
+                         kind: str = "webdav") -> list:
+        """Device passwords ("webdav") or API tokens ("api") of an account, or (account None) by lookup."""
+        q = sa.select(DP).where(DP.c.kind == kind).order_by(DP.c.id)
+        if account_id is not None:
+            q = q.where(DP.c.account_id == account_id)
         if lookup is not None:
             q = q.where(DP.c.lookup == lookup)
         return list(c.execute(q))
 
-    def revoke_device_password(self, c: Connection, account_id: int, device_id: int) -> bool:
-        return c.execute(DP.update().where(DP.c.id == device_id, DP.c.account_id == account_id,
+    def revoke_device_password(self, c: Connection, account_id: int, device_id: int, kind: str = "webdav") -> bool:
+        return c.execute(DP.update().where(DP.c.id == device_id, DP.c.account_id == account_id, DP.c.kind == kind,
                                            DP.c.revoked_at.is_(None)).values(revoked_at=utcnow())).rowcount == 1
 
     def touch_device_password(self, c: Connection, device_id: int) -> None:

@@ -136,7 +136,7 @@ def test_institution_add_set_status_and_list(site):
     assert ok(before(d, "institution", "set-status", B, "active")).strip() == f"centre {B}: paper -> active"
     assert query(d, "SELECT status FROM institutions WHERE id=?", B) == [("active",)]
     assert query(d, "SELECT detail FROM audit_events WHERE action='institution-status' AND institution_id=?", B) \
-        == [("paper -> active",)]
+        == [("paper -> active; override; reference='operator override (set-status)'",)]
 
     rows = table(ok(after(d, "institution", "list")))
     assert rows == [[B, "active", "CPAS de Bstad"], [A, "active", "OCMW Aalst"]]
