@@ -62,6 +62,8 @@ class WebDAVConfig:
     client_ca_file: str = ""
     #: PEM CRL files of those CAs; when set, a revoked client certificate fails the handshake
     client_crl_files: tuple[str, ...] = ()
+    #: seconds a console / REST API session lasts after the strong login
+    session_seconds: int = 900
 
 
 @dataclass(frozen=True)
@@ -300,6 +302,7 @@ def _validate(cfg: Config) -> None:
     need(not cfg.ldap.enabled or bool(cfg.ldap.bind_dn), "ldap.bind_dn",
          "a service account is needed to re-read accounts, so that a disabled or deleted user loses access")
     need(1 <= cfg.webdav.threads <= 1024, "webdav.threads", "must be between 1 and 1024")
+    need(60 <= cfg.webdav.session_seconds <= 86400, "webdav.session_seconds", "must be between 60 and 86400")
     need(cfg.webdav.auth_cache_seconds >= 0, "webdav.auth_cache_seconds", "must not be negative")
     need(65536 <= cfg.webdav.block_size <= 16 * 1024 * 1024, "webdav.block_size", "must be between 65536 and 16777216")
     need(bool(cfg.webdav.tls_cert) == bool(cfg.webdav.tls_key), "webdav.tls_key",

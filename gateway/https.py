@@ -71,7 +71,17 @@ class HTTPSFrontend:
         self.account_app = with_source(AccountPage(mailbox, keyring.derive(b"account-cookie"),
                                                    secure_cookie=not cfg.plain_http), config.auth.trusted_proxies,
                                        self.crl)
-        dispatcher = wsgi.PathInfoDispatcher({"/dav": self.dav_app, "/account": self.account_app, "/": root_app})
+        from gateway.api import RestApi
+        from gateway.console import Console
+        from gateway.websession import SessionSigner
+
+        # one key for the console's cookie and the API's session tokens: the same strong login serves both
+        signer = SessionSigner(keyring.derive(b"web-session"), seconds=cfg.session_seconds)
+        self.console_app = with_source(Console(mailbox, signer, secure_cookie=not cfg.plain_http),
+                                       config.auth.trusted_proxies, self.crl)
+        self.api_app = with_source(RestApi(mailbox, signer), config.auth.trusted_proxies, self.crl)
+        dispatcher = wsgi.PathInfoDispatcher({"/dav": self.dav_app, "/account": self.account_app,
+                                              "/console": self.console_app, "/api": self.api_app, "/": root_app})
         self.server = wsgi.Server((cfg.host, cfg.port), dispatcher, numthreads=cfg.threads,
                                   server_name="instpages", timeout=60, request_queue_size=256)
         self.mailbox = mailbox

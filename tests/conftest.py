@@ -347,3 +347,78 @@ def cli(*args: str, data_dir: Path, input: str | None = None, env: dict | None =
     e = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
     return subprocess.run([PYTHON, "-m", "gateway", *args, "--data-dir", str(data_dir)], capture_output=True,
                           text=True, input=input, env=e, cwd=str(ROOT), timeout=120)
+
+
+# -- SMTP -----------------------------------------------------------------------------------------------------
+class SMTPCapture:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1; ``messages`` holds every accepted mail, parsed."""
+
+    def __init__(self, *, tls_cert: Path | None = None, tls_key: Path | None = None, login: tuple[str, str] | None = None):
+        import ssl as _ssl
+
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult
+
+        self.messages: list = []
+        self.refuse = False  # answer 451 to DATA (a relay that is down for mail)
+        self.port = free_port()
+        self.host = "127.0.0.1"
+        capture = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                if capture.refuse:
+                    return "451 4.3.0 try again later"
+                import email
+                from email import policy
+
+                msg = email.message_from_bytes(envelope.content, policy=policy.default)
+                capture.messages.append(msg)
+                return "250 Message accepted for delivery"
+
+        kw = {}
+        if tls_cert is not None:
+            ctx = _ssl.create_default_context(_ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(str(tls_cert), str(tls_key))
+            kw.update(tls_context=ctx, require_starttls=True)
+        if login is not None:
+            def authenticator(server, session, envelope, mechanism, auth_data):
+                ok = (getattr(auth_data, "login", b"") == login[0].encode()
+                      and getattr(auth_data, "password", b"") == login[1].encode())
+                return AuthResult(success=ok, handled=False, auth_data=auth_data)
+            kw.update(authenticator=authenticator, auth_required=True)
+        self.controller = Controller(Handler(), hostname=self.host, port=self.port, **kw)
+
+    def start(self):
+        self.controller.start()
+        return self
+
+    def stop(self):
+        self.controller.stop()
+
+    def env(self, **extra) -> dict:
+        """Gateway environment that sends to this server."""
+        e = {"INSTPAGES_SMTP_HOST": self.host, "INSTPAGES_SMTP_PORT": str(self.port),
+             "INSTPAGES_SMTP_SECURITY": "none", "INSTPAGES_SMTP_FROM_ADDRESS": "ip@podmi.test",
+             "INSTPAGES_NOTIFICATIONS_POLL_SECONDS": "0.2", "INSTPAGES_NOTIFICATIONS_RETRY_BASE_SECONDS": "0.5",
+             "INSTPAGES_NOTIFICATIONS_RETRY_MAX_SECONDS": "1"}
+        e.update(extra)
+        return e
+
+    def wait_for(self, n: int, timeout: float = 20.0) -> list:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(self.messages) < n:
+            time.sleep(0.05)
+        return list(self.messages)
+
+
+@pytest.fixture
+def smtp_server():
+    srv = SMTPCapture().start()
+    yield srv
+    srv.stop()
+
+
+def token_card(gw: Gateway, account: str) -> dict[int, str]:
+    """Issue a (new) token card to ``account``: {number: code}, as printed for the person."""
+    return dict(gw.admin.issue_token_card(account))

@@ -1,0 +1,111 @@
+"""Sessions after a strong login, shared by the web pages (``/account/``, ``/console/``) and the REST API.
+
+A session is a signed value (HMAC-SHA256 under a key derived from the master key, so every gateway process
+accepts it; no server-side state, no sticky sessions): ``account id | name | expiry | nonce``. In a browser it
+travels as a cookie (HttpOnly, Secure, SameSite=Strict); for the API, as a bearer token. Every state-changing
+form or API call made with a cookie carries a CSRF token derived from the session value.
+
+The strong login itself is :func:`strong_login`: the eID certificate of the TLS handshake plus the password,
+or the password plus the code of the person's token card with the number the server asked. It goes through the
+core's one login (``Mailbox.login``), so throttling, bans, networks and the record apply as everywhere.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from urllib.parse import parse_qs
+
+from auth.authenticator import EidCredentials, TokenCredentials
+from gateway.mailbox import Mailbox, MailboxSession
+
+MAX_FORM = 16 * 1024
+
+
+@dataclass(frozen=True)
+class WebSession:
+    account_id: int
+    name: str
+    expires: float
+    #: the signed value itself (cookie or bearer token); the CSRF token is derived from it
+    value: str
+
+
+class SessionSigner:
+    def __init__(self, secret: bytes, *, seconds: int = 900, purpose: str = "session"):
+        self.secret = hashlib.sha256(purpose.encode() + b"\0" + secret).digest()
+        self.seconds = seconds
+
+    def _mac(self, payload: str) -> str:
+        return hmac.new(self.secret, payload.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def issue(self, account_id: int, name: str) -> WebSession:
+        expires = time.time() + self.seconds
+        payload = f"{account_id}|{name}|{expires:.0f}|{secrets.token_hex(8)}"
+        value = base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=") + "." + self._mac(payload)
+        return WebSession(account_id, name, expires, value)
+
+    def verify(self, value: str) -> WebSession | None:
+        if not value or len(value) > 512:
+            return None
+        try:
+            b64, mac = value.rsplit(".", 1)
+            payload = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4)).decode()
+            if not hmac.compare_digest(mac, self._mac(payload)):
+                return None
+            account_id, name, expires, _nonce = payload.split("|", 3)
+            if float(expires) <= time.time():
+                return None
+            return WebSession(int(account_id), name, float(expires), value)
+        except (ValueError, UnicodeDecodeError):
+            return None
+
+    def csrf(self, session: WebSession) -> str:
+        return hmac.new(self.secret, b"csrf|" + session.value.encode(), hashlib.sha256).hexdigest()
+
+    def csrf_ok(self, session: WebSession, token: str) -> bool:
+        return bool(token) and hmac.compare_digest(token, self.csrf(session))
+
+
+def cookie_value(environ, name: str) -> str:
+    for part in environ.get("HTTP_COOKIE", "").split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return value
+    return ""
+
+
+def read_body(environ, limit: int = MAX_FORM) -> bytes:
+    try:
+        n = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        n = 0
+    if n <= 0:
+        return b""
+    return environ["wsgi.input"].read(min(n, limit))
+
+
+def read_form(environ) -> dict[str, str]:
+    raw = read_body(environ).decode("utf-8", "replace")
+    return {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+
+
+def eid_nrn(environ) -> str:
+    from gateway.webdav import _eid_nrn
+
+    return _eid_nrn(environ)
+
+
+def strong_login(mailbox: Mailbox, environ, *, username: str, password: str, number: int = 0, code: str = "",
+                 protocol: str = "web", source: str = "") -> MailboxSession:
+    """eID (from the TLS handshake) + password, or password + token code. Raises AuthenticationFailed (with the
+    delay to wait before answering) or ServiceUnavailable."""
+    nrn = eid_nrn(environ)
+    if nrn:
+        creds = EidCredentials(username, password, nrn)
+    else:
+        creds = TokenCredentials(username, password, number, code)
+    return mailbox.login(creds, protocol=protocol, source=source)
