@@ -10,7 +10,7 @@ from __future__ import annotations
 import getpass
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time as dtime, timedelta
+from datetime import date, datetime, time as dtime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import asyncssh
@@ -62,7 +62,8 @@ def grant_end(until: date | str | None) -> datetime | None:
             until = date.fromisoformat(until.strip())
         except ValueError:
             raise AdminError(f"not a date (YYYY-MM-DD): {until[:40]!r}") from None
-    end = datetime.combine(until + timedelta(days=1), dtime(0, 0), tzinfo=BRUSSELS)
+    # stored in UTC: SQLite keeps the wall-clock time only
+    end = datetime.combine(until + timedelta(days=1), dtime(0, 0), tzinfo=BRUSSELS).astimezone(timezone.utc)
     if end <= utcnow():
         raise AdminError(f"the end date {until.isoformat()} is in the past")
     return end
@@ -264,7 +265,8 @@ class Administration:
             if user is not None and user.enabled:
                 acc = self.mailbox.authenticator._provision(user)
         if acc is not None and Role(acc.role) not in (Role.STAFF, Role.LOCAL_ADMIN) and self.principal is None:
-            raise AdminError(f"grants are for staff and local administrators; {name} is {acc.role}")
+            raise AdminError(f"only people (staff, local administrators) are given access or designated; {name} "
+                             f"is {acc.role}")
         if acc is None or Role(acc.role) not in (Role.STAFF, Role.LOCAL_ADMIN):
             raise self._refuse(action, inst_id, AdminNotFound(f"no person account {name[:64]!r}"))
         return acc

@@ -49,6 +49,8 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--status", default="paper", choices=["paper", "requested", "active", "suspended"])
     a.add_argument("--content-types", help="accepted content types, comma-separated (default application/pdf)")
     a.add_argument("--mutable", action="store_true", help="scratch/test centre: a new version archives the old")
+    a.add_argument("--language", choices=["nl", "fr"], help="language of its mails (default nl)")
+    a.add_argument("--contacts", help="comma-separated notification addresses")
     a = inst.add_parser("configure", parents=[common], help="per-centre settings")
     a.add_argument("id")
     a.add_argument("--content-types")
@@ -57,9 +59,33 @@ def parser() -> argparse.ArgumentParser:
     a = inst.add_parser("set-networks", parents=[common], help="source ranges of a centre (empty: any)")
     a.add_argument("id")
     a.add_argument("networks")
-    a = inst.add_parser("set-status", parents=[common])
+    a = inst.add_parser("set-status", parents=[common], help="operator override outside the lifecycle")
     a.add_argument("id")
     a.add_argument("status", choices=["paper", "requested", "active", "suspended"])
+    a.add_argument("--reference", default="")
+    for verb, text in (("request", "record the centre's request to switch over (paper -> requested)"),
+                       ("activate", "activate electronic delivery, all three legislations (requested/suspended "
+                                    "-> active); mails the centre's contacts"),
+                       ("suspend", "suspend an active centre (active -> suspended)")):
+        a = inst.add_parser(verb, parents=[common], help=text)
+        a.add_argument("id")
+        a.add_argument("--reference", required=True, help="free text on the record, e.g. the signed forms received")
+    a = inst.add_parser("show", parents=[common], help="status, history, administrators, contacts")
+    a.add_argument("id")
+    a = inst.add_parser("set-local-admin", parents=[common], help="designate a local administrator")
+    a.add_argument("id")
+    a.add_argument("account")
+    a = inst.add_parser("unset-local-admin", parents=[common], help="withdraw a local administrator")
+    a.add_argument("id")
+    a.add_argument("account")
+    a = inst.add_parser("set-security-consultant", parents=[common],
+                        help="the centre's security consultant (acts as local administrator while none is designated)")
+    a.add_argument("id")
+    a.add_argument("account", nargs="?", help="omit to clear")
+    a = inst.add_parser("set-contacts", parents=[common], help="notification addresses and language")
+    a.add_argument("id")
+    a.add_argument("--contacts", help="comma-separated e-mail addresses (empty: none)")
+    a.add_argument("--language", choices=["nl", "fr"])
     inst.add_parser("list", parents=[common])
 
     acc = sub.add_parser("account", parents=[common], help="accounts").add_subparsers(dest="sub", required=True)
@@ -110,9 +136,34 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("institution")
     a.add_argument("--remove", action="store_true", help="may also remove (archive) documents")
     a.add_argument("--write", action="store_true", help="may also upload and create folders (full rights)")
+    a.add_argument("--until", metavar="DATE", help="last day of access (YYYY-MM-DD, Brussels time)")
     a = gr.add_parser("revoke", parents=[common])
     a.add_argument("account")
     a.add_argument("institution")
+    a = gr.add_parser("list", parents=[common], help="who has access to a centre")
+    a.add_argument("institution")
+
+    no = sub.add_parser("notify", parents=[common], help="mail notifications").add_subparsers(dest="sub",
+                                                                                              required=True)
+    a = no.add_parser("test", parents=[common], help="send a test mail to a centre's contacts now")
+    a.add_argument("id")
+    no.add_parser("run", parents=[common], help="queue due digests and send the outbox once (the server does "
+                                                "this by itself)")
+    a = no.add_parser("outbox", parents=[common], help="queued and sent mails")
+    a.add_argument("--institution")
+    a.add_argument("--limit", type=int, default=50)
+
+    at = sub.add_parser("api-token", parents=[common], help="tokens for scripts using the REST API"
+                        ).add_subparsers(dest="sub", required=True)
+    a = at.add_parser("create", parents=[common], help="create one (shown once)")
+    a.add_argument("account")
+    a.add_argument("--label", default="")
+    a.add_argument("--days", type=int)
+    a = at.add_parser("list", parents=[common])
+    a.add_argument("account")
+    a = at.add_parser("revoke", parents=[common])
+    a.add_argument("account")
+    a.add_argument("id", type=int)
 
     au = sub.add_parser("audit", parents=[common], help="the record").add_subparsers(dest="sub", required=True)
     a = au.add_parser("list", parents=[common])
@@ -136,6 +187,18 @@ def _print_table(rows: list[list[str]], header: list[str]) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
     for r in [header, *rows]:
         print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip())
+
+
+def _last_day(expires_at) -> str:
+    """A grant's end (the next local midnight) shown as its last day."""
+    if expires_at is None:
+        return "-"
+    from datetime import timedelta
+
+    from gateway.admin import BRUSSELS
+    from storage.repository import as_utc
+
+    return (as_utc(expires_at).astimezone(BRUSSELS) - timedelta(seconds=1)).date().isoformat()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,6 +246,8 @@ def _dispatch(args, cfg: Config) -> int:
         return 0
 
     services = build(cfg)
+    # a command reports the outcome of what it sent itself, in its one line
+    logging.getLogger("instpages.notify").setLevel(logging.ERROR)
     try:
         admin = Administration(services.mailbox)
         return _admin_command(args, cfg, admin)
@@ -197,7 +262,44 @@ def _admin_command(args, cfg: Config, admin: Administration) -> int:
     if args.command == "institution":
         if args.sub == "add":
             inst_id = admin.add_institution(args.id, args.name, args.status, args.content_types, args.mutable)
+            if args.language or args.contacts is not None:
+                admin.set_contacts(inst_id, args.contacts, args.language)
             print(f"added centre {inst_id} ({args.status})")
+        elif args.sub in ("request", "activate", "suspend"):
+            old, new, outbox_id = admin.transition(args.id, args.sub, args.reference)
+            print(f"centre {args.id}: {old} -> {new}")
+            if args.sub == "activate":
+                print("activation notice queued for the centre's contacts" if outbox_id is not None else
+                      "no activation notice: " + ("mail is not configured (smtp.host)"
+                                                  if not (admin.mailbox.notifier and admin.mailbox.notifier.enabled)
+                                                  else "the centre has no notification addresses"))
+                if outbox_id is not None:
+                    admin.mailbox.notifier.deliver_due()
+        elif args.sub == "show":
+            o = admin.centre_overview(args.id)
+            c = o["centre"]
+            print(f"centre {c.id}  {c.name}\nstatus      {c.status} (since {c.status_changed_at:%Y-%m-%d %H:%M} UTC, "
+                  f"by {c.status_changed_by or '-'}; reference: {c.status_reference or '-'})")
+            print(f"language    {c.language}\ncontacts    {c.contacts.replace(',', ', ') or '-'}")
+            print("local admin " + (", ".join(a.name for a in o["local_admins"]) or "-"))
+            cons = o["consultant"]
+            print("consultant  " + (f"{cons.name}" + (" (acting local administrator)" if o["acting_consultant"] else "")
+                                    if cons else "-"))
+            print("history:")
+            _print_table([[f"{h.at:%Y-%m-%d %H:%M}", f"{h.from_status} -> {h.to_status}", h.actor, h.reference]
+                          for h in o["history"]], ["WHEN (UTC)", "CHANGE", "BY", "REFERENCE"])
+        elif args.sub == "set-local-admin":
+            admin.set_local_admin(args.id, args.account)
+            print(f"{args.account} is a local administrator of centre {args.id}")
+        elif args.sub == "unset-local-admin":
+            admin.unset_local_admin(args.id, args.account)
+            print(f"{args.account} is no longer a local administrator of centre {args.id}")
+        elif args.sub == "set-security-consultant":
+            admin.set_security_consultant(args.id, args.account)
+            print(f"centre {args.id}: security consultant {args.account or '-'}")
+        elif args.sub == "set-contacts":
+            admin.set_contacts(args.id, args.contacts, args.language)
+            print(f"centre {args.id}: contacts updated")
         elif args.sub == "set-networks":
             admin.set_institution_networks(args.id, args.networks)
             print(f"centre {args.id}: networks {args.networks or 'any'}")
@@ -205,7 +307,7 @@ def _admin_command(args, cfg: Config, admin: Administration) -> int:
             admin.configure(args.id, content_types=args.content_types, mutable=args.mutable)
             print(f"centre {args.id} configured")
         elif args.sub == "set-status":
-            old = admin.set_status(args.id, args.status)
+            old = admin.set_status(args.id, args.status, args.reference)
             print(f"centre {args.id}: {old} -> {args.status}")
         else:
             _print_table([[i.id, i.status, i.name] for i in admin.institutions()], ["ID", "STATUS", "NAME"])
@@ -273,10 +375,16 @@ def _admin_command(args, cfg: Config, admin: Administration) -> int:
         return 0
     if args.command == "grant":
         if args.sub == "add":
-            admin.grant(args.account, args.institution, args.remove, args.write)
+            admin.grant(args.account, args.institution, args.remove, args.write, args.until)
             extras = [w for w, on in (("remove", args.remove), ("write", args.write)) if on]
             print(f"granted {args.account} access to {args.institution}" + (f" (with {', '.join(extras)})"
-                                                                              if extras else ""))
+                                                                              if extras else "")
+                  + (f" until {args.until}" if args.until else ""))
+        elif args.sub == "list":
+            _print_table([[g.name, "read+remove" if g.can_remove else "read", g.granted_by or "-",
+                           f"{g.created_at:%Y-%m-%d}", _last_day(g.expires_at)]
+                          for g in admin.access(args.institution)], ["ACCOUNT", "ACCESS", "GRANTED BY", "SINCE",
+                                                                     "UNTIL"])
         else:
             admin.revoke(args.account, args.institution)
             print(f"revoked {args.account}'s access to {args.institution}")
@@ -300,6 +408,49 @@ def _admin_command(args, cfg: Config, admin: Administration) -> int:
         _print_table([[str(r.id), r.ts.strftime("%Y-%m-%d %H:%M:%S"), r.actor, r.protocol, r.source, r.action,
                        r.outcome, r.path, "" if r.bytes is None else str(r.bytes), r.detail] for r in rows],
                      ["ID", "TIME (UTC)", "ACTOR", "VIA", "SOURCE", "ACTION", "OUTCOME", "PATH", "BYTES", "DETAIL"])
+        return 0
+    if args.command == "notify":
+        notifier = admin.mailbox.notifier
+        if args.sub == "test":
+            outbox_id = admin.notify_test(args.id)
+            notifier.deliver_due()
+            with admin.repo.read() as c:
+                row = [r for r in admin.repo.outbox(c, None, 1000) if r.id == outbox_id][0]
+            if row.sent_at is None:
+                raise GatewayError(f"test mail {outbox_id} queued but not sent yet: {row.last_error or 'pending'} "
+                                   "(the server retries it)")
+            print(f"test mail {outbox_id} sent to {row.recipients.replace(',', ', ')}")
+        elif args.sub == "run":
+            if not notifier.enabled:
+                raise GatewayError("mail is not configured (smtp.host)")
+            n = notifier.queue_digests()
+            report = notifier.deliver_due(limit=1000)
+            print(f"digests queued: {n}; mails sent: {report.sent}; failed (will be retried): {report.failed}")
+        else:
+            if args.limit <= 0:
+                raise GatewayError("--limit must be positive")
+            inst_id = admin.centre(args.institution).id if args.institution else None
+            with admin.repo.read() as c:
+                rows = admin.repo.outbox(c, inst_id, args.limit)
+            _print_table([[str(r.id), r.kind, r.institution_id or "-", f"{r.created_at:%Y-%m-%d %H:%M}",
+                           f"{r.sent_at:%Y-%m-%d %H:%M}" if r.sent_at else "pending", str(r.attempts),
+                           r.last_error[:60]] for r in rows],
+                         ["ID", "KIND", "CENTRE", "QUEUED (UTC)", "SENT (UTC)", "ATTEMPTS", "LAST ERROR"])
+        return 0
+    if args.command == "api-token":
+        if args.sub == "create":
+            token_id, secret = admin.create_api_token(args.account, args.label, args.days)
+            print(f"API token {token_id} for {args.account} (shown once; use as 'Authorization: Bearer ...'):")
+            print(secret)
+        elif args.sub == "list":
+            _print_table([[str(t.id), t.label, f"{t.created_at:%Y-%m-%d}", f"{t.expires_at:%Y-%m-%d}",
+                           "revoked" if t.revoked else "live",
+                           f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "-"]
+                          for t in admin.api_tokens(args.account)],
+                         ["ID", "LABEL", "CREATED", "EXPIRES", "STATE", "LAST USED"])
+        else:
+            admin.revoke_api_token(args.account, args.id)
+            print(f"API token {args.id} of {args.account} revoked")
         return 0
     if args.command == "document":
         doc_id = admin.restore(args.institution, args.path)

@@ -135,7 +135,7 @@ class Notifier:
                 failed += 1
                 delay = min(self.settings.retry_base_seconds * 2 ** row.attempts, self.settings.retry_max_seconds)
                 error = _describe(exc)
-                log.warning("mail %d to centre %s not sent (attempt %d, next in %.0f s): %s", row.id,
+                log.warning("mail %d to centre %s not sent (attempt %d, next in %.1f s): %s", row.id,
                             row.institution_id, row.attempts + 1, delay, error)
                 with self.repo.write() as c:
                     self.repo.message_failed(c, row.id, self.clock() + delay, error)

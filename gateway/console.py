@@ -1,0 +1,508 @@
+"""``/console/``: the web console of the security cell and of the centres' local administrators.
+
+Server-rendered pages (Jinja2, HTML autoescaped), plain forms and links: every task works without JavaScript, and
+the pages carry none (the Content-Security-Policy forbids it). Changes are POSTs carrying a CSRF token derived
+from the session, answered by a redirect (303) to the page that shows the result.
+
+Login is the strong login of the other web pages (``gateway.websession.strong_login``): the user name first, then
+the password with the code of the token card whose number the page asks -- or, with an eID certificate in the TLS
+handshake, the password alone. The session is a signed cookie (``ip_console``; HttpOnly, SameSite=Strict, Secure)
+and the principal is loaded again on every request, so a disabled account, a withdrawn designation or a changed
+grant takes effect at once.
+
+Everything the console does goes through :class:`gateway.admin.Administration`, which decides (delegation policy),
+records and refuses; the pages only choose which forms to show. A centre the user may not administer answers
+exactly as one that does not exist -- the same 404 page, whatever the id was.
+
+Language: ``?lang=nl|fr|en`` (remembered in the ``ip_lang`` cookie), else the browser's Accept-Language, else
+English. Labels live in :mod:`gateway.i18n`; the core's messages are shown as they are (English).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlencode
+from zoneinfo import ZoneInfo
+
+import jinja2
+
+from auth.policy import STATUSES, AdminAction
+from gateway import i18n
+from gateway.admin import (LANGUAGES, AdminConflict, AdminError, AdminForbidden, AdminNotFound, Administration)
+from gateway.errors import AuthenticationFailed, GatewayError, ServiceUnavailable
+from gateway.lifecycle import VERBS, allowed_verbs
+from gateway.mailbox import Mailbox
+from gateway.websession import SessionSigner, WebSession, cookie_value, eid_nrn, read_form, strong_login
+from storage.repository import as_utc
+
+log = logging.getLogger("instpages.console")
+
+COOKIE = "ip_console"
+LOGIN_COOKIE = "ip_console_login"  # binds the login form's CSRF token before there is a session
+LANG_COOKIE = "ip_lang"
+CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; "
+       "frame-ancestors 'none'")
+SECURITY_HEADERS = [
+    ("Content-Security-Policy", CSP),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Cross-Origin-Resource-Policy", "same-origin"),
+]
+BRUSSELS = ZoneInfo("Europe/Brussels")
+RECORD_LIMIT = 100
+TEMPLATES = Path(__file__).parent / "templates" / "console"
+
+#: POST actions on a centre, and the confirmation shown after each
+ACTIONS = ("transition", "designate", "undesignate", "consultant", "contacts", "grant", "revoke", "restore",
+           "notify-test")
+_DONE = {"transition", "activated", "activated_nomail", "designate", "undesignate", "consultant", "contacts",
+         "grant", "revoke", "restore", "notify-test"}
+_CENTRE_PATH = re.compile(r"/centres/([^/]+)(?:/([^/]+))?/?")
+
+STYLESHEET = b"""\
+:root { --ink: #1d2733; --muted: #5b6673; --line: #d5dbe2; --accent: #1f4e79; --bg: #f6f8fa; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 15px/1.45 system-ui, "Segoe UI", Roboto, Arial, sans-serif; color: var(--ink);
+       background: var(--bg); }
+header.top { background: var(--accent); color: #fff; padding: .6rem 1.2rem; display: flex; flex-wrap: wrap;
+             gap: .6rem 1.5rem; align-items: center; }
+header.top a { color: #fff; }
+header.top .brand { font-weight: 600; margin-right: auto; }
+header.top form { display: inline; margin: 0; }
+header.top button { background: transparent; color: #fff; border: 1px solid #fff; }
+nav.langs a, nav.langs strong { margin-left: .4rem; }
+main { max-width: 72rem; margin: 1rem auto; padding: 0 1.2rem 2rem; }
+section { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: .4rem 1.2rem 1rem;
+          margin: 1rem 0; }
+h1 { font-size: 1.6rem; margin: .6rem 0; }
+h2 { font-size: 1.2rem; margin: .8rem 0 .5rem; }
+h3 { font-size: 1rem; margin: .8rem 0 .4rem; }
+table { border-collapse: collapse; width: 100%; margin: .4rem 0; }
+th, td { text-align: left; padding: .3rem .5rem; border-bottom: 1px solid var(--line); vertical-align: top; }
+th { font-weight: 600; color: var(--muted); font-size: .9rem; }
+td form { margin: 0; }
+dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; }
+dl.facts dt { color: var(--muted); }
+dl.facts dd { margin: 0; }
+form.block { margin: .6rem 0; padding: .6rem .8rem; border: 1px dashed var(--line); border-radius: 6px; }
+form.block p { margin: .3rem 0; }
+label { display: inline-block; margin-right: .6rem; }
+input, select, textarea, button { font: inherit; }
+input, select, textarea { padding: .25rem .35rem; border: 1px solid #9aa5b1; border-radius: 4px; }
+button { padding: .25rem .8rem; border-radius: 4px; border: 1px solid var(--accent); background: var(--accent);
+         color: #fff; cursor: pointer; }
+button.secondary { background: #fff; color: var(--accent); }
+.status { display: inline-block; padding: 0 .5rem; border-radius: 1rem; font-size: .9rem; border: 1px solid; }
+.status-paper { color: #6b5800; background: #fff8d6; }
+.status-requested { color: #0b4f8a; background: #e2f0ff; }
+.status-active { color: #135e2b; background: #e1f6e7; }
+.status-suspended { color: #8a1c1c; background: #ffe5e5; }
+.flash { background: #e1f6e7; border: 1px solid #9fd3ae; padding: .5rem .8rem; border-radius: 6px; }
+.alert { background: #ffe5e5; border: 1px solid #e3a1a1; padding: .5rem .8rem; border-radius: 6px; }
+.muted { color: var(--muted); }
+.filters a, .filters strong { margin-right: .7rem; }
+"""
+
+
+@dataclass
+class Req:
+    environ: dict
+    method: str
+    path: str
+    base: str
+    source: str
+    lang: str
+    query: dict[str, str]
+    form: dict[str, str] = field(default_factory=dict)
+    cookies: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Page:
+    status: str
+    body: bytes = b""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    content_type: str = "text/html; charset=utf-8"
+
+
+class _Unauthenticated(Exception):
+    """No (longer a) valid session."""
+
+    def __init__(self, ended: bool):
+        self.ended = ended
+
+
+# -- formatting helpers (Jinja filters) ---------------------------------------------------------------------
+def _when(value) -> str:
+    if not value:
+        return "-"
+    if isinstance(value, datetime):
+        return as_utc(value).astimezone(BRUSSELS).strftime("%Y-%m-%d %H:%M")
+    return str(value)
+
+
+def _last_day(value) -> str:
+    """A grant ends at the local midnight after its last day: show that day."""
+    if not value:
+        return ""
+    return (as_utc(value).astimezone(BRUSSELS) - timedelta(seconds=1)).date().isoformat()
+
+
+def _size(value) -> str:
+    n = int(value or 0)
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(value)  # pragma: no cover
+
+
+def _addresses(contacts: str) -> list[str]:
+    return [a for a in (contacts or "").split(",") if a.strip()]
+
+
+class Console:
+    def __init__(self, mailbox: Mailbox, signer: SessionSigner, *, secure_cookie: bool = True):
+        self.mailbox = mailbox
+        self.signer = signer
+        self.secure_cookie = secure_cookie
+        self._login_key = hmac.new(signer.secret, b"console-login-form", hashlib.sha256).digest()
+        self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
+                                      undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        self.env.filters.update(when=_when, last_day=_last_day, size=_size)
+
+    # -- WSGI --------------------------------------------------------------------------------------------------
+    def __call__(self, environ, start_response):
+        req = self._request(environ)
+        try:
+            page = self._dispatch(req)
+        except Exception:  # never a trace to the browser
+            log.exception("console: %s %s failed", req.method, req.path)
+            page = self._message(req, None, "500 Internal Server Error", "error.title",
+                                 "internal error; the details are in the gateway's log")
+        headers = [("Content-Type", page.content_type), ("Content-Length", str(len(page.body))),
+                   *SECURITY_HEADERS, ("Vary", "Cookie, Accept-Language")]
+        if not any(k == "Cache-Control" for k, _ in page.headers):
+            headers.append(("Cache-Control", "no-store"))
+        headers += page.headers
+        headers += [("Set-Cookie", c) for c in req.cookies]
+        start_response(page.status, headers)
+        return [b"" if req.method == "HEAD" else page.body]
+
+    def _request(self, environ) -> Req:
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).items()}
+        base = environ.get("SCRIPT_NAME", "").rstrip("/")
+        source = environ.get("instpages.source") or environ.get("REMOTE_ADDR", "")
+        req = Req(environ, method, environ.get("PATH_INFO", "") or "", base, source, i18n.DEFAULT, query)
+        chosen = i18n.supported(query.get("lang"))
+        if chosen:
+            req.lang = chosen
+            req.cookies.append(self._cookie(req, LANG_COOKIE, chosen, max_age=365 * 86400))
+        else:
+            req.lang = (i18n.supported(cookie_value(environ, LANG_COOKIE))
+                        or i18n.negotiate(environ.get("HTTP_ACCEPT_LANGUAGE")) or i18n.DEFAULT)
+        if method == "POST":
+            req.form = read_form(environ)
+        return req
+
+    def _cookie(self, req: Req, name: str, value: str, *, max_age: int | None = None) -> str:
+        attrs = f"{name}={value}; Path={req.base}/; HttpOnly; SameSite=Strict"
+        if max_age is not None:
+            attrs += f"; Max-Age={max_age}"
+        if self.secure_cookie:
+            attrs += "; Secure"
+        return attrs
+
+    # -- routing -----------------------------------------------------------------------------------------------
+    def _dispatch(self, req: Req) -> Page:
+        if req.method not in ("GET", "HEAD", "POST"):
+            return self._message(req, None, "405 Method Not Allowed", "error.title", i18n.t("error.method", req.lang),
+                                 headers=[("Allow", "GET, HEAD, POST")])
+        if req.path == "":
+            return self._redirect(req.base + "/")
+        if req.path == "/static/console.css":
+            return Page("200 OK", STYLESHEET, [("Cache-Control", "max-age=3600")], "text/css; charset=utf-8")
+        if req.path == "/login":
+            if req.method == "POST":
+                return self._login(req)
+            if self._session(req) is not None:
+                return self._redirect(req.base + "/")
+            return self._login_page(req, ended=req.query.get("ended") == "1")
+        try:
+            session, admin = self._authenticate(req)
+        except _Unauthenticated as exc:
+            if req.method == "POST":
+                return self._login_page(req, ended=True, status="401 Unauthorized")
+            return self._redirect(req.base + "/login" + ("?ended=1" if exc.ended else ""))
+        except ServiceUnavailable as exc:
+            return self._message(req, None, "503 Service Unavailable", "error.unavailable", exc.message)
+        csrf = self.signer.csrf(session)
+        ctx = {"user": admin.principal, "csrf": csrf}
+        if req.path == "/logout":
+            if req.method != "POST":
+                return self._method_not_allowed(req, ctx, "POST")
+            if not self.signer.csrf_ok(session, req.form.get("csrf", "")):
+                return self._csrf_refused(req, ctx)
+            req.cookies.append(self._cookie(req, COOKIE, "", max_age=0))
+            return self._redirect(req.base + "/login")
+        if not admin.may(AdminAction.LIST_ALL):
+            return self._message(req, ctx, "403 Forbidden", "nothing.title", i18n.t("nothing.text", req.lang))
+        if req.path == "/":
+            if req.method == "POST":
+                return self._method_not_allowed(req, ctx, "GET, HEAD")
+            return self._centres(req, ctx, admin)
+        m = _CENTRE_PATH.fullmatch(req.path)
+        if m is None or (m.group(2) is not None and m.group(2) not in ACTIONS + ("record",)):
+            return self._not_found(req, ctx)
+        raw_id, action = m.groups()
+        try:
+            # the same answer for a centre that does not exist, a malformed id and one the user may not know
+            centre = admin.centre(raw_id)
+        except AdminNotFound:
+            return self._not_found(req, ctx)
+        except AdminError as exc:
+            return self._refused(req, ctx, exc, None)
+        if action is None or action == "record":
+            if req.method == "POST":
+                return self._method_not_allowed(req, ctx, "GET, HEAD")
+            if action == "record":
+                return self._guarded(req, ctx, centre, lambda: self._record(req, ctx, admin, centre))
+            return self._guarded(req, ctx, centre, lambda: self._centre(req, ctx, admin, centre))
+        if req.method != "POST":
+            return self._method_not_allowed(req, ctx, "POST", centre)
+        if not self.signer.csrf_ok(session, req.form.get("csrf", "")):
+            return self._csrf_refused(req, ctx, centre)
+        return self._guarded(req, ctx, centre, lambda: self._change(req, admin, centre, action))
+
+    def _guarded(self, req: Req, ctx: dict, centre, produce) -> Page:
+        try:
+            return produce()
+        except (AdminError, GatewayError) as exc:
+            return self._refused(req, ctx, exc, centre)
+
+    # -- sessions ------------------------------------------------------------------------------------------------
+    def _session(self, req: Req) -> WebSession | None:
+        return self.signer.verify(cookie_value(req.environ, COOKIE))
+
+    def _authenticate(self, req: Req) -> tuple[WebSession, Administration]:
+        raw = cookie_value(req.environ, COOKIE)
+        session = self.signer.verify(raw)
+        if session is None:
+            if raw:
+                req.cookies.append(self._cookie(req, COOKIE, "", max_age=0))
+            raise _Unauthenticated(bool(raw))
+        try:
+            principal = self.mailbox.load_principal(session.account_id, "web", req.source)
+        except AuthenticationFailed:
+            # disabled or removed meanwhile: the session ends here
+            req.cookies.append(self._cookie(req, COOKIE, "", max_age=0))
+            raise _Unauthenticated(True) from None
+        if principal.name != session.name:
+            req.cookies.append(self._cookie(req, COOKIE, "", max_age=0))
+            raise _Unauthenticated(True)
+        return session, Administration(self.mailbox, protocol="web", source=req.source, principal=principal)
+
+    def _login_token(self, value: str) -> str:
+        return hmac.new(self._login_key, value.encode(), hashlib.sha256).hexdigest()
+
+    def _login_value(self, req: Req, *, fresh: bool = False) -> str:
+        value = cookie_value(req.environ, LOGIN_COOKIE)
+        if fresh or not re.fullmatch(r"[0-9a-f]{32}", value or ""):
+            value = secrets.token_hex(16)
+            req.cookies.append(self._cookie(req, LOGIN_COOKIE, value))
+        return value
+
+    def _login_page(self, req: Req, *, username: str = "", error: str = "", ended: bool = False,
+                    status: str = "200 OK", fresh: bool = False) -> Page:
+        eid = bool(eid_nrn(req.environ))
+        number = None
+        if username and not eid:
+            number = self.mailbox.token_challenge(username)
+        token = self._login_token(self._login_value(req, fresh=fresh))
+        return self._render(req, "login.html", status, title=i18n.t("login.title", req.lang), user=None, csrf="",
+                            login_csrf=token, username=username, eid=eid, number=number, error=error,
+                            ended=ended, here=req.base + "/login")
+
+    def _login(self, req: Req) -> Page:
+        form = req.form
+        value = cookie_value(req.environ, LOGIN_COOKIE)
+        token = form.get("csrf", "")
+        if not (value and token and hmac.compare_digest(token, self._login_token(value))):
+            return self._login_page(req, error=i18n.t("login.expired", req.lang), status="403 Forbidden", fresh=True)
+        username = form.get("username", "").strip()[:64]
+        eid = bool(eid_nrn(req.environ))
+        if form.get("step") == "username" and not eid:
+            return self._login_page(req, username=username)
+        try:
+            session = strong_login(self.mailbox, req.environ, username=username, password=form.get("password", ""),
+                                   number=int(form.get("number", "0") or 0), code=form.get("code", ""),
+                                   protocol="web", source=req.source)
+        except (AuthenticationFailed, ValueError) as exc:
+            delay = getattr(exc, "delay", 0) or 0
+            if delay:
+                time.sleep(min(delay, 10.0))
+            return self._login_page(req, username="" if eid else username, error=i18n.t("login.failed", req.lang),
+                                    status="401 Unauthorized")
+        except GatewayError as exc:
+            return self._message(req, None, "503 Service Unavailable", "login.unavailable", exc.message)
+        p = session.principal
+        web = self.signer.issue(p.account_id, p.name)
+        req.cookies.append(self._cookie(req, COOKIE, web.value, max_age=self.signer.seconds))
+        req.cookies.append(self._cookie(req, LOGIN_COOKIE, "", max_age=0))
+        return self._redirect(req.base + "/")
+
+    # -- pages ---------------------------------------------------------------------------------------------------
+    def _centres(self, req: Req, ctx: dict, admin: Administration) -> Page:
+        rows = admin.institutions()
+        wanted = req.query.get("status", "")
+        if wanted and wanted not in STATUSES:
+            return self._refused(req, ctx, AdminError(f"unknown status {wanted[:20]!r} (one of "
+                                                      f"{', '.join(STATUSES)})"), None)
+        counts = {s: sum(1 for r in rows if r.status == s) for s in STATUSES}
+        shown = [r for r in rows if not wanted or r.status == wanted]
+        return self._render(req, "centres.html", title=i18n.t("centres.title", req.lang), centres=shown,
+                            total=len(rows), counts=counts, statuses=STATUSES, wanted=wanted,
+                            here=self._here(req, status=wanted or None), **ctx)
+
+    def _centre(self, req: Req, ctx: dict, admin: Administration, centre) -> Page:
+        cid = centre.id
+        ov = admin.centre_overview(cid)
+        centre = ov["centre"]
+        may = {a.value.replace("-", "_"): admin.may(a, cid) for a in AdminAction}
+        access = admin.access(cid) if may["view_access"] else None
+        archived = admin.archived(cid) if may["restore"] else None
+        verbs = allowed_verbs(centre.status) if may["transition"] else []
+        done = req.query.get("done", "")
+        flash = i18n.t("done." + done, req.lang) if done in _DONE else ""
+        return self._render(req, "centre.html", title=centre.name, centre=centre, may=may, verbs=verbs,
+                            local_admins=ov["local_admins"], consultant=ov["consultant"],
+                            acting_consultant=ov["acting_consultant"], history=list(reversed(ov["history"])),
+                            outbox=ov["outbox"], access=access, archived=archived,
+                            contacts=_addresses(centre.contacts), languages=LANGUAGES, flash=flash,
+                            here=self._here(req), **ctx)
+
+    def _record(self, req: Req, ctx: dict, admin: Administration, centre) -> Page:
+        events = admin.audit_list(centre.id, RECORD_LIMIT)
+        return self._render(req, "record.html", title=f"{i18n.t('record.title', req.lang)} - {centre.name}",
+                            centre=centre, events=events, limit=RECORD_LIMIT, here=self._here(req), **ctx)
+
+    # -- changes ---------------------------------------------------------------------------------------------------
+    def _change(self, req: Req, admin: Administration, centre, action: str) -> Page:
+        form, cid = req.form, centre.id
+        account = form.get("account", "").strip()[:64]
+        anchor = ""
+        done = action
+        if action in ("designate", "undesignate", "grant", "revoke") and not account:
+            raise AdminError("give an account name")
+        if action == "transition":
+            verb = form.get("verb", "")
+            if verb not in VERBS:
+                raise AdminError(f"unknown transition {verb[:20]!r} (one of {', '.join(VERBS)})")
+            _old, _new, outbox_id = admin.transition(cid, verb, form.get("reference", ""))
+            if verb == "activate":
+                done = "activated" if outbox_id is not None else "activated_nomail"
+            anchor = "switch-over"
+        elif action == "designate":
+            admin.set_local_admin(cid, account)
+            anchor = "administrators"
+        elif action == "undesignate":
+            admin.unset_local_admin(cid, account)
+            anchor = "administrators"
+        elif action == "consultant":
+            admin.set_security_consultant(cid, None if form.get("clear") else (account or None))
+            anchor = "administrators"
+        elif action == "contacts":
+            language = form.get("language", "") or None
+            admin.set_contacts(cid, contacts=form.get("contacts", ""), language=language)
+            anchor = "notifications"
+        elif action == "grant":
+            rights = form.get("rights", "read")
+            if rights not in ("read", "remove"):
+                raise AdminError("rights are 'read' or 'remove' (read + remove)")
+            admin.grant(account, cid, can_remove=rights == "remove", until=form.get("until", "").strip() or None)
+            anchor = "access"
+        elif action == "revoke":
+            admin.revoke(account, cid)
+            anchor = "access"
+        elif action == "restore":
+            path = form.get("path", "").strip()
+            if not path:
+                raise AdminError("give the document's path inside the mailbox")
+            admin.restore(cid, path)
+            anchor = "archived"
+        elif action == "notify-test":
+            admin.notify_test(cid)
+            anchor = "notifications"
+        return self._redirect(f"{req.base}/centres/{cid}?done={done}" + (f"#{anchor}" if anchor else ""))
+
+    # -- answers ---------------------------------------------------------------------------------------------------
+    def _here(self, req: Req, **keep) -> str:
+        """This page's address for the language links (other query parameters kept only when given)."""
+        params = {k: v for k, v in keep.items() if v}
+        return req.base + req.path + ("?" + urlencode(params) if params else "")
+
+    def _render(self, req: Req, template: str, status: str = "200 OK", headers=(), **context) -> Page:
+        lang = req.lang
+        here = context.pop("here", None) or req.base + "/"
+        sep = "&" if "?" in here else "?"
+        context.setdefault("flash", "")
+        context.setdefault("user", None)
+        context.setdefault("csrf", "")
+        html = self.env.get_template(template).render(
+            lang=lang, base=req.base, t=lambda key, **v: i18n.t(key, lang, **v), langs=i18n.LANGS,
+            lang_links=[(code, f"{here}{sep}lang={code}") for code in i18n.LANGS], **context)
+        return Page(status, html.encode("utf-8"), list(headers))
+
+    def _message(self, req: Req, ctx: dict | None, status: str, title_key: str, text: str, *, back: str = "",
+                 back_key: str = "nav.back_list", headers=()) -> Page:
+        ctx = ctx or {}
+        return self._render(req, "message.html", status, headers, title=i18n.t(title_key, req.lang), text=text,
+                            back=back, back_key=back_key, code=status.split()[0], **ctx)
+
+    def _not_found(self, req: Req, ctx: dict) -> Page:
+        # deliberately nothing of the request in it: every unknown or hidden centre gets the very same page
+        return self._message(req, ctx, "404 Not Found", "notfound.title", i18n.t("notfound.text", req.lang),
+                             back=req.base + "/")
+
+    def _refused(self, req: Req, ctx: dict, exc: GatewayError, centre) -> Page:
+        if isinstance(exc, AdminNotFound):
+            status, title = "404 Not Found", "notfound.title"
+        elif isinstance(exc, AdminForbidden):
+            status, title = "403 Forbidden", "error.forbidden"
+        elif isinstance(exc, AdminConflict):
+            status, title = "409 Conflict", "error.conflict"
+        elif isinstance(exc, AdminError):
+            status, title = "400 Bad Request", "error.bad_request"
+        elif isinstance(exc, ServiceUnavailable):
+            status, title = "503 Service Unavailable", "error.unavailable"
+        else:
+            log.warning("console: %s %s: %s", req.method, req.path, exc.message)
+            status, title = "500 Internal Server Error", "error.title"
+        if centre is not None:
+            return self._message(req, ctx, status, title, exc.message, back=f"{req.base}/centres/{centre.id}",
+                                 back_key="nav.back_centre")
+        return self._message(req, ctx, status, title, exc.message, back=req.base + "/")
+
+    def _csrf_refused(self, req: Req, ctx: dict, centre=None) -> Page:
+        back = f"{req.base}/centres/{centre.id}" if centre is not None else req.base + "/"
+        return self._message(req, ctx, "403 Forbidden", "error.title", i18n.t("error.csrf", req.lang), back=back,
+                             back_key="nav.back_centre" if centre is not None else "nav.back_list")
+
+    def _method_not_allowed(self, req: Req, ctx: dict, allow: str, centre=None) -> Page:
+        back = f"{req.base}/centres/{centre.id}" if centre is not None else req.base + "/"
+        return self._message(req, ctx, "405 Method Not Allowed", "error.title", i18n.t("error.method", req.lang),
+                             back=back, headers=[("Allow", allow)])
+
+    @staticmethod
+    def _redirect(location: str) -> Page:
+        return Page("303 See Other", b"", [("Location", quote(location, safe="/?=&#%:-_.~"))])
