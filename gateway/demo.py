@@ -63,6 +63,17 @@ def ensure_demo(admin: Administration, cfg: Config) -> str:
         _, secret = admin.create_device_password("demo-staff", "demo drive", 365)
         _write_private(device_file, secret.encode() + b"\n")
         _deliver_sample(admin, first)
+    # the administrators of the console and the REST API: the security cell, and the first centre's local admin
+    for name, role, inst, label in (("demo-cell", "security-cell", None, "Veiligheidscel POD MI (demo)"),
+                                    ("demo-admin", "local-admin", first, "Lokale beheerder OCMW Demostad (demo)")):
+        if name not in accounts:
+            secret = secrets.token_urlsafe(12)
+            _write_private(folder / f"{name}.password", secret.encode() + b"\n")
+            admin.add_account(name, role, inst, [], secret, display_name=label)
+            card = admin.issue_token_card(name)
+            _write_private(folder / f"{name}.token-card", "".join(f"{n}: {code}\n" for n, code in card).encode())
+    if first not in {i.id for i in admin.institutions() if i.contacts}:
+        admin.set_contacts(first, "secretariaat@demostad.example", "nl")
     password = pw_file.read_text().strip() if pw_file.exists() else "(see demo-staff.password)"
     device = device_file.read_text().strip() if device_file.exists() else "(see demo-staff.device-password)"
     key = folder / "demo-podmi.key"
@@ -78,6 +89,11 @@ def ensure_demo(admin: Administration, cfg: Config) -> str:
         f"      token card: {card_file}",
         "  The same person's network drive (WebDAV; a device password, which works for WebDAV only):",
         f"    https://{cfg.webdav.host}:{{dav_port}}/dav/   user demo-staff   password: {device}",
+        "  Web console and REST API (password, then the token-card code the page asks for):",
+        f"    https://{cfg.webdav.host}:{{dav_port}}/console/   security cell: demo-cell, local administrator: "
+        "demo-admin",
+        f"      passwords and token cards: {folder}/demo-cell.* and {folder}/demo-admin.*",
+        f"    https://{cfg.webdav.host}:{{dav_port}}/api/openapi.json   the REST API's description",
     ])
 
 
