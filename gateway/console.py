@@ -24,6 +24,7 @@ import hmac
 import logging
 import re
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -179,6 +180,10 @@ class Console:
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
                                       undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
         self.env.filters.update(when=_when, last_day=_last_day, size=_size)
+        #: sessions ended by "log out" in this process, until they would have expired anyway. Sessions are
+        #: stateless (signed); this refuses a logged-out cookie replayed to the same process.
+        self._ended: dict[str, float] = {}
+        self._ended_lock = threading.Lock()
 
     # -- WSGI --------------------------------------------------------------------------------------------------
     def __call__(self, environ, start_response):
@@ -253,6 +258,7 @@ class Console:
                 return self._method_not_allowed(req, ctx, "POST")
             if not self.signer.csrf_ok(session, req.form.get("csrf", "")):
                 return self._csrf_refused(req, ctx)
+            self._end(session)
             req.cookies.append(self._cookie(req, COOKIE, "", max_age=0))
             return self._redirect(req.base + "/login")
         if not admin.may(AdminAction.LIST_ALL):
@@ -260,7 +266,7 @@ class Console:
         if req.path == "/":
             if req.method == "POST":
                 return self._method_not_allowed(req, ctx, "GET, HEAD")
-            return self._centres(req, ctx, admin)
+            return self._guarded(req, ctx, None, lambda: self._centres(req, ctx, admin))
         m = _CENTRE_PATH.fullmatch(req.path)
         if m is None or (m.group(2) is not None and m.group(2) not in ACTIONS + ("record",)):
             return self._not_found(req, ctx)
@@ -270,7 +276,7 @@ class Console:
             centre = admin.centre(raw_id)
         except AdminNotFound:
             return self._not_found(req, ctx)
-        except AdminError as exc:
+        except GatewayError as exc:
             return self._refused(req, ctx, exc, None)
         if action is None or action == "record":
             if req.method == "POST":
@@ -292,11 +298,14 @@ class Console:
 
     # -- sessions ------------------------------------------------------------------------------------------------
     def _session(self, req: Req) -> WebSession | None:
-        return self.signer.verify(cookie_value(req.environ, COOKIE))
+        session = self.signer.verify(cookie_value(req.environ, COOKIE))
+        return None if session is None or self._is_ended(session) else session
 
     def _authenticate(self, req: Req) -> tuple[WebSession, Administration]:
         raw = cookie_value(req.environ, COOKIE)
         session = self.signer.verify(raw)
+        if session is not None and self._is_ended(session):
+            session = None
         if session is None:
             if raw:
                 req.cookies.append(self._cookie(req, COOKIE, "", max_age=0))
@@ -311,6 +320,17 @@ class Console:
             req.cookies.append(self._cookie(req, COOKIE, "", max_age=0))
             raise _Unauthenticated(True)
         return session, Administration(self.mailbox, protocol="web", source=req.source, principal=principal)
+
+    def _end(self, session: WebSession) -> None:
+        now = time.time()
+        with self._ended_lock:
+            if len(self._ended) > 1000:
+                self._ended = {v: exp for v, exp in self._ended.items() if exp > now}
+            self._ended[session.value] = session.expires
+
+    def _is_ended(self, session: WebSession) -> bool:
+        with self._ended_lock:
+            return session.value in self._ended
 
     def _login_token(self, value: str) -> str:
         return hmac.new(self._login_key, value.encode(), hashlib.sha256).hexdigest()
