@@ -43,6 +43,10 @@ class AdminNotFound(AdminError):
     """No such centre (or account) -- also the answer for a centre the caller may not know about."""
 
 
+class CentreNotFound(AdminNotFound):
+    """The one answer for a centre that does not exist, is not an id, or is not the caller's to know about."""
+
+
 class AdminForbidden(AdminError):
     """The caller may not do this."""
 
@@ -62,10 +66,14 @@ def grant_end(until: date | str | None) -> datetime | None:
             until = date.fromisoformat(until.strip())
         except ValueError:
             raise AdminError(f"not a date (YYYY-MM-DD): {until[:40]!r}") from None
+    if until.year > utcnow().year + 10:
+        raise AdminError("an end date is at most ten years ahead; leave it out for access until revoked")
     # stored in UTC: SQLite keeps the wall-clock time only
     end = datetime.combine(until + timedelta(days=1), dtime(0, 0), tzinfo=BRUSSELS).astimezone(timezone.utc)
     if end <= utcnow():
         raise AdminError(f"the end date {until.isoformat()} is in the past")
+    if end > utcnow() + timedelta(days=3660):
+        raise AdminError("an end date is at most ten years ahead; leave it out for access until revoked")
     return end
 
 
@@ -125,16 +133,16 @@ class Administration:
         try:
             inst_id = enterprise.normalize(str(raw_id))
         except ValueError:
-            raise self._refuse(action, None, AdminNotFound(f"no centre {shown}")) from None
+            raise self._refuse(action, None, CentreNotFound(f"no centre {shown}")) from None
         decision = decide_admin(self.principal, action, inst_id)
         if decision is Decision.HIDDEN:
-            raise self._refuse(action, inst_id, AdminNotFound(f"no centre {shown}"))
+            raise self._refuse(action, inst_id, CentreNotFound(f"no centre {shown}"))
         if decision is not Decision.ALLOWED:
             raise self._refuse(action, inst_id, AdminForbidden(f"{self.actor} may not {action.value} here"))
         with self.repo.read() as c:
             inst = self.repo.institution(c, inst_id)
         if inst is None:
-            raise AdminNotFound(f"no centre {shown}")
+            raise CentreNotFound(f"no centre {shown}")
         return inst
 
     def _operator(self, what: str) -> None:
@@ -453,6 +461,7 @@ class Administration:
             self.repo.set_account(c, acc.id, enabled=enabled)
             self._audit(c, "account-enable" if enabled else "account-disable", acc.institution_id,
                         detail=f"account={name}")
+        self.mailbox.forget_logins(acc.id)
 
     # -- second factors ----------------------------------------------------------------------------------------
     def issue_token_card(self, name: str) -> list[tuple[int, str]]:
@@ -526,6 +535,9 @@ class Administration:
         with self.repo.read() as c:
             acc = self._person(c, account, AdminAction.GRANT, inst.id)
         with self.repo.write() as c:
+            if self.principal is not None:
+                # a local administrator changing a grant keeps the write access only the operator gives
+                can_write = any(g.institution_id == inst.id and g.can_write for g in self.repo.grants_of(c, acc.id))
             self.repo.set_grant(c, acc.id, inst.id, can_remove, self.actor, can_write, ends)
             self._audit(c, "grant", inst.id, detail=f"account={acc.name} remove={'yes' if can_remove else 'no'} "
                                                     f"write={'yes' if can_write else 'no'} "

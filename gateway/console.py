@@ -24,7 +24,6 @@ import hmac
 import logging
 import re
 import secrets
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -182,8 +181,6 @@ class Console:
         self.env.filters.update(when=_when, last_day=_last_day, size=_size)
         #: sessions ended by "log out" in this process, until they would have expired anyway. Sessions are
         #: stateless (signed); this refuses a logged-out cookie replayed to the same process.
-        self._ended: dict[str, float] = {}
-        self._ended_lock = threading.Lock()
 
     # -- WSGI --------------------------------------------------------------------------------------------------
     def __call__(self, environ, start_response):
@@ -258,7 +255,7 @@ class Console:
                 return self._method_not_allowed(req, ctx, "POST")
             if not self.signer.csrf_ok(session, req.form.get("csrf", "")):
                 return self._csrf_refused(req, ctx)
-            self._end(session)
+            self._end(session, req.source)
             req.cookies.append(self._cookie(req, COOKIE, "", max_age=0))
             return self._redirect(req.base + "/login")
         if not admin.may(AdminAction.LIST_ALL):
@@ -298,22 +295,20 @@ class Console:
 
     # -- sessions ------------------------------------------------------------------------------------------------
     def _session(self, req: Req) -> WebSession | None:
-        session = self.signer.verify(cookie_value(req.environ, COOKIE))
-        return None if session is None or self._is_ended(session) else session
+        return self.signer.verify(cookie_value(req.environ, COOKIE))
 
     def _authenticate(self, req: Req) -> tuple[WebSession, Administration]:
         raw = cookie_value(req.environ, COOKIE)
         session = self.signer.verify(raw)
-        if session is not None and self._is_ended(session):
-            session = None
         if session is None:
             if raw:
                 req.cookies.append(self._cookie(req, COOKIE, "", max_age=0))
             raise _Unauthenticated(bool(raw))
         try:
-            principal = self.mailbox.load_principal(session.account_id, "web", req.source)
+            principal = self.mailbox.load_principal(session.account_id, "web", req.source,
+                                                    session_issued=session.issued)
         except AuthenticationFailed:
-            # disabled or removed meanwhile: the session ends here
+            # disabled or removed meanwhile, or logged out (on any gateway process): the session ends here
             req.cookies.append(self._cookie(req, COOKIE, "", max_age=0))
             raise _Unauthenticated(True) from None
         if principal.name != session.name:
@@ -321,16 +316,9 @@ class Console:
             raise _Unauthenticated(True)
         return session, Administration(self.mailbox, protocol="web", source=req.source, principal=principal)
 
-    def _end(self, session: WebSession) -> None:
-        now = time.time()
-        with self._ended_lock:
-            if len(self._ended) > 1000:
-                self._ended = {v: exp for v, exp in self._ended.items() if exp > now}
-            self._ended[session.value] = session.expires
-
-    def _is_ended(self, session: WebSession) -> bool:
-        with self._ended_lock:
-            return session.value in self._ended
+    def _end(self, session: WebSession, source: str) -> None:
+        """Logout: the account's sessions end on every gateway process (the core keeps the moment)."""
+        self.mailbox.end_sessions(session.account_id, protocol="web", source=source)
 
     def _login_token(self, value: str) -> str:
         return hmac.new(self._login_key, value.encode(), hashlib.sha256).hexdigest()

@@ -198,7 +198,17 @@ class Mailbox:
             self.repo.audit(c, AuditRecord("login", "failed", username[:64], protocol, source,
                                            detail=f"method={method}; {reason}"))
 
-    def load_principal(self, account_id: int, method: str, source: str = "") -> Principal:
+    def end_sessions(self, account_id: int, *, protocol: str, source: str) -> None:
+        """Logout: every console / API session of the account issued until now ends, on every gateway process."""
+        with self.repo.write() as c:
+            acc = self.repo.account(c, account_id)
+            if acc is None:
+                return
+            self.repo.set_account(c, account_id, sessions_after=time.time())
+            self.repo.audit(c, AuditRecord("logout", "ok", acc.name, protocol, source, acc.institution_id))
+
+    def load_principal(self, account_id: int, method: str, source: str = "",
+                       session_issued: float | None = None) -> Principal:
         """Who the account is now: its grants (and, for directory people, the directory's verdict and group
         grants), limited to the centres whose networks admit ``source``."""
         now = utcnow()
@@ -211,6 +221,8 @@ class Mailbox:
             administers = set(self.repo.consulted_centres(c, account_id)) if acc is not None else set()
         if acc is None or not acc.enabled:
             raise AuthenticationFailed("account gone or disabled")
+        if session_issued is not None and session_issued <= (acc.sessions_after or 0.0):
+            raise AuthenticationFailed("session ended by a logout")
         if Role(acc.role).is_machine or Role(acc.role) is Role.SECURITY_CELL:
             administers = set()
         if acc.source == "ldap":

@@ -32,6 +32,8 @@ class WebSession:
     expires: float
     #: the signed value itself (cookie or bearer token); the CSRF token is derived from it
     value: str
+    #: when the strong login happened (epoch seconds): a logout ends every session issued until then
+    issued: float = 0.0
 
 
 class SessionSigner:
@@ -43,10 +45,11 @@ class SessionSigner:
         return hmac.new(self.secret, payload.encode(), hashlib.sha256).hexdigest()[:32]
 
     def issue(self, account_id: int, name: str) -> WebSession:
-        expires = time.time() + self.seconds
-        payload = f"{account_id}|{name}|{expires:.0f}|{secrets.token_hex(8)}"
+        issued = time.time()
+        expires = issued + self.seconds
+        payload = f"{account_id}|{name}|{issued:.3f}|{expires:.0f}|{secrets.token_hex(8)}"
         value = base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=") + "." + self._mac(payload)
-        return WebSession(account_id, name, expires, value)
+        return WebSession(account_id, name, float(f"{expires:.0f}"), value, float(f"{issued:.3f}"))
 
     def verify(self, value: str) -> WebSession | None:
         if not value or len(value) > 512:
@@ -56,10 +59,10 @@ class SessionSigner:
             payload = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4)).decode()
             if not hmac.compare_digest(mac, self._mac(payload)):
                 return None
-            account_id, name, expires, _nonce = payload.split("|", 3)
+            account_id, name, issued, expires, _nonce = payload.split("|", 4)
             if float(expires) <= time.time():
                 return None
-            return WebSession(int(account_id), name, float(expires), value)
+            return WebSession(int(account_id), name, float(expires), value, float(issued))
         except (ValueError, UnicodeDecodeError):
             return None
 

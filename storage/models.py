@@ -111,6 +111,9 @@ class Account(Base):
     #: comma-separated CIDR ranges this account's logins must come from; empty = any
     networks: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: console / API sessions issued at or before this moment (epoch seconds) are over: a logout, on every
+    #: gateway process (sessions themselves are stateless signed values)
+    sessions_after: Mapped[float] = mapped_column(sa.Float, default=0.0, server_default="0")
 
 
 class SSHKey(Base):

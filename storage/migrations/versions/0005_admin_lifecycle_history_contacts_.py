@@ -52,6 +52,9 @@ def upgrade() -> None:
     with op.batch_alter_table('device_passwords', schema=None) as batch_op:
         batch_op.add_column(sa.Column('kind', sa.String(length=8), server_default='webdav', nullable=False))
 
+    with op.batch_alter_table('accounts', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('sessions_after', sa.Float(), server_default='0', nullable=False))
+
     with op.batch_alter_table('grants', schema=None) as batch_op:
         batch_op.add_column(sa.Column('expires_at', sa.DateTime(timezone=True), nullable=True))
 
@@ -79,6 +82,9 @@ def downgrade() -> None:
 
     with op.batch_alter_table('device_passwords', schema=None) as batch_op:
         batch_op.drop_column('kind')
+
+    with op.batch_alter_table('accounts', schema=None) as batch_op:
+        batch_op.drop_column('sessions_after')
 
     with op.batch_alter_table('status_changes', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_status_changes_institution_id'))
