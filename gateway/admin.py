@@ -27,7 +27,7 @@ from gateway.content import ContentPolicy
 from gateway.errors import GatewayError, NotFound
 from gateway.lifecycle import IllegalTransition, next_status
 from gateway.mailbox import Mailbox
-from storage.repository import AuditRecord, Conflict, Repository, as_utc, utcnow
+from storage.repository import AuditRecord, Conflict, Repository, utcnow
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"

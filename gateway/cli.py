@@ -32,6 +32,20 @@ def _common(default=None) -> argparse.ArgumentParser:
     return p
 
 
+def _secret_commands(sub, common, command: str, text: str) -> None:
+    """create / list / revoke of secrets shown once: device passwords and API tokens."""
+    sp = sub.add_parser(command, parents=[common], help=text).add_subparsers(dest="sub", required=True)
+    a = sp.add_parser("create", parents=[common], help="create one (shown once)")
+    a.add_argument("account")
+    a.add_argument("--label", default="")
+    a.add_argument("--days", type=int)
+    a = sp.add_parser("list", parents=[common])
+    a.add_argument("account")
+    a = sp.add_parser("revoke", parents=[common])
+    a.add_argument("account")
+    a.add_argument("id", type=int)
+
+
 def parser() -> argparse.ArgumentParser:
     # the options are accepted before and after the command; SUPPRESS keeps a later level from resetting them
     common = _common(argparse.SUPPRESS)
@@ -117,18 +131,7 @@ def parser() -> argparse.ArgumentParser:
     a = tok.add_parser("revoke", parents=[common])
     a.add_argument("account")
 
-    dp = sub.add_parser("device-password", parents=[common], help="passwords for drive mounts (WebDAV only)"
-                        ).add_subparsers(dest="sub", required=True)
-    a = dp.add_parser("create", parents=[common], help="create one (shown once)")
-    a.add_argument("account")
-    a.add_argument("--label", default="")
-    a.add_argument("--days", type=int)
-    a = dp.add_parser("list", parents=[common])
-    a.add_argument("account")
-    a = dp.add_parser("revoke", parents=[common])
-    a.add_argument("account")
-    a.add_argument("id", type=int)
-
+    _secret_commands(sub, common, "device-password", "passwords for drive mounts (WebDAV only)")
     gr = sub.add_parser("grant", parents=[common], help="access of staff to centres").add_subparsers(dest="sub",
                                                                                                  required=True)
     a = gr.add_parser("add", parents=[common])
@@ -153,17 +156,7 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--institution")
     a.add_argument("--limit", type=int, default=50)
 
-    at = sub.add_parser("api-token", parents=[common], help="tokens for scripts using the REST API"
-                        ).add_subparsers(dest="sub", required=True)
-    a = at.add_parser("create", parents=[common], help="create one (shown once)")
-    a.add_argument("account")
-    a.add_argument("--label", default="")
-    a.add_argument("--days", type=int)
-    a = at.add_parser("list", parents=[common])
-    a.add_argument("account")
-    a = at.add_parser("revoke", parents=[common])
-    a.add_argument("account")
-    a.add_argument("id", type=int)
+    _secret_commands(sub, common, "api-token", "tokens for scripts using the REST API")
 
     au = sub.add_parser("audit", parents=[common], help="the record").add_subparsers(dest="sub", required=True)
     a = au.add_parser("list", parents=[common])
@@ -187,6 +180,29 @@ def _print_table(rows: list[list[str]], header: list[str]) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
     for r in [header, *rows]:
         print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip())
+
+
+def _secret_command(args, admin: Administration) -> int:
+    device = args.command == "device-password"
+    noun = "device password" if device else "API token"
+    if args.sub == "create":
+        if device and args.days is not None and not 1 <= args.days <= 3650:
+            raise GatewayError("--days must be between 1 and 3650")
+        create = admin.create_device_password if device else admin.create_api_token
+        secret_id, secret = create(args.account, args.label, args.days)
+        use = "WebDAV only" if device else "use as 'Authorization: Bearer ...'"
+        print(f"{noun} {secret_id} for {args.account} ({use}; shown once):" if device else
+              f"{noun} {secret_id} for {args.account} (shown once; {use}):")
+        print(secret)
+    elif args.sub == "list":
+        rows = admin.device_passwords(args.account) if device else admin.api_tokens(args.account)
+        _print_table([[str(d.id), d.label, f"{d.created_at:%Y-%m-%d}", f"{d.expires_at:%Y-%m-%d}",
+                       "revoked" if d.revoked else "live", f"{d.last_used_at:%Y-%m-%d %H:%M}" if d.last_used_at else "-"]
+                      for d in rows], ["ID", "LABEL", "CREATED", "EXPIRES", "STATE", "LAST USED"])
+    else:
+        (admin.revoke_device_password if device else admin.revoke_api_token)(args.account, args.id)
+        print(f"{noun} {args.id} of {args.account} revoked")
+    return 0
 
 
 def _last_day(expires_at) -> str:
@@ -356,23 +372,8 @@ def _admin_command(args, cfg: Config, admin: Administration) -> int:
             admin.revoke_token_card(args.account)
             print(f"token card of {args.account} revoked")
         return 0
-    if args.command == "device-password":
-        if args.sub == "create":
-            if args.days is not None and not 1 <= args.days <= 3650:
-                raise GatewayError("--days must be between 1 and 3650")
-            device_id, secret = admin.create_device_password(args.account, args.label, args.days)
-            print(f"device password {device_id} for {args.account} (WebDAV only; shown once):")
-            print(secret)
-        elif args.sub == "list":
-            _print_table([[str(d.id), d.label, d.created_at.strftime("%Y-%m-%d"), d.expires_at.strftime("%Y-%m-%d"),
-                           "revoked" if d.revoked else "live",
-                           d.last_used_at.strftime("%Y-%m-%d %H:%M") if d.last_used_at else "-"]
-                          for d in admin.device_passwords(args.account)],
-                         ["ID", "LABEL", "CREATED", "EXPIRES", "STATE", "LAST USED"])
-        else:
-            admin.revoke_device_password(args.account, args.id)
-            print(f"device password {args.id} of {args.account} revoked")
-        return 0
+    if args.command in ("device-password", "api-token"):
+        return _secret_command(args, admin)
     if args.command == "grant":
         if args.sub == "add":
             admin.grant(args.account, args.institution, args.remove, args.write, args.until)
@@ -436,21 +437,6 @@ def _admin_command(args, cfg: Config, admin: Administration) -> int:
                            f"{r.sent_at:%Y-%m-%d %H:%M}" if r.sent_at else "pending", str(r.attempts),
                            r.last_error[:60]] for r in rows],
                          ["ID", "KIND", "CENTRE", "QUEUED (UTC)", "SENT (UTC)", "ATTEMPTS", "LAST ERROR"])
-        return 0
-    if args.command == "api-token":
-        if args.sub == "create":
-            token_id, secret = admin.create_api_token(args.account, args.label, args.days)
-            print(f"API token {token_id} for {args.account} (shown once; use as 'Authorization: Bearer ...'):")
-            print(secret)
-        elif args.sub == "list":
-            _print_table([[str(t.id), t.label, f"{t.created_at:%Y-%m-%d}", f"{t.expires_at:%Y-%m-%d}",
-                           "revoked" if t.revoked else "live",
-                           f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "-"]
-                          for t in admin.api_tokens(args.account)],
-                         ["ID", "LABEL", "CREATED", "EXPIRES", "STATE", "LAST USED"])
-        else:
-            admin.revoke_api_token(args.account, args.id)
-            print(f"API token {args.id} of {args.account} revoked")
         return 0
     if args.command == "document":
         doc_id = admin.restore(args.institution, args.path)

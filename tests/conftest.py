@@ -419,6 +419,14 @@ def smtp_server():
     srv.stop()
 
 
+@pytest.fixture(scope="module")
+def smtp():
+    """One SMTP server for a module's shared gateway."""
+    srv = SMTPCapture().start()
+    yield srv
+    srv.stop()
+
+
 def token_card(gw: Gateway, account: str) -> dict[int, str]:
     """Issue a (new) token card to ``account``: {number: code}, as printed for the person."""
     return dict(gw.admin.issue_token_card(account))

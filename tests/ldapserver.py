@@ -471,3 +471,17 @@ def running_slapd():
 def slapd():
     with running_slapd() as server:
         yield server
+
+
+def gateway_env(server: SlapdServer, **extra: str) -> dict[str, str]:
+    """Environment for a test gateway that logs people in against ``server`` (StartTLS, the service account,
+    groups naming centres), with two factors required."""
+    env = {
+        "INSTPAGES_AUTH_SECOND_FACTOR": "required",
+        "INSTPAGES_LDAP_ENABLED": "true", "INSTPAGES_LDAP_URIS": server.uri, "INSTPAGES_LDAP_START_TLS": "true",
+        "INSTPAGES_LDAP_CA_FILE": str(server.ca_file), "INSTPAGES_LDAP_BIND_DN": SERVICE_DN,
+        "INSTPAGES_LDAP_BIND_PASSWORD": SERVICE_PASSWORD, "INSTPAGES_LDAP_USER_BASE": f"ou=people,{server.base_dn}",
+        "INSTPAGES_LDAP_GROUP_BASE": f"ou=groups,{server.base_dn}",
+    }
+    env.update(extra)
+    return env

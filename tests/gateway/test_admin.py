@@ -17,7 +17,7 @@ from gateway.enterprise import with_check
 from gateway.lifecycle import IllegalTransition, allowed_verbs, next_status
 from storage.repository import utcnow
 from tests.conftest import (CENTRE_A, CENTRE_B, CENTRE_PAPER, STAFF_PASSWORD, populate, start_gateway)
-from tests.ldapserver import ALICE_NRN, PASSWORDS, SERVICE_DN, SERVICE_PASSWORD, slapd  # noqa: F401
+from tests.ldapserver import ALICE_NRN, PASSWORDS, gateway_env, slapd  # noqa: F401
 
 MISSING = with_check("09999999")  # a valid enterprise number no centre has
 
@@ -238,13 +238,7 @@ def test_transitions_record_who_when_and_the_reference(gw):
 # -- a directory person: the slapd login, and an "admin" group making them a centre's administrator --------------
 def test_directory_admin_group_and_strong_login(tmp_path, slapd):  # noqa: F811
     slapd.ensure_running()
-    env = {
-        "INSTPAGES_AUTH_SECOND_FACTOR": "required",
-        "INSTPAGES_LDAP_ENABLED": "true", "INSTPAGES_LDAP_URIS": slapd.uri, "INSTPAGES_LDAP_START_TLS": "true",
-        "INSTPAGES_LDAP_CA_FILE": str(slapd.ca_file), "INSTPAGES_LDAP_BIND_DN": SERVICE_DN,
-        "INSTPAGES_LDAP_BIND_PASSWORD": SERVICE_PASSWORD, "INSTPAGES_LDAP_USER_BASE": f"ou=people,{slapd.base_dn}",
-        "INSTPAGES_LDAP_GROUP_BASE": f"ou=groups,{slapd.base_dn}", "INSTPAGES_LDAP_CACHE_SECONDS": "0",
-    }
+    env = gateway_env(slapd, INSTPAGES_LDAP_CACHE_SECONDS="0")
     g = start_gateway(tmp_path / "var", env=env)
     try:
         g.admin.add_institution(CENTRE_A, "A", "active")

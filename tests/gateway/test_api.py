@@ -120,13 +120,6 @@ def start_api_gateway(d: Path, smtp: SMTPCapture | None = None, pki: EidPki | No
 
 
 @pytest.fixture(scope="module")
-def smtp():
-    srv = SMTPCapture().start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
 def pki(tmp_path_factory):
     p = EidPki(tmp_path_factory.mktemp("pki"))
     p.jan = p.person("jan", "Jan", "Peeters", JAN_NRN)

@@ -17,19 +17,12 @@ import pytest
 
 from gateway.mailbox import MailboxSession
 from tests import pdfsamples
-from tests.conftest import (CENTRE_A, CENTRE_B, CENTRE_PAPER, STAFF_PASSWORD, SMTPCapture, populate, start_gateway,
+from tests.conftest import (CENTRE_A, CENTRE_B, CENTRE_PAPER, STAFF_PASSWORD, populate, start_gateway,
                             token_card)
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 CTX = ssl._create_unverified_context()
-
-
-@pytest.fixture(scope="module")
-def smtp():
-    srv = SMTPCapture().start()
-    yield srv
-    srv.stop()
 
 
 @pytest.fixture(scope="module")

@@ -10,20 +10,14 @@ import asyncssh
 import pytest
 
 from tests.conftest import CENTRE_A, CENTRE_B, start_gateway
-from tests.ldapserver import ALICE_NRN, PASSWORDS, SERVICE_DN, SERVICE_PASSWORD, slapd  # noqa: F401
+from tests.ldapserver import ALICE_NRN, PASSWORDS, gateway_env, slapd  # noqa: F401
 
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory, slapd):  # noqa: F811
     slapd.ensure_running()
-    env = {
-        "INSTPAGES_AUTH_SECOND_FACTOR": "required",
-        "INSTPAGES_LDAP_ENABLED": "true", "INSTPAGES_LDAP_URIS": slapd.uri, "INSTPAGES_LDAP_START_TLS": "true",
-        "INSTPAGES_LDAP_CA_FILE": str(slapd.ca_file), "INSTPAGES_LDAP_BIND_DN": SERVICE_DN,
-        "INSTPAGES_LDAP_BIND_PASSWORD": SERVICE_PASSWORD, "INSTPAGES_LDAP_USER_BASE": f"ou=people,{slapd.base_dn}",
-        "INSTPAGES_LDAP_GROUP_BASE": f"ou=groups,{slapd.base_dn}", "INSTPAGES_LDAP_CACHE_SECONDS": "1",
-        "INSTPAGES_LDAP_TIMEOUT": "2", "INSTPAGES_LDAP_DISABLED_FILTER": "(employeeType=disabled)",
-    }
+    env = gateway_env(slapd, INSTPAGES_LDAP_CACHE_SECONDS="1", INSTPAGES_LDAP_TIMEOUT="2",
+                      INSTPAGES_LDAP_DISABLED_FILTER="(employeeType=disabled)")
     g = start_gateway(tmp_path_factory.mktemp("ldapgw") / "var", env=env)
     g.admin.add_institution(CENTRE_A, "A", "active")
     g.admin.add_institution(CENTRE_B, "B", "active")

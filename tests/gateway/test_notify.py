@@ -6,7 +6,6 @@ import asyncio
 import threading
 import time
 
-import asyncssh
 import pytest
 
 from gateway.admin import Administration
@@ -202,7 +201,7 @@ def test_two_senders_sharing_one_outbox_send_each_mail_once(make_gateway, smtp_s
         t.start()
     for t in threads:
         t.join(60)
-    msgs = smtp_server.wait_for(30)
+    smtp_server.wait_for(30)
     time.sleep(0.3)
     ids_seen = sorted(m["Message-ID"] for m in smtp_server.messages)
     assert len(ids_seen) == 30 and len(set(ids_seen)) == 30
