@@ -365,15 +365,15 @@ def test_serve_demo_prints_login_instructions_and_they_work(tmp_path):
     import asyncssh
 
     d = tmp_path / "var"
-    port = free_port()
+    port, https_port = free_port(), free_port()
     proc = subprocess.Popen([PYTHON, "-m", "gateway", "serve", "--demo", "--data-dir", str(d)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=clean_env(INSTPAGES_SFTP_PORT=str(port), INSTPAGES_WEBDAV_PORT=str(free_port())),
+                            env=clean_env(INSTPAGES_SFTP_PORT=str(port), INSTPAGES_WEBDAV_PORT=str(https_port)),
                             cwd=str(ROOT), start_new_session=True)
     try:
         out = _Lines(proc.stdout)
         deadline = time.monotonic() + 60
-        while "password:" not in out.text:
+        while "openapi.json" not in out.text:
             assert proc.poll() is None, f"serve --demo exited with {proc.returncode}:\n{out.text}"
             assert time.monotonic() < deadline, f"no login instructions after 60 s:\n{out.text}"
             time.sleep(0.05)
@@ -426,6 +426,33 @@ def test_serve_demo_prints_login_instructions_and_they_work(tmp_path):
         names, data = asyncio.run(asyncio.wait_for(staff_session(), 30))
         assert "report.pdf" in names and "maandstaat-demo.pdf" in names
         assert data == pdf
+
+        # the demo security cell logs in to the REST API (password + token code) and sees the three centres
+        assert f"https://127.0.0.1:{https_port}/console/" in text
+        import http.client
+        import json
+        import ssl
+
+        def api(method, path, body=None, token=None):
+            conn = http.client.HTTPSConnection("127.0.0.1", https_port, timeout=30,
+                                               context=ssl._create_unverified_context())
+            headers = {"Content-Type": "application/json"} if body is not None else {}
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
+            conn.request(method, "/api" + path, json.dumps(body) if body is not None else None, headers)
+            r = conn.getresponse()
+            answer = (r.status, json.loads(r.read() or b"null"))
+            conn.close()
+            return answer
+
+        cell_card = dict(ln.split(": ") for ln in (demo / "demo-cell.token-card").read_text().split("\n") if ln)
+        _, challenge = api("GET", "/session/challenge?username=demo-cell")
+        status, session = api("POST", "/session", {
+            "username": "demo-cell", "password": (demo / "demo-cell.password").read_text().strip(),
+            "number": challenge["number"], "code": cell_card[str(challenge["number"])]})
+        assert status == 201, session
+        status, centres = api("GET", "/institutions", token=session["token"])
+        assert status == 200 and {c["status"] for c in centres} == {"active", "paper"} and len(centres) == 3
 
         # SIGTERM: a clean stop, exit 0, within a few seconds
         os.killpg(proc.pid, signal.SIGTERM)
