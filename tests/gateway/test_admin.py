@@ -247,14 +247,20 @@ def test_directory_admin_group_and_strong_login(tmp_path, slapd):  # noqa: F811
         card = dict(g.admin.issue_token_card("alice"))
         group = slapd.add_group(f"ocmw-{CENTRE_B}-admin", [slapd.user_dn("alice")])
         mailbox = g.services.mailbox
-        number = mailbox.token_challenge("alice")
-        session = mailbox.login(TokenCredentials("alice", PASSWORDS["alice"], number, card[number]), protocol="web",
-                                source="127.0.0.1")
-        assert session.principal.administered() == frozenset({CENTRE_B})
-        admin = Administration(mailbox, protocol="web", source="127.0.0.1", principal=session.principal)
-        assert [i.id for i in admin.institutions()] == [CENTRE_B]
-        with pytest.raises(AdminNotFound):
-            admin.access(CENTRE_A)
+        # over HTTPS, as a script would: the directory proves the password, the token card the second factor
+        from tests.gateway.test_api import call
+        number = call(g.dav_port, "GET", "/session/challenge?username=alice").json["number"]
+        login = call(g.dav_port, "POST", "/session", {"username": "alice", "password": PASSWORDS["alice"],
+                                                      "number": number, "code": card[number]})
+        assert login.status == 201, login.raw
+        token = login.json["token"]
+        me = call(g.dav_port, "GET", "/me", token=token).json
+        assert me["administers"] == [CENTRE_B]
+        assert [i["id"] for i in call(g.dav_port, "GET", "/institutions", token=token).json] == [CENTRE_B]
+        assert call(g.dav_port, "GET", f"/institutions/{CENTRE_A}/access", token=token).status == 404
+        assert call(g.dav_port, "GET", f"/institutions/{CENTRE_B}/access", token=token).status == 200
+        with g.repo.read() as c:
+            alice_id = g.repo.account_by_name(c, "alice").id
         # a wrong password from the directory is a failed login, recorded
         from auth.authenticator import AuthenticationFailed
         number = mailbox.token_challenge("alice")
@@ -263,7 +269,8 @@ def test_directory_admin_group_and_strong_login(tmp_path, slapd):  # noqa: F811
                           source="127.0.0.1")
         # out of the group: no longer an administrator of B at the next principal load
         slapd.remove_member(group, slapd.user_dn("alice"))
-        assert mailbox.load_principal(session.principal.account_id, "web").administered() == frozenset()
+        assert mailbox.load_principal(alice_id, "web").administered() == frozenset()
+        assert call(g.dav_port, "GET", f"/institutions/{CENTRE_B}/access", token=token).status == 404
     finally:
         g.stop()
         g.services.close()
