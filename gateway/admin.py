@@ -324,8 +324,13 @@ class Administration:
             values["language"] = language
         if not values:
             raise AdminError("nothing to change")
+        if values.get("contacts") and not inst.contacts:
+            # digests announce what arrives from now on, not a centre's whole past
+            with self.repo.read() as c:
+                values["digest_cursor"] = self.repo.newest_document_id(c, inst.id)
         with self.repo.write() as c:
             self.repo.configure_institution(c, inst.id, **values)
+            values.pop("digest_cursor", None)
             self._audit(c, "institution-contacts", inst.id,
                         detail=" ".join(f"{k}={v or '-'}" for k, v in sorted(values.items())))
         self.mailbox.forget_institution(inst.id)

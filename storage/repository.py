@@ -226,6 +226,9 @@ class Repository:
                               .where(D.c.institution_id == institution_id, D.c.state == "committed",
                                      D.c.id > cursor).order_by(D.c.id).limit(limit)))
 
+    def newest_document_id(self, c: Connection, institution_id: str) -> int:
+        return c.execute(sa.select(sa.func.max(D.c.id)).where(D.c.institution_id == institution_id)).scalar() or 0
+
     def advance_digest(self, c: Connection, institution_id: str, old_cursor: int, new_cursor: int,
                        at: datetime) -> bool:
         """Compare-and-set: only one process moves a centre's cursor from ``old_cursor``."""

@@ -208,6 +208,19 @@ def test_two_senders_sharing_one_outbox_send_each_mail_once(make_gateway, smtp_s
     assert len(_sent(gw)) == 30
 
 
+def test_first_contacts_get_digests_of_what_arrives_from_then_on(make_gateway, smtp_server):
+    gw = make_gateway(env=smtp_server.env(INSTPAGES_NOTIFICATIONS_DIGEST_INTERVAL_SECONDS="0"))
+    _deliver(gw, ["before-1.pdf", "before-2.pdf"], CENTRE_B)
+    time.sleep(0.6)
+    gw.admin.set_contacts(CENTRE_B, "info@cpas-b.test", "fr")
+    _deliver(gw, ["after.pdf"], CENTRE_B)
+    [msg] = smtp_server.wait_for(1)
+    body = msg.get_body(("plain",)).get_content()
+    assert "  - after.pdf" in body and "before" not in body
+    time.sleep(0.6)
+    assert len(smtp_server.messages) == 1
+
+
 def test_mail_off_queues_nothing_and_says_so(make_gateway):
     gw = make_gateway()
     gw.admin.set_contacts(CENTRE_PAPER, "x@ocmw.test", "nl")
