@@ -7,22 +7,17 @@ is derived from the master key so that every gateway process accepts it.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import html
 import time
-from urllib.parse import parse_qs
 
-from auth.authenticator import AuthenticationFailed, EidCredentials, TokenCredentials
+from auth.authenticator import AuthenticationFailed
 from gateway.admin import Administration, AdminError
 from gateway.errors import GatewayError
 from gateway.mailbox import Mailbox
-from gateway.webdav import _eid_nrn
+from gateway.websession import SessionSigner, WebSession, cookie_value, eid_nrn, read_form, strong_login
 
 COOKIE = "ip_account"
 SESSION_SECONDS = 900
-MAX_FORM = 16 * 1024
 CSP = "default-src 'none'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 
 _PAGE = """<!DOCTYPE html>
@@ -34,36 +29,11 @@ _PAGE = """<!DOCTYPE html>
 class AccountPage:
     def __init__(self, mailbox: Mailbox, secret: bytes, *, secure_cookie: bool = True):
         self.mailbox = mailbox
-        self.secret = secret
+        self.signer = SessionSigner(secret, seconds=SESSION_SECONDS, purpose="account")
         self.secure_cookie = secure_cookie
 
-    # -- signed values ---------------------------------------------------------------------------------------
-    def _sign(self, payload: str) -> str:
-        mac = hmac.new(self.secret, payload.encode(), hashlib.sha256).hexdigest()[:32]
-        return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=") + "." + mac
-
-    def _unsign(self, token: str) -> str | None:
-        try:
-            b64, mac = token.rsplit(".", 1)
-            payload = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4)).decode()
-        except (ValueError, UnicodeDecodeError):
-            return None
-        good = hmac.new(self.secret, payload.encode(), hashlib.sha256).hexdigest()[:32]
-        return payload if hmac.compare_digest(mac, good) else None
-
-    def _session(self, environ) -> tuple[int, str, str] | None:
-        for part in environ.get("HTTP_COOKIE", "").split(";"):
-            name, _, value = part.strip().partition("=")
-            if name == COOKIE:
-                payload = self._unsign(value)
-                if payload:
-                    account_id, name, expires = payload.split("|", 2)
-                    if float(expires) > time.time():
-                        return int(account_id), name, value
-        return None
-
-    def _csrf(self, cookie_value: str) -> str:
-        return hmac.new(self.secret, b"csrf|" + cookie_value.encode(), hashlib.sha256).hexdigest()
+    def _session(self, environ) -> WebSession | None:
+        return self.signer.verify(cookie_value(environ, COOKIE))
 
     # -- responses -------------------------------------------------------------------------------------------
     def _page(self, start_response, title: str, body: str, status: str = "200 OK", headers=()):
@@ -72,14 +42,6 @@ class AccountPage:
                                 ("Content-Security-Policy", CSP), ("X-Content-Type-Options", "nosniff"),
                                 ("Referrer-Policy", "no-referrer"), ("Cache-Control", "no-store"), *headers])
         return [data]
-
-    def _form(self, environ) -> dict[str, str]:
-        try:
-            n = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            n = 0
-        raw = environ["wsgi.input"].read(min(n, MAX_FORM)).decode("utf-8", "replace") if n > 0 else ""
-        return {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
 
     def __call__(self, environ, start_response):
         method = environ.get("REQUEST_METHOD")
@@ -90,10 +52,10 @@ class AccountPage:
         session = self._session(environ)
         if session is None:
             return self._login_form(environ, start_response)
-        account_id, name, cookie = session
+        name = session.name
         if method == "POST":
-            form = self._form(environ)
-            if not hmac.compare_digest(form.get("csrf", ""), self._csrf(cookie)):
+            form = read_form(environ)
+            if not self.signer.csrf_ok(session, form.get("csrf", "")):
                 return self._page(start_response, "Refused", "<p>The form expired; reload the page.</p>",
                                   "403 Forbidden")
             admin = Administration(self.mailbox, actor=name, protocol="web", source=source)
@@ -109,10 +71,10 @@ class AccountPage:
             except (AdminError, ValueError) as exc:
                 msg = exc.message if isinstance(exc, GatewayError) else "bad request"
                 return self._page(start_response, "Refused", f"<p>{html.escape(msg)}</p>", "400 Bad Request")
-        return self._overview(start_response, account_id, name, cookie)
+        return self._overview(start_response, session)
 
     def _login_form(self, environ, start_response, error: str = "", username: str = ""):
-        eid = bool(_eid_nrn(environ))
+        eid = bool(eid_nrn(environ))
         fields = (f'<p><label>Gebruiker / Utilisateur <input name="username" value="{html.escape(username)}" '
                   'autocomplete="username"></label></p>'
                   '<p><label>Wachtwoord / Mot de passe <input name="password" type="password" '
@@ -132,18 +94,15 @@ class AccountPage:
         return self._page(start_response, "Log in", body, "401 Unauthorized" if error else "200 OK")
 
     def _login(self, environ, start_response, source: str):
-        form = self._form(environ)
+        form = read_form(environ)
         username = form.get("username", "").strip()[:64]
-        if form.get("step") == "username" and not _eid_nrn(environ):
+        nrn = eid_nrn(environ)
+        if form.get("step") == "username" and not nrn:
             return self._login_form(environ, start_response, username=username)
-        nrn = _eid_nrn(environ)
         try:
-            if nrn:
-                creds = EidCredentials(username, form.get("password", ""), nrn)
-            else:
-                creds = TokenCredentials(username, form.get("password", ""), int(form.get("number", "0") or 0),
-                                         form.get("code", ""))
-            session = self.mailbox.login(creds, protocol="web", source=source)
+            session = strong_login(self.mailbox, environ, username=username, password=form.get("password", ""),
+                                   number=int(form.get("number", "0") or 0), code=form.get("code", ""),
+                                   source=source)
         except (AuthenticationFailed, ValueError) as exc:
             if isinstance(exc, AuthenticationFailed) and exc.delay:
                 time.sleep(min(exc.delay, 10.0))
@@ -152,15 +111,16 @@ class AccountPage:
             return self._page(start_response, "Unavailable", f"<p>{html.escape(exc.message)}</p>",
                               "503 Service Unavailable")
         p = session.principal
-        cookie = self._sign(f"{p.account_id}|{p.name}|{time.time() + SESSION_SECONDS}")
+        cookie = self.signer.issue(p.account_id, p.name).value
         attrs = "; Path=/account/; HttpOnly; SameSite=Strict" + ("; Secure" if self.secure_cookie else "")
         start_response("303 See Other", [("Location", "./"), ("Set-Cookie", f"{COOKIE}={cookie}{attrs}"),
                                          ("Content-Length", "0"), ("Cache-Control", "no-store")])
         return [b""]
 
-    def _overview(self, start_response, account_id: int, name: str, cookie: str):
-        devices = self.mailbox.authenticator.devices.list(account_id)
-        csrf = self._csrf(cookie)
+    def _overview(self, start_response, session: WebSession):
+        name = session.name
+        devices = self.mailbox.authenticator.devices.list(session.account_id)
+        csrf = self.signer.csrf(session)
         rows = []
         for d in devices:
             state = "revoked" if d.revoked else ("expired" if d.expires_at.timestamp() < time.time() else "live")

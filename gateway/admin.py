@@ -561,6 +561,9 @@ class Administration:
     def expire_grants(self) -> int:
         """Remove grants whose end date passed, each on the record (housekeeping)."""
         n = 0
+        with self.repo.read() as c:  # runs every few seconds: take the write lock only when there is work
+            if not self.repo.expired_grants(c, utcnow()):
+                return 0
         with self.repo.write() as c:
             for g in self.repo.expired_grants(c, utcnow()):
                 if self.repo.delete_grant(c, g.id):

@@ -343,12 +343,10 @@ class RestApi:
 
     def _session(self, req: Request, session: WebSession, via: str) -> None:
         try:
-            principal = self.mailbox.load_principal(session.account_id, "session", req.source,
-                                                    session_issued=session.issued)
+            principal = self.mailbox.resume_session(session.account_id, session.name, session.issued,
+                                                    method="session", source=req.source)
         except AuthenticationFailed:
             raise _unauthorized("authentication failed") from None
-        if principal.name != session.name or not self.mailbox.source_allowed(principal.name, req.source):
-            raise _unauthorized("authentication failed")
         req.principal, req.via = principal, via
 
     # -- bodies --------------------------------------------------------------------------------------------

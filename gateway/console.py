@@ -305,15 +305,13 @@ class Console:
                 req.cookies.append(self._cookie(req, COOKIE, "", max_age=0))
             raise _Unauthenticated(bool(raw))
         try:
-            principal = self.mailbox.load_principal(session.account_id, "web", req.source,
-                                                    session_issued=session.issued)
+            principal = self.mailbox.resume_session(session.account_id, session.name, session.issued, method="web",
+                                                    source=req.source)
         except AuthenticationFailed:
-            # disabled or removed meanwhile, or logged out (on any gateway process): the session ends here
+            # disabled or removed meanwhile, logged out (on any gateway process), or from outside its networks:
+            # the session ends here
             req.cookies.append(self._cookie(req, COOKIE, "", max_age=0))
             raise _Unauthenticated(True) from None
-        if principal.name != session.name:
-            req.cookies.append(self._cookie(req, COOKIE, "", max_age=0))
-            raise _Unauthenticated(True)
         return session, Administration(self.mailbox, protocol="web", source=req.source, principal=principal)
 
     def _end(self, session: WebSession, source: str) -> None:

@@ -207,6 +207,17 @@ class Mailbox:
             self.repo.set_account(c, account_id, sessions_after=time.time())
             self.repo.audit(c, AuditRecord("logout", "ok", acc.name, protocol, source, acc.institution_id))
 
+    def resume_session(self, account_id: int, name: str, issued: float, *, method: str, source: str) -> Principal:
+        """The principal behind a console / API session (a signed value the front-end verified): still the same
+        enabled account, not logged out since, and the source address still inside its networks. Raises
+        AuthenticationFailed otherwise. Called on every request, so changes apply at once on every process."""
+        if not self.source_allowed(name, source):
+            raise AuthenticationFailed(f"source address {source} is outside the account's networks")
+        principal = self.load_principal(account_id, method, source, session_issued=issued)
+        if principal.name != name:
+            raise AuthenticationFailed("the session names another account")
+        return principal
+
     def load_principal(self, account_id: int, method: str, source: str = "",
                        session_issued: float | None = None) -> Principal:
         """Who the account is now: its grants (and, for directory people, the directory's verdict and group

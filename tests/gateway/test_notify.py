@@ -140,47 +140,50 @@ def test_failed_sends_are_retried_and_the_outbox_survives_a_restart(tmp_path, sm
         gw2.services.close()
 
 
-def test_starttls_with_credentials_and_a_verified_certificate(make_gateway, tmp_path):
-    cert, key = tmp_path / "smtp.pem", tmp_path / "smtp.key"
-    ensure_self_signed(cert, key, ["127.0.0.1"])
-    srv = SMTPCapture(tls_cert=cert, tls_key=key, login=("gateway", "relay-secret-42")).start()
-    try:
-        gw = make_gateway(env=srv.env(INSTPAGES_SMTP_SECURITY="starttls", INSTPAGES_SMTP_USERNAME="gateway",
-                                      INSTPAGES_SMTP_PASSWORD="relay-secret-42", INSTPAGES_SMTP_CA_FILE=str(cert)))
-        gw.admin.set_contacts(CENTRE_B, "info@cpas-b.test", "fr")
-        outbox_id = gw.admin.notify_test(CENTRE_B)
-        [msg] = srv.wait_for(1)
-        assert msg["Subject"] == "Institutional Pages : message de test pour CPAS de Bstad"
-        assert msg["Message-ID"].startswith(f"<outbox-{outbox_id}-")
-        # the relay password is never on the record nor in the outbox
-        assert not any("relay-secret-42" in (e.detail or "") for e in gw.audit(limit=200))
-        with gw.repo.read() as c:
-            assert all("relay-secret-42" not in r.body for r in gw.repo.outbox(c))
-    finally:
-        srv.stop()
-
-
-def test_wrong_relay_password_is_retried_not_lost(make_gateway, tmp_path):
+@pytest.fixture
+def starttls_gateway(make_gateway, tmp_path):
+    """A gateway sending through a STARTTLS relay that wants the login gateway / right-password; the factory
+    takes the password the gateway is configured with. Yields (factory, relay)."""
     cert, key = tmp_path / "smtp.pem", tmp_path / "smtp.key"
     ensure_self_signed(cert, key, ["127.0.0.1"])
     srv = SMTPCapture(tls_cert=cert, tls_key=key, login=("gateway", "right-password")).start()
-    try:
+
+    def factory(password: str):
         gw = make_gateway(env=srv.env(INSTPAGES_SMTP_SECURITY="starttls", INSTPAGES_SMTP_USERNAME="gateway",
-                                      INSTPAGES_SMTP_PASSWORD="wrong-password", INSTPAGES_SMTP_CA_FILE=str(cert)))
+                                      INSTPAGES_SMTP_PASSWORD=password, INSTPAGES_SMTP_CA_FILE=str(cert)))
         gw.admin.set_contacts(CENTRE_B, "info@cpas-b.test", "fr")
-        gw.admin.notify_test(CENTRE_B)
-        deadline = time.monotonic() + 10
-        row = None
-        while time.monotonic() < deadline:
-            with gw.repo.read() as c:
-                row = gw.repo.outbox(c)[0]
-            if row.attempts >= 1:
-                break
-            time.sleep(0.1)
-        assert row.sent_at is None and row.last_error.startswith("SMTP 535")
-        assert "wrong-password" not in row.last_error and srv.messages == []
-    finally:
-        srv.stop()
+        return gw
+    yield factory, srv
+    srv.stop()
+
+
+def test_starttls_with_credentials_and_a_verified_certificate(starttls_gateway):
+    factory, srv = starttls_gateway
+    gw = factory("right-password")
+    outbox_id = gw.admin.notify_test(CENTRE_B)
+    [msg] = srv.wait_for(1)
+    assert msg["Subject"] == "Institutional Pages : message de test pour CPAS de Bstad"
+    assert msg["Message-ID"].startswith(f"<outbox-{outbox_id}-")
+    # the relay password is never on the record nor in the outbox
+    assert not any("right-password" in (e.detail or "") for e in gw.audit(limit=200))
+    with gw.repo.read() as c:
+        assert all("right-password" not in r.body for r in gw.repo.outbox(c))
+
+
+def test_wrong_relay_password_is_retried_not_lost(starttls_gateway):
+    factory, srv = starttls_gateway
+    gw = factory("wrong-password")
+    gw.admin.notify_test(CENTRE_B)
+    deadline = time.monotonic() + 10
+    row = None
+    while time.monotonic() < deadline:
+        with gw.repo.read() as c:
+            row = gw.repo.outbox(c)[0]
+        if row.attempts >= 1:
+            break
+        time.sleep(0.1)
+    assert row.sent_at is None and row.last_error.startswith("SMTP 535")
+    assert "wrong-password" not in row.last_error and srv.messages == []
 
 
 def test_two_senders_sharing_one_outbox_send_each_mail_once(make_gateway, smtp_server):
