@@ -342,11 +342,24 @@ def _name(value: object) -> str | None:
     return str(value) if isinstance(value, Name) else None
 
 
+_SCRIPT_SCHEMES = (b"javascript", b"vbscript", b"data")
+
+
 def _is_javascript_uri(value: object) -> bool:
+    """True when a link's URI runs script once a viewer or browser opens it. The scheme is read as the WHATWG URL
+    parser reads it: leading C0 controls and spaces stripped, every tab and newline removed anywhere (so
+    ``java<TAB>script:`` is ``javascript:``), case folded; UTF-16 strings (with their BOM) are decoded first."""
     if not isinstance(value, String):
         return False
-    raw = bytes(value)[:64].lstrip(b" \t\r\n\x00").lower()
-    return raw.startswith((b"javascript:", b"vbscript:"))
+    return _uri_scheme(bytes(value)) in _SCRIPT_SCHEMES
+
+
+def _uri_scheme(raw: bytes) -> bytes:
+    if raw.startswith((b"\xfe\xff", b"\xff\xfe")):
+        raw = raw.decode("utf-16", "replace").encode("ascii", "replace")
+    raw = bytes(b for b in raw if b not in b"\t\n\r").lstrip(bytes(range(0x21)))
+    scheme, colon, _ = raw.partition(b":")
+    return scheme.lower() if colon else b""
 
 
 # --------------------------------------------------------------------------- I/O

@@ -27,6 +27,7 @@ __all__ = [
     "pdf_with_launch_action",
     "pdf_with_embedded_file",
     "pdf_with_page_aa_javascript",
+    "pdf_with_tab_split_javascript_uri",
     "pdf_with_benign_openaction",
     "pdf_with_uri_link",
     "pdf_with_xfa_form",
@@ -158,6 +159,18 @@ def pdf_with_uri_link() -> bytes:
         )
     ])
     return _save(pdf)
+
+
+def pdf_with_uri_link_to(uri: bytes) -> bytes:
+    """The same link annotation, pointing at ``uri`` (raw bytes of the PDF string)."""
+    pdf = pikepdf.open(io.BytesIO(pdf_with_uri_link()))
+    pdf.pages[0].obj.Annots[0].A.URI = String(uri)
+    return _save(pdf)
+
+
+def pdf_with_tab_split_javascript_uri() -> bytes:
+    """A link to ``java<TAB>script:`` -- browsers drop tabs and newlines inside a URL, so it runs script."""
+    return pdf_with_uri_link_to(b"java\tscript:app.alert(1)")
 
 
 # --------------------------------------------------------------------------- active content

@@ -210,6 +210,21 @@ def test_javascript_uri_is_refused():
     assert "(JavaScript)" in refusal(edit(samples.pdf_with_uri_link(), to_js))
 
 
+@pytest.mark.parametrize("uri", [
+    b"java\tscript:app.alert(1)", b"java\nscript:x", b"\r\njava\tscr\nipt:x", b"\x01\x1f JavaScript:x",
+    b"j" + b"\t" * 200 + b"avascript:x", b"VbScRiPt:x", b"data:text/html,<script>alert(1)</script>",
+    "javascript:x".encode("utf-16"), "java\tscript:x".encode("utf-16-be").join([b"\xfe\xff", b""]),
+])
+def test_script_uri_in_any_spelling_a_browser_accepts_is_refused(uri):
+    assert "(JavaScript)" in refusal(samples.pdf_with_uri_link_to(uri))
+
+
+@pytest.mark.parametrize("uri", [b"https://www.mi-is.be/", b"mailto:info@mi-is.be", b"https://x.be/javascript:x",
+                                 b"javascript", b"/relative/java\tscript:x"])
+def test_ordinary_links_stay_accepted(uri):
+    assert check(samples.pdf_with_uri_link_to(uri)) == PDF_TYPE
+
+
 def test_active_content_behind_a_reference_cycle_terminates_and_is_found():
     def cycle(pdf, with_js):
         a = pdf.make_indirect(pikepdf.Dictionary(Kind=pikepdf.Name.A))

@@ -120,6 +120,7 @@ REFUSED_SAMPLES = {
     "zip": (samples.not_a_pdf_zip, "not a PDF"),
     "html": (samples.not_a_pdf_html, "not a PDF"),
     "javascript": (samples.pdf_with_javascript, "active content (JavaScript)"),
+    "tab-split-javascript-uri": (samples.pdf_with_tab_split_javascript_uri, "active content (JavaScript)"),
     "truncated": (samples.truncated_pdf, "damaged or truncated PDF"),
     "truncated-fake-eof": (samples.truncated_pdf_with_fake_eof, "damaged or truncated PDF"),
 }
