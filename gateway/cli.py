@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from gateway import terminal
 from gateway.admin import Administration
 from gateway.config import Config, load_config
 from gateway.errors import GatewayError
@@ -177,6 +178,7 @@ def _config(args) -> Config:
 
 
 def _print_table(rows: list[list[str]], header: list[str]) -> None:
+    rows = [[terminal.escape(str(x)) for x in r] for r in rows]  # a cell never breaks or colours its line
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
     for r in [header, *rows]:
         print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip())
@@ -218,11 +220,22 @@ def _last_day(expires_at) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # whatever a command prints may carry text an attacker chose (names tried in failed logins, file names)
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = terminal.EscapingStream(out), terminal.EscapingStream(err)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _main(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     try:
         cfg = _config(args)
-        logging.basicConfig(level=getattr(logging, cfg.logging.level.upper()),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(terminal.EscapingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.basicConfig(level=getattr(logging, cfg.logging.level.upper()), handlers=[handler])
         for noisy in ("alembic", "asyncssh"):
             logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
         return _dispatch(args, cfg)

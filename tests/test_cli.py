@@ -483,3 +483,21 @@ def test_serve_on_a_busy_port_fails_with_one_clear_error(tmp_path):
     assert "Traceback" not in r.stderr, r.stderr[-2000:]
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("instpages: error: ")]
     assert len(errors) == 1 and str(port) in errors[0], r.stderr[-2000:]
+
+
+def test_attacker_chosen_names_cannot_drive_the_operators_terminal(make_gateway):
+    """A name tried in a failed login (here a WebDAV Basic login with curl) lands on the record; ``audit list`` shows it with its control
+    characters escaped, so it can neither rewrite the operator's screen nor forge a line of the table."""
+    gw = make_gateway()
+    evil = "x\x1b[2J\x1b]0;pwned\x07\u202eevil\nID  forged-row\r"
+    r = subprocess.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "-u", f"{evil}:nope",
+                        f"{gw.dav_url}/"], capture_output=True, text=True, timeout=60)
+    assert r.stdout == "401", r
+    assert any("\x1b" in e.actor for e in gw.audit("login")), "the failed login is on the record, raw"
+    r = after(gw.data_dir, "audit", "list", "--limit", "200")
+    shown = ok(r)
+    for ch in "\x1b\x07\u202e\r":
+        assert ch not in shown + r.stderr, repr(ch)
+    line = next(ln for ln in shown.splitlines() if "pwned" in ln)
+    assert "x\\x1b[2J\\x1b]0;pwned\\x07\\u202eevil\\x0aID  forged-row\\x0d" in line
+    assert not any(ln.startswith("ID  forged-row") for ln in shown.splitlines())
