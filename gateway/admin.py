@@ -449,6 +449,8 @@ class Administration:
             acc = self._account(c, name)
             self.repo.set_account(c, acc.id, networks=nets)
             self._audit(c, "account-networks", acc.institution_id, detail=f"account={name} networks={nets or 'any'}")
+        # remembered logins of this process re-check at once; other processes within Mailbox.PRINCIPAL_TTL
+        self.mailbox.forget_logins(acc.id)
 
     def set_institution_networks(self, raw_id: str, networks: str) -> None:
         self._operator("this")
@@ -458,6 +460,7 @@ class Administration:
             self.repo.configure_institution(c, inst_id, networks=nets)
             self._audit(c, "institution-networks", inst_id, detail=f"networks={nets or 'any'}")
         self.mailbox.forget_institution(inst_id)
+        self.mailbox.forget_logins()
 
     def set_account_enabled(self, name: str, enabled: bool) -> None:
         self._operator("this")
