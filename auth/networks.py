@@ -46,10 +46,6 @@ def source_refusal(source: str, account_networks: str, centre_networks: Iterable
     return None
 
 
-def source_allowed(source: str, account_networks: str, centre_networks: Iterable[str]) -> bool:
-    return source_refusal(source, account_networks, centre_networks) is None
-
-
 def client_address(remote_addr: str, forwarded_for: str | None, trusted_proxies: Iterable[str]) -> str:
     """The address a request really comes from: ``X-Forwarded-For`` is believed only from trusted proxies, and
     then only up to the first address that is not itself a trusted proxy (right to left)."""
