@@ -31,6 +31,7 @@ class AuthenticationFailed(_GenericFailure):
         super().__init__()  # generic message for the client
         self.reason = reason  # server-side only
         self.delay = 0.0      # seconds the front-end waits before answering (brute-force slow-down)
+        self.account = ""     # the canonical account refused, when known (for the record)
 
 
 @dataclass(frozen=True)
@@ -162,8 +163,17 @@ class GatewayAuthenticator:
 
     # -- lookups ---------------------------------------------------------------------------------------------
     def account(self, username: str):
+        """The canonical account a login name stands for: the account of that exact name; else, when a directory
+        is configured, the one directory account whose name equals it under the directory's matching rule
+        (case-insensitive: ``ALICE`` and ``Alice`` are ``alice``, not a second spelling that escapes her
+        settings). None for an unknown (or ambiguous) name."""
         with self.repo.read() as c:
-            return self.repo.account_by_name(c, username)
+            acc = self.repo.account_by_name(c, username)
+            if acc is not None or self.directory is None or not username:
+                return acc
+            folded = username.casefold()
+            same = [a for a in self.repo.directory_accounts_named(c, username) if a.name.casefold() == folded]
+        return same[0] if len(same) == 1 else None
 
     def accepts_public_key(self, username: str, fingerprint: str) -> bool:
         with self.repo.read() as c:
@@ -190,7 +200,10 @@ class GatewayAuthenticator:
             if self.directory is None:
                 raise AuthenticationFailed("directory account but no directory configured")
             user = self.directory.authenticate(username, password)  # raises AuthenticationFailed/ServiceUnavailable
-            return acc or self._provision(user)
+            acc = acc or self.account(user.username) or self._provision(user)
+            if acc is None or acc.source != "ldap":
+                raise AuthenticationFailed(f"the directory's {user.username!r} is a local account's name")
+            return acc
         if not _verify(acc.password_hash if acc is not None else None, password) or acc is None:
             raise AuthenticationFailed("unknown account" if acc is None else "wrong password")
         return acc

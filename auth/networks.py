@@ -32,17 +32,18 @@ def in_networks(source: str, networks: Iterable[Network]) -> bool:
     return any(addr in net for net in networks)
 
 
-def source_allowed(source: str, account_networks: str, centre_networks: Iterable[str]) -> bool:
-    """An account bound to ranges must connect from one of them; an account whose centres are bound to ranges
-    must connect from the ranges of at least one of its centres. No ranges anywhere: any source."""
+def source_refusal(source: str, account_networks: str, centre_networks: Iterable[str]) -> str | None:
+    """Why ``source`` may not act for an account, or None. An account bound to ranges must connect from one of
+    them; an account whose centres are bound to ranges must connect from the ranges of at least one of its
+    centres. No ranges anywhere: any source. Raises ValueError on a bad stored range list."""
     own = parse_networks(account_networks or "")
     if own and not in_networks(source, own):
-        return False
+        return f"source address {source} is outside the account's networks (its own ranges)"
     # a centre without ranges is open to any source (the same rule that filters a session's centres)
     centres = [parse_networks(n or "") for n in centre_networks]
     if centres and not any(not nets or in_networks(source, nets) for nets in centres):
-        return False
-    return True
+        return f"source address {source} is outside the account's networks (those of its centres)"
+    return None
 
 
 def client_address(remote_addr: str, forwarded_for: str | None, trusted_proxies: Iterable[str]) -> str:

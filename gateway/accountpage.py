@@ -4,6 +4,10 @@ Strong login here is the eID certificate (from the TLS handshake) plus the passw
 code of the token card with the number the page asks. Server-rendered, no script, strict Content-Security-Policy,
 a CSRF token on every form, a signed session cookie (HttpOnly, Secure, SameSite=Strict, 15 minutes) whose key
 is derived from the master key so that every gateway process accepts it.
+
+Every request with the cookie resumes the session in the core (``Mailbox.resume_session``: the account still
+enabled, not logged out since, the source inside its and its centres' ranges; a refusal is on the record) and
+acts as that person (``Administration(principal=...)``), never as the operator.
 """
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import time
 
 from auth.authenticator import AuthenticationFailed
 from gateway.admin import Administration, AdminError
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, ServiceUnavailable
 from gateway.mailbox import Mailbox
 from gateway.websession import SessionSigner, WebSession, cookie_value, eid_nrn, read_form, strong_login
 
@@ -52,13 +56,25 @@ class AccountPage:
         session = self._session(environ)
         if session is None:
             return self._login_form(environ, start_response)
-        name = session.name
+        try:
+            principal = self.mailbox.resume_session(session.account_id, session.name, session.issued,
+                                                    method="account-page", source=source, protocol="web")
+        except AuthenticationFailed:
+            # disabled, logged out or outside its ranges since: the session ends here (the core recorded why)
+            return self._login_form(environ, start_response, "Your session has ended; log in again.",
+                                    headers=(("Set-Cookie", self._cookie("", max_age=0)),))
+        except ServiceUnavailable as exc:
+            return self._page(start_response, "Unavailable", f"<p>{html.escape(exc.message)}</p>",
+                              "503 Service Unavailable")
+        name = principal.name
+        admin = Administration(self.mailbox, protocol="web", source=source, principal=principal)
         if method == "POST":
             form = read_form(environ)
             if not self.signer.csrf_ok(session, form.get("csrf", "")):
                 return self._page(start_response, "Refused", "<p>The form expired; reload the page.</p>",
                                   "403 Forbidden")
-            admin = Administration(self.mailbox, actor=name, protocol="web", source=source)
+            if path == "/logout":
+                return self._logout(start_response, principal, source)
             try:
                 if path == "/create":
                     device_id, secret = admin.create_device_password(name, form.get("label", "")[:100])
@@ -71,9 +87,20 @@ class AccountPage:
             except (AdminError, ValueError) as exc:
                 msg = exc.message if isinstance(exc, GatewayError) else "bad request"
                 return self._page(start_response, "Refused", f"<p>{html.escape(msg)}</p>", "400 Bad Request")
-        return self._overview(start_response, session)
+        return self._overview(start_response, session, admin)
 
-    def _login_form(self, environ, start_response, error: str = "", username: str = ""):
+    def _cookie(self, value: str, max_age: int | None = None) -> str:
+        attrs = "; Path=/account/; HttpOnly; SameSite=Strict" + ("; Secure" if self.secure_cookie else "")
+        return f"{COOKIE}={value}{attrs}" + (f"; Max-Age={max_age}" if max_age is not None else "")
+
+    def _logout(self, start_response, principal, source: str):
+        """Ends every session of the account issued until now, on every gateway process (the core records it)."""
+        self.mailbox.end_sessions(principal.account_id, protocol="web", source=source)
+        start_response("303 See Other", [("Location", "./"), ("Set-Cookie", self._cookie("", max_age=0)),
+                                         ("Content-Length", "0"), ("Cache-Control", "no-store")])
+        return [b""]
+
+    def _login_form(self, environ, start_response, error: str = "", username: str = "", headers=()):
         eid = bool(eid_nrn(environ))
         fields = (f'<p><label>Gebruiker / Utilisateur <input name="username" value="{html.escape(username)}" '
                   'autocomplete="username"></label></p>'
@@ -91,7 +118,7 @@ class AccountPage:
             fields = fields.split("<p><label>Wachtwoord")[0]
         err = f'<p role="alert">{html.escape(error)}</p>' if error else ""
         body = f'{err}<form method="post" action="login">{fields}{note}<p><button>Log in</button></p></form>'
-        return self._page(start_response, "Log in", body, "401 Unauthorized" if error else "200 OK")
+        return self._page(start_response, "Log in", body, "401 Unauthorized" if error else "200 OK", headers)
 
     def _login(self, environ, start_response, source: str):
         form = read_form(environ)
@@ -112,14 +139,13 @@ class AccountPage:
                               "503 Service Unavailable")
         p = session.principal
         cookie = self.signer.issue(p.account_id, p.name).value
-        attrs = "; Path=/account/; HttpOnly; SameSite=Strict" + ("; Secure" if self.secure_cookie else "")
-        start_response("303 See Other", [("Location", "./"), ("Set-Cookie", f"{COOKIE}={cookie}{attrs}"),
+        start_response("303 See Other", [("Location", "./"), ("Set-Cookie", self._cookie(cookie)),
                                          ("Content-Length", "0"), ("Cache-Control", "no-store")])
         return [b""]
 
-    def _overview(self, start_response, session: WebSession):
-        name = session.name
-        devices = self.mailbox.authenticator.devices.list(session.account_id)
+    def _overview(self, start_response, session: WebSession, admin: Administration):
+        name = admin.principal.name
+        devices = admin.device_passwords(name)
         csrf = self.signer.csrf(session)
         rows = []
         for d in devices:
@@ -135,5 +161,7 @@ class AccountPage:
                 + "".join(rows) + "</table>"
                 f'<form method="post" action="create"><input type="hidden" name="csrf" value="{csrf}">'
                 '<p><label>Label <input name="label" maxlength="100"></label> <button>Create a device password'
-                "</button></p></form>")
+                "</button></p></form>"
+                f'<form method="post" action="logout"><input type="hidden" name="csrf" value="{csrf}">'
+                "<p><button>Log out</button></p></form>")
         return self._page(start_response, "My account", body)

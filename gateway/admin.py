@@ -449,6 +449,8 @@ class Administration:
             acc = self._account(c, name)
             self.repo.set_account(c, acc.id, networks=nets)
             self._audit(c, "account-networks", acc.institution_id, detail=f"account={name} networks={nets or 'any'}")
+        # remembered logins of this process re-check at once; other processes within Mailbox.PRINCIPAL_TTL
+        self.mailbox.forget_logins(acc.id)
 
     def set_institution_networks(self, raw_id: str, networks: str) -> None:
         self._operator("this")
@@ -458,6 +460,7 @@ class Administration:
             self.repo.configure_institution(c, inst_id, networks=nets)
             self._audit(c, "institution-networks", inst_id, detail=f"networks={nets or 'any'}")
         self.mailbox.forget_institution(inst_id)
+        self.mailbox.forget_logins()
 
     def set_account_enabled(self, name: str, enabled: bool) -> None:
         self._operator("this")
@@ -489,9 +492,20 @@ class Administration:
         with self.repo.write() as c:
             self._audit(c, "token-revoke", acc.institution_id, detail=f"account={name}")
 
+    def _own(self, acc, action: str) -> None:
+        """A person (``principal``) acts on their own account's device passwords only; a refusal is on the
+        record."""
+        if self.principal is not None and self.principal.account_id != acc.id:
+            exc = AdminForbidden("people manage their own device passwords only")
+            with self.repo.write() as c:
+                self._audit(c, action, acc.institution_id, detail=f"account={acc.name}; {exc.message}",
+                            outcome="denied")
+            raise exc
+
     def create_device_password(self, name: str, label: str = "", days: int | None = None) -> tuple[int, str]:
         with self.repo.read() as c:
             acc = self._account(c, name)
+        self._own(acc, "device-password-create")
         if Role(acc.role).is_machine:
             raise AdminError("device passwords are for people")
         device_id, secret = self.mailbox.authenticator.devices.create(acc.id, label, days)
@@ -503,11 +517,13 @@ class Administration:
     def device_passwords(self, name: str) -> list:
         with self.repo.read() as c:
             acc = self._account(c, name)
+        self._own(acc, "device-password-list")
         return self.mailbox.authenticator.devices.list(acc.id)
 
     def revoke_device_password(self, name: str, device_id: int) -> None:
         with self.repo.read() as c:
             acc = self._account(c, name)
+        self._own(acc, "device-password-revoke")
         if not self.mailbox.authenticator.devices.revoke(acc.id, device_id):
             raise AdminError(f"{name} has no live device password {device_id}")
         with self.repo.write() as c:

@@ -12,8 +12,9 @@ Authentication, per request (nothing is remembered between requests except by th
   login (never with another API token, so a stolen token cannot mint more);
 - the console's cookie ``ip_console`` (same signer), with ``X-CSRF-Token`` on every request that is not a GET.
 
-Whichever it is, the account is loaded again for every request (``Mailbox.load_principal``): a revoked
-designation, a removed grant or a disabled account applies to the very next call, on every gateway process.
+Whichever it is, the session is resumed in the core for every request (``Mailbox.resume_session``): a revoked
+designation, a removed grant, a disabled account or a source range set on the account or its centres applies to
+the very next call, on every gateway process, and the refusal is on the record.
 
 Bodies are JSON objects (``application/json``, at most 64 KiB, unknown fields refused); answers are JSON with
 ``Cache-Control: no-store``; errors are ``{"error": "<message>"}``. A centre the caller may not know about
@@ -332,10 +333,11 @@ class RestApi:
         try:
             session = self.mailbox.login(ApiTokenCredentials(secret), protocol="api", source=req.source,
                                          reuse_seconds=TOKEN_REUSE_SECONDS)
-            # the core may remember the token's principal a short while; designations and grants are read
-            # again for every request, so a revocation applies at once (and on every gateway process)
-            req.principal = self.mailbox.load_principal(session.principal.account_id, session.principal.method,
-                                                        req.source)
+            # the core may remember the token's principal a short while; the token is resumed in the core for
+            # every request (account enabled, its and its centres' source ranges, designations and grants), so
+            # a revocation or a new range applies at once (and on every gateway process)
+            req.principal = self.mailbox.resume_session(session.principal.account_id, session.principal.name, None,
+                                                        method="api-token", source=req.source, protocol="api")
         except AuthenticationFailed as exc:
             time.sleep(min(exc.delay, 10.0))
             raise _unauthorized("authentication failed") from None
@@ -344,7 +346,7 @@ class RestApi:
     def _session(self, req: Request, session: WebSession, via: str) -> None:
         try:
             principal = self.mailbox.resume_session(session.account_id, session.name, session.issued,
-                                                    method="session", source=req.source)
+                                                    method="session", source=req.source, protocol="api")
         except AuthenticationFailed:
             raise _unauthorized("authentication failed") from None
         req.principal, req.via = principal, via

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from auth.authenticator import AuthenticationFailed, Authenticator, Credentials
-from auth.networks import in_networks, parse_networks, source_allowed
+from auth.networks import in_networks, parse_networks, source_refusal
 from auth.throttle import Banned, LoginThrottle
 from auth.policy import Action, Decision, decide, sees_only_own_documents
 from auth.principal import Grant, Principal, Role
@@ -52,6 +52,12 @@ class Entry:
 
 def _epoch(dt: datetime | None) -> float:
     return dt.timestamp() if dt else 0.0
+
+
+def _refused(acc, reason: str) -> AuthenticationFailed:
+    exc = AuthenticationFailed(reason)
+    exc.account = acc.name if acc is not None else ""
+    return exc
 
 
 class Mailbox:
@@ -102,7 +108,9 @@ class Mailbox:
         recorded with its reason and counted; the raised AuthenticationFailed carries the delay the front-end
         waits before answering. ``reuse_seconds`` > 0 lets a protocol that sends the same credentials with
         every request (HTTP Basic) skip re-verifying them for that long: the proof is remembered under an HMAC
-        of the credentials, in memory only, and the login is recorded once."""
+        of the credentials, in memory only, and the login is recorded once. Every reuse still checks the
+        account (enabled, its ranges) at once and its centres' ranges within ``INSTITUTION_TTL``; grants and the
+        directory are read again every ``PRINCIPAL_TTL``."""
         key = None
         username = getattr(creds, "username", "") or ""
         if reuse_seconds > 0:
@@ -130,10 +138,30 @@ class Mailbox:
             secrets_of_kind = (self.authenticator.api_tokens if method == "api-token" else self.authenticator.devices)
             if not secrets_of_kind.is_live(account_id, device_id):
                 return None
-        if now - loaded >= self.PRINCIPAL_TTL:
-            principal = self.load_principal(account_id, method, source)
-            self._logins[key] = (hit[0], account_id, method, device_id, principal, now)
+        try:
+            if now - loaded >= self.PRINCIPAL_TTL:
+                principal = self.load_principal(account_id, method, source)
+                self._logins[key] = (hit[0], account_id, method, device_id, principal, now)
+            else:
+                self._still_admitted(principal, source)
+        except AuthenticationFailed:
+            # disabled, bound to other ranges...: forgotten; the full login that follows refuses on the record
+            self._logins.pop(key, None)
+            return None
         return principal
+
+    def _still_admitted(self, principal: Principal, source: str) -> None:
+        """The cheap check of every remembered login between two full loads: the account row (enabled, its
+        ranges: at once) and the ranges of the centres it was admitted to (the centre cache: within
+        ``INSTITUTION_TTL``). Raises AuthenticationFailed."""
+        with self.repo.read() as c:
+            acc = self.repo.account(c, principal.account_id)
+        if acc is None or not acc.enabled:
+            raise _refused(acc, "account gone or disabled")
+        centres = self._centres(acc, {g.institution_id for g in principal.grants}, principal.administers)
+        refusal, _ = self._range_refusal(acc, centres, source, cached=True)
+        if refusal:
+            raise _refused(acc, refusal)
 
     def _login(self, creds: Credentials, protocol: str, source: str, key: bytes | None) -> "MailboxSession":
         username = getattr(creds, "username", "") or ""
@@ -143,13 +171,17 @@ class Mailbox:
                 self.throttle.check(username, source)
             except Banned as exc:
                 raise AuthenticationFailed(f"{exc.key} is banned for {int(exc.until - time.time())} s") from None
-            if not self.source_allowed(username, source):
-                raise AuthenticationFailed(f"source address {source} is outside the account's networks")
+            refusal = self.source_refusal(username, source)
+            if refusal:
+                raise AuthenticationFailed(refusal)
             result = self.authenticator.authenticate(creds, protocol)
+            # the ranges again, on the account the credentials proved (tokens and certificates name none)
             principal = self.load_principal(result.account_id, result.method, source)
         except AuthenticationFailed as exc:
             exc.delay = self.throttle.failed(username, source)
-            self.record_failed_login(username, protocol, source, method, exc.reason)
+            who = exc.account or username
+            self.record_failed_login(who, protocol, source, method,
+                                     exc.reason if who == username else f"{exc.reason}; login name {username[:64]!r}")
             raise
         except ServiceUnavailable as exc:
             self.record_failed_login(username, protocol, source, method, f"service unavailable: {exc.message}")
@@ -168,20 +200,56 @@ class Mailbox:
         return MailboxSession(self, principal, protocol, source)
 
     def source_allowed(self, username: str, source: str) -> bool:
-        """Checked before any credential: the account's own ranges and those of its centres."""
+        """Checked before any credential (SFTP asks when authentication starts; every login does)."""
+        return self.source_refusal(username, source) is None
+
+    def source_refusal(self, username: str, source: str) -> str | None:
+        """Why ``source`` is refused for the canonical account ``username`` stands for (``ALICE`` is the
+        directory's ``alice``), before any credential: its own ranges and those of its centres in the gateway's
+        database (a directory person's centres are only known after the password; load_principal, which every
+        login and resumed session goes through, decides with all of them). Unknown names pass here and fail
+        later with the same answer as a wrong password."""
         acc = self.authenticator.account(username) if username else None
         if acc is None:
-            return True  # unknown names fail later, with the same answer as a wrong password
-        with self.repo.read() as c:
-            centre_ids = {g.institution_id for g in self.repo.grants_of(c, acc.id)}
-            if acc.institution_id:
-                centre_ids.add(acc.institution_id)
-            centre_nets = [i.networks for i in self.repo.institutions(c, centre_ids)] if centre_ids else []
+            return None
+        centres = None
+        if acc.source != "ldap":
+            with self.repo.read() as c:
+                centres = self._centres(acc, *self._stored_access(c, acc))
+        return self._range_refusal(acc, centres, source)[0]
+
+    def _range_refusal(self, acc, centres: set[str] | None, source: str,
+                       cached: bool = False) -> tuple[str | None, set[str]]:
+        """(why ``source`` may not act for ``acc``, or None; the centres among ``centres`` whose ranges admit
+        it). ``centres`` None: the account's own ranges only; ``cached``: centre rows from the centre cache.
+        The one place the ranges are applied (the rule itself: auth.networks.source_refusal)."""
+        nets: dict[str, str] = {}
+        if centres and cached:
+            nets = {i: row.networks or "" for i in centres if (row := self.institution(i)) is not None}
+        elif centres:
+            with self.repo.read() as c:
+                nets = {i.id: i.networks or "" for i in self.repo.institutions(c, centres)}
         try:
-            return source_allowed(source, acc.networks or "", centre_nets)
+            refusal = source_refusal(source, acc.networks or "", nets.values())
+            admitted = {i for i in centres or () if not nets.get(i) or in_networks(source, parse_networks(nets[i]))}
         except ValueError:
             log.error("bad network list for %s or its centres: refusing", acc.name)
-            return False
+            return "a stored network list is not valid", set()
+        return refusal, admitted
+
+    @staticmethod
+    def _centres(acc, grants, administers) -> set[str]:
+        return set(grants) | set(administers) | ({acc.institution_id} if acc.institution_id else set())
+
+    def _stored_access(self, c, acc) -> tuple[dict[str, Grant], set[str]]:
+        """The grants (not past their end) and administered centres the gateway's database gives ``acc``."""
+        now = utcnow()
+        grants = {g.institution_id: Grant(g.institution_id, bool(g.can_remove), bool(g.can_write))
+                  for g in self.repo.grants_of(c, acc.id) if g.expires_at is None or as_utc(g.expires_at) > now}
+        administers = set(self.repo.consulted_centres(c, acc.id))
+        if Role(acc.role).is_machine or Role(acc.role) is Role.SECURITY_CELL:
+            administers = set()
+        return grants, administers
 
     def token_challenge(self, username: str) -> int:
         """The token card code number to ask of ``username`` (a stable made-up number for unknown names)."""
@@ -207,54 +275,55 @@ class Mailbox:
             self.repo.set_account(c, account_id, sessions_after=time.time())
             self.repo.audit(c, AuditRecord("logout", "ok", acc.name, protocol, source, acc.institution_id))
 
-    def resume_session(self, account_id: int, name: str, issued: float, *, method: str, source: str) -> Principal:
-        """The principal behind a console / API session (a signed value the front-end verified): still the same
-        enabled account, not logged out since, and the source address still inside its networks. Raises
-        AuthenticationFailed otherwise. Called on every request, so changes apply at once on every process."""
-        if not self.source_allowed(name, source):
-            raise AuthenticationFailed(f"source address {source} is outside the account's networks")
-        principal = self.load_principal(account_id, method, source, session_issued=issued)
-        if principal.name != name:
-            raise AuthenticationFailed("the session names another account")
+    def resume_session(self, account_id: int, name: str, issued: float | None, *, method: str, source: str,
+                       protocol: str = "web") -> Principal:
+        """The principal behind a resumed session -- a console, account page or API session (a signed value the
+        front-end verified), an API token, an open SFTP/WebDAV session re-reading who it is: still the same
+        enabled account, not logged out since ``issued`` (None: not a logout-bound session), and the source
+        address inside the ranges of the account and its centres. Raises AuthenticationFailed otherwise, on the
+        record. Called on every request, so changes apply at once on every process."""
+        try:
+            principal = self.load_principal(account_id, method, source, session_issued=issued)
+            if principal.name != name:
+                raise AuthenticationFailed("the session names another account")
+        except AuthenticationFailed as exc:
+            self.record_failed_login(name, protocol, source, f"resumed {method}", exc.reason)
+            raise
         return principal
 
     def load_principal(self, account_id: int, method: str, source: str = "",
                        session_issued: float | None = None) -> Principal:
         """Who the account is now: its grants (and, for directory people, the directory's verdict and group
-        grants), limited to the centres whose networks admit ``source``."""
-        now = utcnow()
+        grants), limited to the centres whose networks admit ``source``. Raises AuthenticationFailed (naming the
+        account) when it is disabled or gone, the session ended by a logout, or ``source`` is outside the ranges
+        of the account or of all its centres -- every login and every resumed session comes through here, on the
+        account itself, whatever name or secret led to it. ``source`` empty: an internal caller, no ranges."""
         with self.repo.read() as c:
             acc = self.repo.account(c, account_id)
-            # a grant with an end date stops at that moment (housekeeping then removes it, on the record)
-            grants = {g.institution_id: Grant(g.institution_id, bool(g.can_remove), bool(g.can_write))
-                      for g in self.repo.grants_of(c, account_id)
-                      if g.expires_at is None or as_utc(g.expires_at) > now}
-            administers = set(self.repo.consulted_centres(c, account_id)) if acc is not None else set()
+            if acc is not None:
+                # a grant with an end date stops at that moment (housekeeping then removes it, on the record)
+                grants, administers = self._stored_access(c, acc)
         if acc is None or not acc.enabled:
-            raise AuthenticationFailed("account gone or disabled")
+            raise _refused(acc, "account gone or disabled")
         if session_issued is not None and session_issued <= (acc.sessions_after or 0.0):
-            raise AuthenticationFailed("session ended by a logout")
-        if Role(acc.role).is_machine or Role(acc.role) is Role.SECURITY_CELL:
-            administers = set()
+            raise _refused(acc, "session ended by a logout")
         if acc.source == "ldap":
             directory = getattr(self.authenticator, "directory", None)
             user = directory.lookup(acc.name) if directory is not None else None
             if user is None or not user.enabled:
-                raise AuthenticationFailed("removed or disabled in the directory")
+                raise _refused(acc, "removed or disabled in the directory")
             for inst_id, access in directory.centre_access(user).items():
                 if access == "admin":
                     administers.add(inst_id)
                 old = grants.get(inst_id)
                 grants[inst_id] = Grant(inst_id, (old.can_remove if old else False) or access in ("remove", "admin"),
                                         old.can_write if old else False)
-        if source and grants:
-            with self.repo.read() as c:
-                nets = {i.id: i.networks for i in self.repo.institutions(c, grants.keys())}
-            grants = {i: g for i, g in grants.items() if not nets.get(i) or in_networks(source, parse_networks(nets[i]))}
-        if source and administers:
-            with self.repo.read() as c:
-                nets = {i.id: i.networks for i in self.repo.institutions(c, administers)}
-            administers = {i for i in administers if not nets.get(i) or in_networks(source, parse_networks(nets[i]))}
+        if source:
+            refusal, admitted = self._range_refusal(acc, self._centres(acc, grants, administers), source)
+            if refusal:
+                raise _refused(acc, refusal)
+            grants = {i: g for i, g in grants.items() if i in admitted}
+            administers = administers & admitted
         return Principal(acc.id, acc.name, Role(acc.role), acc.institution_id, frozenset(grants.values()), method,
                          frozenset(administers))
 
@@ -332,15 +401,25 @@ class MailboxSession:
         self.repo = mailbox.repo
         self._principal = principal
         self._loaded = mailbox.clock()
+        self._ended: AuthenticationFailed | None = None
         self.protocol = protocol
         self.source = source
 
     # -- identity --------------------------------------------------------------------------------------------
     @property
     def principal(self) -> Principal:
+        """Who acts; re-read (account, grants, source ranges) at most ``PRINCIPAL_TTL`` seconds after the last
+        time, so a disabled account or a new range ends an open session within that bound, on the record."""
+        if self._ended is not None:
+            raise self._ended
         if self.mailbox.clock() - self._loaded > self.mailbox.PRINCIPAL_TTL:
-            self._principal = self.mailbox.load_principal(self._principal.account_id, self._principal.method,
-                                                          self.source)
+            p = self._principal
+            try:
+                self._principal = self.mailbox.resume_session(p.account_id, p.name, None, method=p.method,
+                                                              source=self.source, protocol=self.protocol)
+            except AuthenticationFailed as exc:
+                self._ended = exc
+                raise
             self._loaded = self.mailbox.clock()
         return self._principal
 

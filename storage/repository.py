@@ -97,6 +97,7 @@ _Q_LISTING = sa.select(D.c.id, D.c.name, D.c.size, D.c.committed_at, D.c.sha256,
 _Q_FOLDER = sa.select(F).where(F.c.institution_id == _B("i"), F.c.path == _B("p"))
 _Q_ACCOUNT = sa.select(A).where(A.c.id == _B("a"))
 _Q_ACCOUNT_BY_NAME = sa.select(A).where(A.c.name == _B("n"))
+_Q_DIRECTORY_ACCOUNTS_BY_LOWER_NAME = sa.select(A).where(A.c.source == "ldap", sa.func.lower(A.c.name) == _B("n"))
 _Q_GRANTS = sa.select(G.c.institution_id, G.c.can_remove, G.c.can_write, G.c.expires_at).where(
     G.c.account_id == _B("a"))
 _Q_INSTITUTION = sa.select(I).where(I.c.id == _B("i"))
@@ -294,6 +295,11 @@ class Repository:
 
     def account_by_name(self, c: Connection, name: str):
         return c.execute(_Q_ACCOUNT_BY_NAME, {"n": name}).first()
+
+    def directory_accounts_named(self, c: Connection, name: str) -> list:
+        """Directory (LDAP) accounts whose name is ``name`` in another case (ASCII case-insensitive candidates;
+        the caller applies the directory's own folding)."""
+        return list(c.execute(_Q_DIRECTORY_ACCOUNTS_BY_LOWER_NAME, {"n": name.lower()}))
 
     def account(self, c: Connection, account_id: int):
         return c.execute(_Q_ACCOUNT, {"a": account_id}).first()
