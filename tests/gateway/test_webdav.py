@@ -546,8 +546,9 @@ def expected(user: str, centre: str) -> dict:
         return dict(root=False, **{op: HIDDEN for op in OPS[1:]})
     writes = centre in WRITES.get(user, ())
     if writes and not active:
+        # removing needs the remove grant, whatever the name: refused as over SFTP, before looking the name up
         not_active = (DENIED, f"status: {STATUS[centre]}")
-        return dict(root=True, ls=OK, stat=MISSING, get=MISSING, put=not_active, mkdir=not_active, rm=MISSING,
+        return dict(root=True, ls=OK, stat=MISSING, get=MISSING, put=not_active, mkdir=not_active, rm=(DENIED, None),
                     rename=MISSING)
     return dict(root=True, ls=OK, stat=OK, get=OK, put=OK if writes else (DENIED, None),
                 mkdir=OK if writes else (DENIED, None), rm=OK if centre in REMOVES.get(user, ()) else (DENIED, None),
