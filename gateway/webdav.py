@@ -7,8 +7,8 @@ the provider.
 
 Middleware order (outermost first): :class:`FrontDoor` (OPTIONS without authentication), wsgidav's ErrorPrinter
 and HTTPAuthenticator (Basic only, our domain controller), :class:`SessionGuard` (401 unless the core accepted the
-login), :class:`RequestChecks` (XML bodies checked with defusedxml, bounded, ``Depth: infinity`` refused),
-:class:`WriteChecks` (each write and LOCK asks the core first), :class:`FastPropfind`,
+login), :class:`RequestChecks` (XML bodies checked with defusedxml, bounded, ``Depth: infinity`` refused on
+collections), :class:`WriteChecks` (each write and LOCK asks the core first), :class:`FastPropfind`,
 :class:`ListingPage` (a safe HTML listing for browsers), wsgidav's RequestResolver.
 """
 from __future__ import annotations
@@ -567,15 +567,25 @@ class FrontDoor:
         return self.app(environ, start_response)
 
 
+def _on_collection(environ) -> bool:
+    """Does the request name a collection? A PROPFIND of Depth infinity (the default, which webdav4 sends before
+    every upload) is refused on collections only."""
+    found = _resolve(_session(environ), environ.get("PATH_INFO") or "/")
+    return found is not None and found[1].is_folder
+
+
 class RequestChecks(BaseMiddleware):
     """After login (so that a request without valid credentials gets 401 first): XML bodies checked with
-    defusedxml before wsgidav parses them, bodies bounded, ``Depth: infinity`` PROPFIND refused."""
+    defusedxml before wsgidav parses them, bodies bounded, ``Depth: infinity`` PROPFIND refused on collections."""
 
     def is_disabled(self):
         return False
 
     def __call__(self, environ, start_response):
         method = environ.get("REQUEST_METHOD", "")
+        if method == "PROPFIND" and environ.get("HTTP_DEPTH", "infinity").strip().lower() == "infinity" \
+                and not _on_collection(environ):
+            environ["HTTP_DEPTH"] = "0"  # on a document (or nothing) infinity and 0 are the same answer
         if method == "PROPFIND" and environ.get("HTTP_DEPTH", "infinity").strip().lower() == "infinity":
             body = (b'<?xml version="1.0" encoding="utf-8"?>\n<D:error xmlns:D="DAV:"><D:propfind-finite-depth/>'
                     b"</D:error>\n")
