@@ -577,7 +577,7 @@ class MailboxSession:
             self._audit(c, "mkdir", "ok", path)
 
     def rmdir(self, raw) -> None:
-        path = self._item(raw, PermissionDenied("a centre's mailbox cannot be removed"))
+        path = self._removal_path(raw)
         inst = self._authorize(Action.ARCHIVE, path, audit_denial=True)
         with self.repo.write() as c:
             if not self.repo.folder_exists(c, inst.id, path.relpath):
@@ -588,10 +588,22 @@ class MailboxSession:
             self._audit(c, "rmdir", "ok", path)
 
     # -- removal = archive -----------------------------------------------------------------------------------
+    def _removal_path(self, raw) -> VPath:
+        """A path below a mailbox, to remove: a mailbox itself (or the root) is refused on the record -- a
+        WebDAV DELETE of a mailbox would otherwise remove every document in it, one by one, before failing."""
+        path = self._parse(raw)
+        if path.is_root or path.is_mailbox:
+            if path.is_mailbox:
+                self._authorize(Action.SEE, path)  # a hidden centre answers as a missing one
+            err = PermissionDenied("a centre's mailbox cannot be removed")
+            self._audit_now("archive", "denied", path, detail=err.message)
+            raise err
+        return path
+
     def _removal_target(self, raw) -> tuple[VPath, DocumentRow | None]:
         """What a removal (archive, rmdir) starts with (refusals recorded): a path below a mailbox and the right to
         remove there -- or an uploader's own staged upload, returned, which it may always cancel."""
-        path = self._item(raw, PermissionDenied("a centre's mailbox cannot be removed"))
+        path = self._removal_path(raw)
         if self.principal.role is Role.UPLOADER:
             doc = self._visible_doc(path)  # only its own uploads are visible to an uploader
             if doc is not None and doc.state == "staged":

@@ -70,6 +70,8 @@ CASES = {
                              ("cell", f'-rm "/{CENTRE_A}/{F}/{SEED}"')),
     "delete-read-only-staff": ("staff-a", "DELETE", f"/{CENTRE_A}/{F}/{SEED}", {}, "archive", "may not archive",
                                ("staff-a", f'-rm "/{CENTRE_A}/{F}/{SEED}"')),
+    "delete-a-whole-mailbox": ("staff-a-rm", "DELETE", f"/{CENTRE_A}/", {}, "archive", "mailbox cannot be removed",
+                               ("staff-a-rm", f'-rmdir "/{CENTRE_A}"')),
     "move-committed-document": (MOVER, "MOVE", f"/{CENTRE_A}/{F}/{SEED}",
                                 {"headers": {"Destination": f"/dav/{CENTRE_A}/{F}/renamed.pdf"}}, "move",
                                 "cannot be renamed", (MOVER, f'-rename "/{CENTRE_A}/{F}/{SEED}" '
