@@ -82,6 +82,39 @@ def decide(p: Principal, action: Action, institution_id: str, status: str) -> De
     return Decision.DENIED
 
 
+class LockTarget(StrEnum):
+    """What a WebDAV LOCK would cover."""
+
+    ROOT = "root"            # the top level: the tree of every centre, or a name there that is no centre one sees
+    MAILBOX = "mailbox"      # a centre's whole mailbox
+    FOLDER = "folder"
+    DOCUMENT = "document"
+    FREE_NAME = "free-name"  # nothing there yet: Windows and Office lock a name before they PUT it
+
+
+def decide_lock(p: Principal, target: LockTarget, institution_id: str | None, status: str) -> Decision:
+    """A lock is a write permission: it stops others writing, so only those who may write there take one.
+
+    Nobody locks the top level (nobody writes there). A mailbox, a folder or a free name: only where the
+    account may create (upload) -- a read-only account never locks a mailbox, at any depth, nor a name it could
+    not create. An existing document: also where the account may remove it (a lock before a DELETE)."""
+    if target is LockTarget.ROOT or institution_id is None:
+        return Decision.DENIED
+    write = decide(p, Action.UPLOAD, institution_id, status)
+    if target is LockTarget.DOCUMENT and write is not Decision.ALLOWED and \
+            decide(p, Action.ARCHIVE, institution_id, status) is Decision.ALLOWED:
+        return Decision.ALLOWED
+    return write
+
+
+def held_back_by_others_locks(p: Principal) -> bool:
+    """Do other accounts' WebDAV locks hold this account's writes back? Never POD MI's deliveries: an uploader
+    only creates (documents, folders, the final name of its own staged upload) and sees only its own documents,
+    so no one else's lock -- on a free name, a folder or a whole mailbox -- may stop a centre's mail arriving.
+    Its own locks still apply to it."""
+    return p.role is not Role.UPLOADER
+
+
 class AdminAction(StrEnum):
     """What the console, the REST API and the CLI do to a centre's administration."""
 

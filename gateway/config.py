@@ -64,6 +64,10 @@ class WebDAVConfig:
     client_crl_files: tuple[str, ...] = ()
     #: seconds a console / REST API session lasts after the strong login
     session_seconds: int = 900
+    #: longest a WebDAV lock lasts (a client's Timeout header, "Infinite" included, is capped to it)
+    lock_max_seconds: int = 3600
+    #: live WebDAV locks one account may hold at once
+    locks_per_account: int = 50
 
 
 @dataclass(frozen=True)
@@ -304,6 +308,8 @@ def _validate(cfg: Config) -> None:
     need(1 <= cfg.webdav.threads <= 1024, "webdav.threads", "must be between 1 and 1024")
     need(60 <= cfg.webdav.session_seconds <= 86400, "webdav.session_seconds", "must be between 60 and 86400")
     need(cfg.webdav.auth_cache_seconds >= 0, "webdav.auth_cache_seconds", "must not be negative")
+    need(1 <= cfg.webdav.lock_max_seconds <= 7 * 86400, "webdav.lock_max_seconds", "must be between 1 and 604800")
+    need(1 <= cfg.webdav.locks_per_account <= 10000, "webdav.locks_per_account", "must be between 1 and 10000")
     need(65536 <= cfg.webdav.block_size <= 16 * 1024 * 1024, "webdav.block_size", "must be between 65536 and 16777216")
     need(bool(cfg.webdav.tls_cert) == bool(cfg.webdav.tls_key), "webdav.tls_key",
          "tls_cert and tls_key are set together")

@@ -11,8 +11,8 @@ import json
 import time
 
 import sqlalchemy as sa
+from wsgidav.lock_man.lock_manager import LockManager, generate_lock_token
 from wsgidav.lock_man.lock_storage import LockStorageDict, normalize_lock_root, validate_lock
-from wsgidav.lock_man.lock_manager import generate_lock_token
 from wsgidav.xml_tools import xml_to_bytes
 
 from storage.models import DavLock, DavProperty
@@ -111,13 +111,17 @@ def _decode_lock(text: str) -> dict:
 
 
 class DbLockStorage:
-    """wsgidav LockStorage over the ``dav_locks`` table."""
+    """wsgidav LockStorage over the ``dav_locks`` table. No lock outlives ``max_seconds`` (webdav.lock_max_seconds),
+    whatever timeout reaches it (the core already capped the client's; this is the last line)."""
 
     LOCK_TIME_OUT_DEFAULT = LockStorageDict.LOCK_TIME_OUT_DEFAULT
     LOCK_TIME_OUT_MAX = LockStorageDict.LOCK_TIME_OUT_MAX
 
-    def __init__(self, repo: Repository):
+    def __init__(self, repo: Repository, max_seconds: float | None = None):
         self.repo = repo
+        if max_seconds is not None:
+            self.LOCK_TIME_OUT_MAX = max_seconds
+            self.LOCK_TIME_OUT_DEFAULT = min(self.LOCK_TIME_OUT_DEFAULT, max_seconds)
 
     def __repr__(self) -> str:
         return "DbLockStorage"
@@ -201,3 +205,30 @@ class DbLockStorage:
             out.append(r.token if token_only else _decode_lock(r.data))
         return out
 
+
+
+class LockPrincipal(str):
+    """The account name wsgidav's lock manager holds locks under -- always the canonical account name, whatever
+    the client typed (``DOMAIN\\user``) -- carrying the core's answer to whether other accounts' locks hold this
+    account's writes back (:func:`auth.policy.held_back_by_others_locks`)."""
+
+    others_hold_back: bool
+
+    def __new__(cls, name: str, others_hold_back: bool = True):
+        self = super().__new__(cls, name)
+        self.others_hold_back = others_hold_back
+        return self
+
+
+class GatewayLockManager(LockManager):
+    """wsgidav's lock manager, where a writer whose principal says others' locks do not hold it back (POD MI's
+    deliveries) meets only its own locks: a 423 for it names none of another account's locks."""
+
+    def _get_write_conflicts(self, url, depth, token_list, principal):
+        errcond = super()._get_write_conflicts(url, depth, token_list, principal)
+        if getattr(principal, "others_hold_back", True) or not errcond.hrefs:
+            return errcond
+        errcond.hrefs = [href for href in errcond.hrefs if any(
+            lock["principal"] == principal and lock["token"] not in token_list
+            for lock in self.get_url_lock_list(href, recursive=False))]
+        return errcond

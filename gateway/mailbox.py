@@ -19,7 +19,8 @@ from typing import Callable
 from auth.authenticator import AuthenticationFailed, Authenticator, Credentials
 from auth.networks import in_networks, parse_networks, source_refusal
 from auth.throttle import Banned, LoginThrottle
-from auth.policy import Action, Decision, decide, sees_only_own_documents
+from auth.policy import (Action, Decision, LockTarget, decide, decide_lock, held_back_by_others_locks,
+                         sees_only_own_documents)
 from auth.principal import Grant, Principal, Role
 from gateway import path as vpath
 from gateway.config import Config
@@ -585,10 +586,14 @@ class MailboxSession:
     def _is_temporary_name(self, name: str) -> bool:
         return any(name.endswith(s) and len(name) > len(s) for s in self.mailbox.config.documents.temporary_suffixes)
 
-    def open_upload(self, raw) -> "Upload":
+    def _upload_target(self, raw) -> tuple[VPath, object]:
+        """What an upload starts with, every refusal recorded: a document's name inside a mailbox the caller may
+        write to, valid as a new name. Returns the path and the centre."""
         path = self._parse(raw)
         if path.is_root or path.is_mailbox:
-            raise PermissionDenied("uploads go into a centre's mailbox, as a document")
+            err = PermissionDenied("uploads go into a centre's mailbox, as a document")
+            self._audit_now("upload", "denied", path, detail=err.message)
+            raise err
         inst = self._authorize(Action.UPLOAD, path, audit_denial=True)
         cfg = self.mailbox.config.documents
         try:
@@ -596,6 +601,15 @@ class MailboxSession:
         except InvalidName as exc:
             self._audit_now("upload", "refused", path, detail=exc.message)
             raise
+        return path, inst
+
+    def may_upload(self, raw) -> None:
+        """The checks :meth:`open_upload` starts with (refusals recorded), for a front-end whose server looks the
+        name up before it would upload (WebDAV): the refusal is then the core's, on the record, as over SFTP."""
+        self._upload_target(raw)
+
+    def open_upload(self, raw) -> "Upload":
+        path, inst = self._upload_target(raw)
         with self.repo.read() as c:
             if self.repo.folder_exists(c, inst.id, path.relpath):
                 raise AlreadyExists("a folder with this name exists")
@@ -614,11 +628,25 @@ class MailboxSession:
         return Upload(self, path, doc_id, writer, staged=self._is_temporary_name(path.name))
 
     # -- folders ------------------------------------------------------------------------------------------------
-    def mkdir(self, raw) -> None:
+    def _mkdir_target(self, raw) -> tuple[VPath, object]:
+        """What a mkdir starts with (refusals recorded): a new folder's name below a mailbox the caller may write
+        to. Returns the path and the centre."""
         path = self._item(raw, AlreadyExists("this folder already exists"), PermissionDenied())
         inst = self._authorize(Action.MKDIR, path, audit_denial=True)
         cfg = self.mailbox.config.documents
-        vpath.check_new_name(path, max_depth=cfg.max_depth, max_name_length=cfg.max_name_length, is_folder=True)
+        try:
+            vpath.check_new_name(path, max_depth=cfg.max_depth, max_name_length=cfg.max_name_length, is_folder=True)
+        except InvalidName as exc:
+            self._audit_now("mkdir", "refused", path, detail=exc.message)
+            raise
+        return path, inst
+
+    def may_mkdir(self, raw) -> None:
+        """The checks :meth:`mkdir` starts with (refusals recorded); see :meth:`may_upload`."""
+        self._mkdir_target(raw)
+
+    def mkdir(self, raw) -> None:
+        path, inst = self._mkdir_target(raw)
         with self.repo.write() as c:
             for i in range(1, len(path.parts) + 1):
                 if self.repo.visible_document(c, inst.id, "/".join(path.parts[:i - 1]), path.parts[i - 1]):
@@ -628,7 +656,7 @@ class MailboxSession:
             self._audit(c, "mkdir", "ok", path)
 
     def rmdir(self, raw) -> None:
-        path = self._item(raw, PermissionDenied("a centre's mailbox cannot be removed"))
+        path = self._removal_path(raw)
         inst = self._authorize(Action.ARCHIVE, path, audit_denial=True)
         with self.repo.write() as c:
             if not self.repo.folder_exists(c, inst.id, path.relpath):
@@ -639,18 +667,42 @@ class MailboxSession:
             self._audit(c, "rmdir", "ok", path)
 
     # -- removal = archive -----------------------------------------------------------------------------------
-    def archive(self, raw) -> None:
-        path = self._item(raw, PermissionDenied("a centre's mailbox cannot be removed"))
+    def _removal_path(self, raw) -> VPath:
+        """A path below a mailbox, to remove: a mailbox itself (or the root) is refused on the record -- a
+        WebDAV DELETE of a mailbox would otherwise remove every document in it, one by one, before failing."""
+        path = self._parse(raw)
+        if path.is_root or path.is_mailbox:
+            if path.is_mailbox:
+                self._authorize(Action.SEE, path)  # a hidden centre answers as a missing one
+            err = PermissionDenied("a centre's mailbox cannot be removed")
+            self._audit_now("archive", "denied", path, detail=err.message)
+            raise err
+        return path
+
+    def _removal_target(self, raw) -> tuple[VPath, DocumentRow | None]:
+        """What a removal (archive, rmdir) starts with (refusals recorded): a path below a mailbox and the right to
+        remove there -- or an uploader's own staged upload, returned, which it may always cancel."""
+        path = self._removal_path(raw)
         if self.principal.role is Role.UPLOADER:
             doc = self._visible_doc(path)  # only its own uploads are visible to an uploader
             if doc is not None and doc.state == "staged":
-                # cancelling its own unfinished upload (WinSCP removes its .filepart)
-                with self.repo.write() as c:
-                    if self.repo.set_state(c, doc.id, ("staged",), "aborted"):
-                        self._audit(c, "upload", "aborted", path, document_id=doc.id, detail="staged upload removed")
-                self.mailbox.blobs.delete(doc.blob_id)
-                return
+                return path, doc
         self._authorize(Action.ARCHIVE, path, audit_denial=True)
+        return path, None
+
+    def may_remove(self, raw) -> None:
+        """The checks :meth:`archive` and :meth:`rmdir` start with (refusals recorded); see :meth:`may_upload`."""
+        self._removal_target(raw)
+
+    def archive(self, raw) -> None:
+        path, staged = self._removal_target(raw)
+        if staged is not None:
+            # cancelling its own unfinished upload (WinSCP removes its .filepart)
+            with self.repo.write() as c:
+                if self.repo.set_state(c, staged.id, ("staged",), "aborted"):
+                    self._audit(c, "upload", "aborted", path, document_id=staged.id, detail="staged upload removed")
+            self.mailbox.blobs.delete(staged.blob_id)
+            return
         doc = self._document(path)
         with self.repo.write() as c:
             if not self.repo.set_state(c, doc.id, ("committed",), "archived", archived_at=utcnow(),
@@ -663,12 +715,12 @@ class MailboxSession:
         src, dst = self._parse(raw_src), self._parse(raw_dst)
         if self.principal.role is not Role.UPLOADER:
             self.stat(src)  # not visible -> NotFound, exactly as a missing name
-            raise PermissionDenied("documents cannot be renamed; a correction is sent as a new document")
+            raise self._no_rename(src, dst)
         doc = self._visible_doc(src) if not (src.is_root or src.is_mailbox) else None
         if doc is None:
             raise NotFound()
         if doc.state != "staged":
-            raise PermissionDenied("documents cannot be renamed; a correction is sent as a new document")
+            raise self._no_rename(src, dst)
         if dst.is_root or dst.is_mailbox or dst.institution != src.institution:
             raise PermissionDenied("a staged upload can only be renamed within its centre")
         inst = self._authorize(Action.UPLOAD, dst, audit_denial=True)
@@ -704,6 +756,12 @@ class MailboxSession:
         if drop_blob:
             self.mailbox.blobs.delete(doc.blob_id)
 
+    def _no_rename(self, src: VPath, dst: VPath) -> PermissionDenied:
+        """The refusal of renaming a committed document (SFTP rename, WebDAV MOVE), recorded; returned to raise."""
+        err = PermissionDenied("documents cannot be renamed or moved; a correction is sent as a new document")
+        self._audit_now("move", "denied", src, detail=f"{err.message}; to {dst}")
+        return err
+
     def _delivered_before(self, c, inst, path: VPath, sha256: str, size: int, existing: DocumentRow | None) -> bool:
         """Re-sending identical content under the same name is harmless: it matches the visible document, or,
         when the name is free, a document of that name the centre already archived (so a retry does not bring
@@ -716,15 +774,24 @@ class MailboxSession:
         return self.repo.same_content_exists(c, inst.id, path.folder, path.name, sha256, size)
 
     # -- copy and move (WebDAV) --------------------------------------------------------------------------------
-    def _same_centre(self, src: VPath, dst: VPath) -> None:
+    def _same_centre(self, src: VPath, dst: VPath, action: str) -> None:
         if src.is_root or src.is_mailbox or dst.is_root or dst.is_mailbox or src.institution != dst.institution:
-            raise PermissionDenied("documents can only be copied or moved inside one centre's mailbox")
+            err = PermissionDenied("documents can only be copied or moved inside one centre's mailbox")
+            self._audit_now(action, "denied", src, detail=f"{err.message}; to {dst}")
+            raise err
+
+    def may_copy_or_move(self, raw_src, raw_dst, *, move: bool) -> None:
+        """The checks :meth:`copy_document` and :meth:`move` start with: a source the caller sees, a destination
+        in the same centre (refused on the record); see :meth:`may_upload`."""
+        src, dst = self._parse(raw_src), self._parse(raw_dst)
+        self.stat(src)  # hidden -> NotFound
+        self._same_centre(src, dst, "move" if move else "copy")
 
     def copy_document(self, raw_src, raw_dst) -> Entry:
         """A new document with the content of ``src`` (a correction or duplicate is always a new document)."""
         src, dst = self._parse(raw_src), self._parse(raw_dst)
         self.stat(src)  # hidden -> NotFound
-        self._same_centre(src, dst)
+        self._same_centre(src, dst, "copy")
         download = self.open_download(src)
         try:
             upload = self.open_upload(dst)
@@ -743,14 +810,14 @@ class MailboxSession:
         name anywhere. Immutable centres never rename committed documents."""
         src, dst = self._parse(raw_src), self._parse(raw_dst)
         entry = self.stat(src)  # hidden -> NotFound
-        self._same_centre(src, dst)
+        self._same_centre(src, dst, "move")
         doc = None if entry.is_folder else self._visible_doc(src)
         if doc is not None and doc.state == "staged":
             return self.rename(src, dst)
         inst = self._authorize(Action.UPLOAD, dst, audit_denial=True)
         self._authorize(Action.ARCHIVE, src, audit_denial=True)
         if not inst.mutable:
-            raise PermissionDenied("documents cannot be renamed or moved; a correction is sent as a new document")
+            raise self._no_rename(src, dst)
         cfg = self.mailbox.config.documents
         vpath.check_new_name(dst, max_depth=cfg.max_depth, max_name_length=cfg.max_name_length,
                              is_folder=entry.is_folder)
@@ -772,11 +839,82 @@ class MailboxSession:
             self._audit(c, "move", "ok", src, document_id=doc.id if doc else None, detail=f"to {dst}")
 
     def check_writable(self, raw) -> None:
-        """Metadata writes (WebDAV PROPPATCH) need the right to write in the centre."""
+        """Metadata writes (WebDAV PROPPATCH) need the right to write in the centre (refusals recorded)."""
         path = self._parse(raw)
         if path.is_root:
-            raise PermissionDenied()
-        self._authorize(Action.UPLOAD, path)
+            err = PermissionDenied()
+            self._audit_now("upload", "denied", path, detail=f"properties: {err.message}")
+            raise err
+        self._authorize(Action.UPLOAD, path, audit_denial=True)
+
+    # -- WebDAV locks: a write permission ------------------------------------------------------------------------
+    _LOCK_REFUSALS = {
+        LockTarget.ROOT: "the top level holds the centres' mailboxes only; nothing there can be locked",
+        LockTarget.MAILBOX: "permission denied: your account may not write in this mailbox, so it may not lock it",
+        LockTarget.FOLDER: "permission denied: your account may not write here, so it may not lock here",
+        LockTarget.FREE_NAME: "permission denied: your account may not create this name, so it may not lock it",
+        LockTarget.DOCUMENT: "permission denied: your account may neither write nor remove here, so it may not "
+                             "lock this document",
+    }
+
+    def authorize_lock(self, raw, *, depth: str, timeout: float | None, owner: str | None = None) -> int:
+        """May the caller lock ``raw`` (``owner``: who holds the lock a refresh extends; None for a new lock)?
+        Returns the seconds the lock may last: the asked ``timeout`` (None: none asked; negative: infinite) capped
+        to webdav.lock_max_seconds. Refused, on the record with the reason: what :func:`decide_lock` refuses, a new
+        lock beyond webdav.locks_per_account, a refresh of another account's lock."""
+        target, path, inst = self._lock_target(raw)
+        cfg = self.mailbox.config.webdav
+        d = decide_lock(self.principal, target, inst.id if inst else None, inst.status if inst else "")
+        if d is Decision.HIDDEN:
+            raise NotFound()
+        if d is Decision.NOT_ACTIVE:
+            err: GatewayError = InstitutionNotActive(inst.id, inst.status)
+        elif d is not Decision.ALLOWED:
+            err = PermissionDenied(self._LOCK_REFUSALS[target])
+        elif owner is not None and owner != self.principal.name:
+            err = PermissionDenied("permission denied: a lock is refreshed only by the account that holds it")
+        elif owner is None and self._locks_held() >= cfg.locks_per_account:
+            err = PermissionDenied(f"too many locks: an account holds at most {cfg.locks_per_account} at once; "
+                                   "unlock some or let them expire")
+        else:
+            return cfg.lock_max_seconds if timeout is None or timeout < 0 else \
+                max(1, min(int(timeout), cfg.lock_max_seconds))
+        asked = vpath.normalize(str(raw)) if target is LockTarget.ROOT else str(path)
+        self._audit_now("lock", "denied", path, detail=f"{err.message}; {target.value} {asked}, depth {depth}, "
+                                                       f"{'refresh' if owner is not None else 'new lock'}")
+        raise err
+
+    def _lock_target(self, raw) -> tuple[LockTarget, VPath, object]:
+        """What a lock on ``raw`` would cover, the path and its centre. A top-level name that is no centre the
+        caller sees (a hidden centre, a missing one, any other name) is the top level itself, so that all of them
+        get the same answer."""
+        try:
+            path = self._parse(raw)
+        except NotFound:
+            if vpath.normalize(raw).count("/") > 1:
+                raise
+            return LockTarget.ROOT, vpath.ROOT, None
+        if path.is_root:
+            return LockTarget.ROOT, path, None
+        inst = self.mailbox.institution(path.institution)
+        seen = inst is not None and decide(self.principal, Action.SEE, inst.id, inst.status) is not Decision.HIDDEN
+        if path.is_mailbox:
+            return (LockTarget.MAILBOX, path, inst) if seen else (LockTarget.ROOT, vpath.ROOT, None)
+        if not seen:
+            raise NotFound()
+        if self._visible_doc(path) is not None:
+            return LockTarget.DOCUMENT, path, inst
+        with self.repo.read() as c:
+            folder = self.repo.folder_exists(c, inst.id, path.relpath)
+        return (LockTarget.FOLDER if folder else LockTarget.FREE_NAME), path, inst
+
+    def _locks_held(self) -> int:
+        with self.repo.read() as c:
+            return self.repo.dav_locks_held(c, self.principal.name, time.time())
+
+    def held_back_by_others_locks(self) -> bool:
+        """Whether other accounts' WebDAV locks hold this caller's writes back (never POD MI's deliveries)."""
+        return held_back_by_others_locks(self.principal)
 
     def setstat_allowed(self, raw) -> None:
         """Clients set times after an upload (WinSCP, rsync-like tools). Documents keep their delivery time; the

@@ -7,8 +7,9 @@ the provider.
 
 Middleware order (outermost first): :class:`FrontDoor` (OPTIONS without authentication), wsgidav's ErrorPrinter
 and HTTPAuthenticator (Basic only, our domain controller), :class:`SessionGuard` (401 unless the core accepted the
-login), :class:`RequestChecks` (XML bodies checked with defusedxml, bounded, ``Depth: infinity`` refused),
-:class:`FastPropfind`, :class:`ListingPage` (a safe HTML listing for browsers), wsgidav's RequestResolver.
+login), :class:`RequestChecks` (XML bodies checked with defusedxml, bounded, ``Depth: infinity`` refused on
+collections), :class:`WriteChecks` (each write and LOCK asks the core first), :class:`FastPropfind`,
+:class:`ListingPage` (a safe HTML listing for browsers), wsgidav's RequestResolver.
 """
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ import html
 import io
 import logging
 import mimetypes
+import threading
 import time
+from functools import partial
 from typing import Iterable
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlparse
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
@@ -44,7 +47,7 @@ from auth.authenticator import (AuthenticationFailed, ClientCertificateCredentia
 from auth.networks import client_address
 from auth.secondfactor import DevicePasswords
 from gateway import path as vpath
-from gateway.davstate import DbLockStorage, DbPropertyManager
+from gateway.davstate import DbLockStorage, DbPropertyManager, GatewayLockManager, LockPrincipal
 from gateway.errors import (AlreadyExists, ContentRefused, GatewayError, InstitutionNotActive, IntegrityFailure,
                             InvalidName, NotFound, PermissionDenied, ServiceUnavailable, TooLarge, Unsupported)
 from gateway.mailbox import Entry, Mailbox, MailboxSession
@@ -564,15 +567,25 @@ class FrontDoor:
         return self.app(environ, start_response)
 
 
+def _on_collection(environ) -> bool:
+    """Does the request name a collection? A PROPFIND of Depth infinity (the default, which webdav4 sends before
+    every upload) is refused on collections only."""
+    found = _resolve(_session(environ), environ.get("PATH_INFO") or "/")
+    return found is not None and found[1].is_folder
+
+
 class RequestChecks(BaseMiddleware):
     """After login (so that a request without valid credentials gets 401 first): XML bodies checked with
-    defusedxml before wsgidav parses them, bodies bounded, ``Depth: infinity`` PROPFIND refused."""
+    defusedxml before wsgidav parses them, bodies bounded, ``Depth: infinity`` PROPFIND refused on collections."""
 
     def is_disabled(self):
         return False
 
     def __call__(self, environ, start_response):
         method = environ.get("REQUEST_METHOD", "")
+        if method == "PROPFIND" and environ.get("HTTP_DEPTH", "infinity").strip().lower() == "infinity" \
+                and not _on_collection(environ):
+            environ["HTTP_DEPTH"] = "0"  # on a document (or nothing) infinity and 0 are the same answer
         if method == "PROPFIND" and environ.get("HTTP_DEPTH", "infinity").strip().lower() == "infinity":
             body = (b'<?xml version="1.0" encoding="utf-8"?>\n<D:error xmlns:D="DAV:"><D:propfind-finite-depth/>'
                     b"</D:error>\n")
@@ -617,6 +630,79 @@ class RequestChecks(BaseMiddleware):
         except ParseError:
             return None  # malformed XML: wsgidav answers 400 with its own reason
         return None
+
+
+#: the core's checks each write method starts with (its operation's own first step, refusals recorded)
+_WRITE_CHECKS = {"PUT": "may_upload", "MKCOL": "may_mkdir", "DELETE": "may_remove", "PROPPATCH": "check_writable"}
+
+
+def _core_first(fn, *args, **kw) -> None:
+    """A refusal of the core's check ends the request; "not found" and "exists" are left to wsgidav's own
+    answers (its lookups give those, as before)."""
+    try:
+        fn(*args, **kw)
+    except (NotFound, AlreadyExists):
+        pass
+    except GatewayError as exc:
+        raise to_dav_error(exc) from None
+
+
+class WriteChecks(BaseMiddleware):
+    """Every write asks the core first, before wsgidav looks anything up. wsgidav resolves the target and its
+    parent before it calls the provider, and answered what the core refused there (an uploader's PUT into a centre
+    that is not active, anything by the security cell) without the core's record; now the core's check -- the
+    first step of its own operation -- refuses, on the record exactly as over SFTP.
+
+    LOCK asks the core whether the account may lock there, and for how long (the Timeout header becomes what it
+    grants). Locks are held under the canonical account name, which carries whether other accounts' locks hold the
+    account's writes back (never POD MI's deliveries: :class:`gateway.davstate.GatewayLockManager`)."""
+
+    def __init__(self, wsgidav_app, next_app, config):
+        super().__init__(wsgidav_app, next_app, config)
+        self.mount = config.get("mount_path") or ""
+        self._locking = threading.Lock()  # one LOCK at a time in this process: the per-account bound holds
+
+    def is_disabled(self):
+        return False
+
+    def __call__(self, environ, start_response):
+        session = _session(environ)
+        environ["wsgidav.auth.user_name"] = LockPrincipal(session.principal.name, session.held_back_by_others_locks())
+        method = environ["REQUEST_METHOD"]
+        path = environ.get("PATH_INFO") or "/"
+        if method == "LOCK":
+            return self._lock(session, path, environ, start_response)
+        if _is_junk(path.rstrip("/").rsplit("/", 1)[-1]):
+            return self.next_app(environ, start_response)
+        if method in _WRITE_CHECKS:
+            _core_first(getattr(session, _WRITE_CHECKS[method]), path)
+        elif method in ("COPY", "MOVE") and (dest := self._destination(environ)) is not None:
+            _core_first(session.may_copy_or_move, path, dest, move=method == "MOVE")
+        return self.next_app(environ, start_response)
+
+    def _destination(self, environ) -> str | None:
+        """The Destination header as a path below the mount; None when it is not one (wsgidav refuses it)."""
+        dest = urlparse(unquote(environ.get("HTTP_DESTINATION", "")), allow_fragments=False).path
+        return dest[len(self.mount):] if dest.startswith(self.mount + "/") else None
+
+    def _lock(self, session: MailboxSession, path: str, environ, start_response):
+        depth = (environ.get("HTTP_DEPTH") or "infinity").strip().lower()
+        owner = None
+        if environ.get("CONTENT_LENGTH") in (None, "", "0"):  # a refresh of the lock named in the If header
+            lock = self._refreshed_lock(environ)
+            if lock is None:
+                return self.next_app(environ, start_response)  # wsgidav answers 400 or 412
+            owner = lock["principal"]
+        timeout = util.read_timeout_value_header(environ.get("HTTP_TIMEOUT", ""))
+        with self._locking:
+            seconds = _core(partial(session.authorize_lock, path, depth=depth, timeout=timeout, owner=owner))
+            environ["HTTP_TIMEOUT"] = f"Second-{seconds}"
+            return list(self.next_app(environ, start_response))
+
+    def _refreshed_lock(self, environ) -> dict | None:
+        util.parse_if_header_dict(environ)
+        tokens = environ.get("wsgidav.ifLockTokenList") or []
+        return self.wsgidav_app.lock_manager.get_lock(tokens[0]) if len(tokens) == 1 else None
 
 
 class SessionGuard(BaseMiddleware):
@@ -837,10 +923,10 @@ def create_app(mailbox: Mailbox, *, mount_path: str = "/dav", auth_cache_seconds
         "http_authenticator": {"domain_controller": GatewayDomainController, "accept_basic": True,
                                "accept_digest": False, "default_to_digest": False, "trusted_auth_header": None},
         "instpages": {"mailbox": mailbox, "auth_cache_seconds": auth_cache_seconds},
-        "middleware_stack": [ErrorPrinter, HTTPAuthenticator, SessionGuard, RequestChecks, FastPropfind,
+        "middleware_stack": [ErrorPrinter, HTTPAuthenticator, SessionGuard, RequestChecks, WriteChecks, FastPropfind,
                              ListingPage, RequestResolver],
         "property_manager": DbPropertyManager(mailbox.repo),
-        "lock_storage": DbLockStorage(mailbox.repo),
+        "lock_storage": DbLockStorage(mailbox.repo, max_seconds=mailbox.config.webdav.lock_max_seconds),
         "dir_browser": {"enable": False},
         "suppress_version_info": True,
         "add_header_MS_Author_Via": True,
@@ -852,5 +938,9 @@ def create_app(mailbox: Mailbox, *, mount_path: str = "/dav", auth_cache_seconds
     }
     if not fast_propfind:
         config["middleware_stack"].remove(FastPropfind)
-    return FrontDoor(WsgiDAVApp(config), trusted_proxies, crl)
+    dav = WsgiDAVApp(config)
+    dav.lock_manager = GatewayLockManager(config["lock_storage"])
+    for provider in dav.provider_map.values():
+        provider.set_lock_manager(dav.lock_manager)
+    return FrontDoor(dav, trusted_proxies, crl)
 

@@ -2,14 +2,15 @@
 # Installs the Debian packages the test suite drives for real, only those missing:
 #   openssh-client  (sftp, ssh-keygen: the real SSH client of the tests)
 #   postgresql      (a throwaway cluster when $DATABASE_URL is not set)
-#   curl, litmus, cadaver, rclone  (the real WebDAV clients of tests/gateway/test_webdav*.py)
+#   curl, litmus, cadaver, rclone  (the real WebDAV clients of tests/gateway/test_webdav*.py; webdav4 is in
+#                   pyproject's test extra), openssl (PKCS#12 client certificates for cadaver)
 #   slapd, ldap-utils (the real directory), libldap2-dev libsasl2-dev (to build python-ldap)
 #   chromium        (the real browser Playwright drives in tests/gateway/test_console_browser.py; Playwright
 #                    never downloads a browser here)
 # Never starts a system service: a policy-rc.d forbids service starts during the install.
 set -euo pipefail
 
-packages=(openssh-client postgresql curl litmus cadaver rclone slapd ldap-utils libldap2-dev libsasl2-dev chromium)
+packages=(openssh-client postgresql curl litmus cadaver rclone openssl slapd ldap-utils libldap2-dev libsasl2-dev chromium)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$pkg")

@@ -20,6 +20,7 @@ from storage import db
 from storage.models import (Account, AuditEvent, AuditHead, ClientCertificate, DevicePassword, Document, Folder, Grant,
                             Institution, LoginFailure, OutboxMessage, SSHKey, StatusChange, TokenCard, TokenChallenge,
                             TokenCode)
+from storage.models import DavLock
 
 I = Institution.__table__
 A = Account.__table__
@@ -37,6 +38,7 @@ DP = DevicePassword.__table__
 LF = LoginFailure.__table__
 SC = StatusChange.__table__
 OB = OutboxMessage.__table__
+DL = DavLock.__table__
 
 GENESIS = "0" * 64
 
@@ -509,6 +511,13 @@ class Repository:
 
     def live_blob_ids(self, c: Connection) -> set[str]:
         return {r[0] for r in c.execute(sa.select(D.c.blob_id).where(D.c.state != "aborted"))}
+
+    # -- WebDAV locks (their rows are written by gateway.davstate) ----------------------------------------------
+    def dav_locks_held(self, c: Connection, principal: str, now: float) -> int:
+        """Live WebDAV locks held by the account named ``principal`` (kept in each lock's JSON record; locks
+        are few, every account's being bounded). A negative expiry never ends."""
+        rows = c.execute(sa.select(DL.c.data).where(sa.or_(DL.c.expire < 0, DL.c.expire >= now)))
+        return sum(1 for r in rows if json.loads(r.data).get("principal") == principal)
 
     # -- people: token cards, challenges, device passwords ----------------------------------------------------
     def set_account(self, c: Connection, account_id: int, **values) -> None:

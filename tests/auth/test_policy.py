@@ -5,7 +5,8 @@ import itertools
 
 import pytest
 
-from auth.policy import Action, Decision, decide, sees_only_own_documents
+from auth.policy import (Action, Decision, LockTarget, decide, decide_lock, held_back_by_others_locks,
+                         sees_only_own_documents)
 from auth.principal import Grant, Principal, Role
 
 OWN, OTHER = "0212345668", "0207123456"
@@ -19,6 +20,7 @@ P = {
     "staff-none": Principal(5, "nobody", Role.STAFF),
     "local-admin": Principal(6, "ladmin", Role.LOCAL_ADMIN, OWN),
     "cell": Principal(7, "cell", Role.SECURITY_CELL),
+    "staff-w": Principal(8, "staffw", Role.STAFF, grants=frozenset({Grant(OWN, can_write=True)})),
 }
 
 # expected decision on the OWN/granted centre when it is active
@@ -77,3 +79,44 @@ def test_uploaders_see_only_their_own_documents():
 def test_principal_is_frozen():
     with pytest.raises(AttributeError):
         P["staff"].role = Role.SECURITY_CELL  # type: ignore[misc]
+
+
+# -- WebDAV locks: a write permission ----------------------------------------------------------------------------
+LOCK_TARGETS = [LockTarget.MAILBOX, LockTarget.FOLDER, LockTarget.FREE_NAME, LockTarget.DOCUMENT]
+# expected decision on the OWN/granted centre when it is active
+LOCKS_ACTIVE_OWN = {
+    #              MAILBOX FOLDER FREE DOCUMENT
+    "uploader":    (A,      A,     A,   A),      # it may create anywhere in an active centre
+    "archiver":    (D,      D,     D,   A),      # removes: may lock a document before its DELETE
+    "staff":       (D,      D,     D,   D),      # read-only: never, at any depth
+    "staff-rm":    (D,      D,     D,   A),
+    "staff-w":     (A,      A,     A,   A),
+    "staff-none":  (H,      H,     H,   H),
+    "local-admin": (D,      D,     D,   D),
+    "cell":        (D,      D,     D,   D),
+}
+
+
+@pytest.mark.parametrize("who,target", list(itertools.product(LOCKS_ACTIVE_OWN, range(len(LOCK_TARGETS)))))
+def test_lock_needs_the_right_to_write_there(who, target):
+    assert decide_lock(P[who], LOCK_TARGETS[target], OWN, "active") is LOCKS_ACTIVE_OWN[who][target]
+
+
+@pytest.mark.parametrize("who", list(P))
+@pytest.mark.parametrize("status", ["active", "paper"])
+def test_nobody_locks_the_top_level(who, status):
+    assert decide_lock(P[who], LockTarget.ROOT, None, status) is D
+    assert decide_lock(P[who], LockTarget.ROOT, OWN, status) is D
+
+
+@pytest.mark.parametrize("status", ["paper", "requested", "suspended"])
+def test_no_new_locks_where_nothing_may_be_created(status):
+    assert decide_lock(P["uploader"], LockTarget.FREE_NAME, OTHER, status) is N
+    assert decide_lock(P["staff-w"], LockTarget.FREE_NAME, OWN, status) is N
+    assert decide_lock(P["staff"], LockTarget.MAILBOX, OWN, status) is D
+    assert decide_lock(P["staff-w"], LockTarget.FREE_NAME, OTHER, status) is H
+
+
+def test_only_deliveries_ignore_other_accounts_locks():
+    assert not held_back_by_others_locks(P["uploader"])
+    assert all(held_back_by_others_locks(P[w]) for w in P if w != "uploader")

@@ -4,8 +4,8 @@
 Covers: GET (the bytes an uploader sent over SFTP), ranged GET, HEAD, ETag/Last-Modified; PUT by a staff member
 with a write grant (atomic, PDF only with a plain-text 415 reason, never over an existing document, identical
 re-PUT harmless); DELETE = archive (restorable); PROPFIND Depth 0/1 parsed (names, sizes), Depth infinity
-refused; MKCOL; COPY/MOVE never into another centre or host, no MOVE of committed documents; LOCK/UNLOCK and locks
-surviving a restart; the role x operation x centre matrix with the same expectations as SFTP (a hidden centre
+refused on collections and answered on documents; MKCOL; COPY/MOVE never into another centre or host, no MOVE of
+committed documents; LOCK/UNLOCK and locks surviving a restart; the role x operation x centre matrix with the same expectations as SFTP (a hidden centre
 answers exactly like a centre that does not exist); OPTIONS unauthenticated, 401 for everything else without
 valid credentials, ``DOMAIN\\user``; PUTs cut off midway (short Content-Length, unterminated chunked body) leave
 nothing; XML bombs and external entities refused; the HTML listing escapes names and has download links; SFTP
@@ -396,6 +396,20 @@ def test_propfind_depth_infinity_is_refused(world, dav, depth):
     assert dav.request("PROPFIND", "/", headers={"Depth": "1"}, user="staff-a").status == 207
 
 
+@pytest.mark.parametrize("depth", ["infinity", None])
+def test_propfind_on_a_document_without_depth_is_answered(world, dav, folder, tmp_path, depth):
+    """On a document, Depth infinity (the default when the header is missing, as webdav4 sends it) and Depth 0
+    are the same answer; a name that holds nothing is plainly not found."""
+    sftp_put(world, "podmi", CENTRE_A, folder, {"stuk.pdf": PDF1}, tmp_path)
+    args = ["-X", "PROPFIND"] + (["-H", f"Depth: {depth}"] if depth else [])
+    r = dav.curl(*args, dav.url(f"/{CENTRE_A}/{folder}/stuk.pdf"), user="staff-a", tmp=tmp_path)
+    assert r.status == 207, r
+    [(href, props)] = parse_multistatus(r.body).items()
+    assert href.endswith(f"/{folder}/stuk.pdf") and props["size"] == len(PDF1) and not props["collection"]
+    missing = dav.curl(*args, dav.url(f"/{CENTRE_A}/{folder}/geen.pdf"), user="staff-a", tmp=tmp_path)
+    assert missing.status == 404, missing
+
+
 def test_mkcol(world, dav, folder, tmp_path):
     path = f"/{CENTRE_A}/{folder}/"
     r = dav.curl("-X", "MKCOL", dav.url(path), user=WRITER, tmp=tmp_path)
@@ -546,8 +560,9 @@ def expected(user: str, centre: str) -> dict:
         return dict(root=False, **{op: HIDDEN for op in OPS[1:]})
     writes = centre in WRITES.get(user, ())
     if writes and not active:
+        # removing needs the remove grant, whatever the name: refused as over SFTP, before looking the name up
         not_active = (DENIED, f"status: {STATUS[centre]}")
-        return dict(root=True, ls=OK, stat=MISSING, get=MISSING, put=not_active, mkdir=not_active, rm=MISSING,
+        return dict(root=True, ls=OK, stat=MISSING, get=MISSING, put=not_active, mkdir=not_active, rm=(DENIED, None),
                     rename=MISSING)
     return dict(root=True, ls=OK, stat=OK, get=OK, put=OK if writes else (DENIED, None),
                 mkdir=OK if writes else (DENIED, None), rm=OK if centre in REMOVES.get(user, ()) else (DENIED, None),

@@ -1,5 +1,6 @@
 """Real WebDAV clients against the gateway over loopback TLS: the ``litmus`` compliance suite, ``rclone``'s webdav
-backend and a scripted ``cadaver`` session (Debian packages litmus, rclone, cadaver).
+backend, scripted ``cadaver`` sessions, curl and ``webdav4`` (Debian packages litmus, rclone, cadaver, curl,
+openssl; webdav4 from the test extra).
 
 - litmus must pass *all* of basic, copymove, props, locks and http (run without ``-k``, rc 0, 0 failed in every
   summary) on a scratch centre whose content rule accepts any type and whose documents are mutable, with an
@@ -9,6 +10,9 @@ backend and a scripted ``cadaver`` session (Debian packages litmus, rclone, cada
   PUT of litmus' non-PDF bodies refused with 415 and its reason, nothing stored; a read-only account is refused
   with 403 and a reason.
 - ``rclone copy`` out of a mailbox gives byte-identical files; ``cadaver`` lists, gets and is refused a put.
+- The client matrix: curl, rclone, cadaver and webdav4 (PyPI) each put as POD MI with its pinned client
+  certificate, list, get (SHA-256 compared) and remove as staff with a device password wherever the role allows,
+  and meet an error wherever it does not. davfs2 is left out: it needs a kernel mount.
 """
 from __future__ import annotations
 
@@ -17,10 +21,12 @@ import os
 import pty
 import re
 import select
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 import pytest
 import sqlalchemy as sa
@@ -313,3 +319,235 @@ def test_cadaver_scripted_session(clients_world, request, tmp_path):
     assert "failed" in put and "415" in put, put
     assert rc == 0
     assert sorted(n for f, n in committed(world, CENTRE_A) if f == folder) == ["brief.pdf", "tweede.pdf"]
+
+
+# -- the client matrix -------------------------------------------------------------------------------------------
+# Every WebDAV client POD MI and the centres script with, against one ordinary centre (PDF only, immutable): the
+# uploader (its pinned client certificate) puts and lists what it sent but may not read it back; staff with a
+# device password list and get (bytes compared by SHA-256), and remove only with the remove grant; every refused
+# operation is an error in the client.
+MX = with_check("03330003")
+MX_UPLOADER, MX_READER, MX_REMOVER = "wdc-mx-podmi", "wdc-mx-reader", "wdc-mx-remover"
+MATRIX_CLIENTS = ("curl", "rclone", "cadaver", "webdav4")
+
+
+@dataclass
+class Who:
+    """How a client logs in: Basic (a device password) or a client certificate (PEM pair, and PKCS#12)."""
+    user: str = ""
+    password: str = ""
+    cert: tuple[Path, Path] | None = None
+    p12: Path | None = None
+
+
+@pytest.fixture(scope="module")
+def mx(world, tmp_path_factory):
+    from tests.machinecert import as_pkcs12, make_cert
+
+    tmp = tmp_path_factory.mktemp("matrix")
+    a = world.admin
+    a.add_institution(MX, "OCMW Klanten", "active")
+    cert = make_cert(tmp, MX_UPLOADER)
+    a.add_account(MX_UPLOADER, "uploader", client_certs=[cert[0].read_text()])
+    world._server.https.refresh_trust()
+    who = {"uploader": Who(cert=cert, p12=as_pkcs12(*cert))}
+    for name, remove in ((MX_READER, False), (MX_REMOVER, True)):
+        a.add_account(name, "staff", password=f"{name}-password-1")
+        a.grant(name, MX, can_remove=remove)
+        who[name] = Who(name, a.create_device_password(name, "client matrix")[1])
+    return who
+
+
+class CurlClient:
+    def __init__(self, world, who: Who, tmp: Path):
+        self.base, self.tmp = world.dav_url, tmp
+        self.args = ["curl", "-sS", "-f", "--max-time", "30", "--cacert", str(world.config.tls_cert_path)]
+        self.args += ["--cert", str(who.cert[0]), "--key", str(who.cert[1])] if who.cert else \
+            ["-u", f"{who.user}:{who.password}"]
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(self.args + list(args), capture_output=True, timeout=60)
+
+    def put(self, remote: str, local: Path) -> bool:
+        return self._run("-T", str(local), self.base + quote(remote)).returncode == 0
+
+    def get(self, remote: str, local: Path) -> bool:
+        return self._run("-o", str(local), self.base + quote(remote)).returncode == 0
+
+    def rm(self, remote: str) -> bool:
+        return self._run("-X", "DELETE", self.base + quote(remote)).returncode == 0
+
+    def ls(self, remote: str) -> list[str]:
+        p = self._run("-X", "PROPFIND", "-H", "Depth: 1", self.base + quote(remote))
+        assert p.returncode == 0, p.stderr
+        hrefs = [unquote(h) for h in re.findall(rb"<D:href>([^<]*)</D:href>", p.stdout)]
+        return [h.rstrip("/").rsplit("/", 1)[-1] for h in hrefs if h.rstrip("/") != ("/dav" + remote).rstrip("/")]
+
+
+class RcloneClient:
+    def __init__(self, world, who: Who, tmp: Path):
+        home = tmp / "rclone-home"
+        home.mkdir(exist_ok=True)
+        self.env = dict(os.environ, HOME=str(home), RCLONE_CONFIG=str(home / "rclone.conf"),
+                        RCLONE_CONFIG_X_TYPE="webdav", RCLONE_CONFIG_X_URL=world.dav_url, RCLONE_CONFIG_X_VENDOR="other")
+        self.flags = ["--ca-cert", str(world.config.tls_cert_path), "--retries", "1", "--low-level-retries", "1"]
+        if who.cert:
+            self.flags += ["--client-cert", str(who.cert[0]), "--client-key", str(who.cert[1])]
+        else:
+            obscured = subprocess.run(["rclone", "obscure", who.password], capture_output=True, text=True,
+                                      check=True).stdout.strip()
+            self.env.update(RCLONE_CONFIG_X_USER=who.user, RCLONE_CONFIG_X_PASS=obscured)
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["rclone", *args, *self.flags], env=self.env, capture_output=True, text=True,
+                              timeout=60)
+
+    def put(self, remote: str, local: Path) -> bool:
+        return self._run("copyto", str(local), "X:" + remote).returncode == 0
+
+    def get(self, remote: str, local: Path) -> bool:
+        return self._run("copyto", "X:" + remote, str(local)).returncode == 0 and local.exists()
+
+    def rm(self, remote: str) -> bool:
+        return self._run("deletefile", "X:" + remote).returncode == 0
+
+    def ls(self, remote: str) -> list[str]:
+        p = self._run("lsf", "X:" + remote)
+        assert p.returncode == 0, p.stderr
+        return [ln.rstrip("/") for ln in p.stdout.splitlines() if ln.strip()]
+
+
+class CadaverClient:
+    """One scripted cadaver session per operation, on a pseudo-terminal (it asks about the server certificate
+    there); Basic credentials from ~/.netrc, a client certificate (PKCS#12) set before the connection opens."""
+
+    def __init__(self, world, who: Who, tmp: Path):
+        self.base = world.dav_url
+        self.p12 = who.p12
+        self.home = tmp / f"cadaver-home-{who.user or 'cert'}"
+        self.home.mkdir(exist_ok=True)
+        if not who.cert:
+            (self.home / ".netrc").write_text(f"machine 127.0.0.1\nlogin {who.user}\npassword {who.password}\n")
+            (self.home / ".netrc").chmod(0o600)
+
+    def _session(self, directory: str, command: str) -> str:
+        s = Pty(["cadaver"], self.home,
+                {"HOME": str(self.home), "PATH": os.environ["PATH"], "TERM": "dumb", "LANG": "C.UTF-8"})
+        try:
+            s.expect(b"dav:")
+            if self.p12:
+                s.send(f"set client-cert {self.p12}")
+                s.expect(b"dav:")
+            s.send(f"open {self.base + quote(directory)}")
+            s.expect(b"(y/n)")  # the self-signed server certificate
+            s.send("y")
+            s.expect(b"dav:")
+            s.send(command)
+            out = s.expect(b"dav:").decode("utf-8", "replace")
+            s.send("quit")
+            s.close()
+        finally:
+            if s.proc.poll() is None:
+                s.proc.kill()
+        return out
+
+    @staticmethod
+    def _split(remote: str) -> tuple[str, str]:
+        d, _, name = remote.rpartition("/")
+        return d + "/", name
+
+    def put(self, remote: str, local: Path) -> bool:
+        d, name = self._split(remote)
+        return "succeeded" in self._session(d, f'put "{local}" "{name}"')
+
+    def get(self, remote: str, local: Path) -> bool:
+        d, name = self._split(remote)
+        return "succeeded" in self._session(d, f'get "{name}" "{local}"') and local.exists()
+
+    def rm(self, remote: str) -> bool:
+        d, name = self._split(remote)
+        return "succeeded" in self._session(d, f'rm "{name}"')
+
+    def ls(self, remote: str) -> list[str]:
+        out = self._session(remote, "ls")
+        if "collection is empty" in out:
+            return []
+        assert "succeeded" in out, out
+        return [ln.split()[0] for ln in out.splitlines()[1:] if ln.startswith(" ") and ln.split()]
+
+
+class Webdav4Client:
+    def __init__(self, world, who: Who, tmp: Path):
+        from webdav4.client import Client
+
+        tls = ssl.create_default_context(cafile=str(world.config.tls_cert_path))
+        if who.cert:
+            tls.load_cert_chain(*map(str, who.cert))
+        self.client = Client(world.dav_url, auth=None if who.cert else (who.user, who.password), verify=tls,
+                             retry=False, timeout=30)
+
+    def _ok(self, fn, *args) -> bool:
+        from webdav4.client import ClientError
+        from httpx import HTTPError
+
+        try:
+            fn(*args)
+            return True
+        except (ClientError, HTTPError) as exc:
+            self.last_error = exc
+            return False
+
+    def put(self, remote: str, local: Path) -> bool:
+        return self._ok(self.client.upload_file, str(local), remote)
+
+    def get(self, remote: str, local: Path) -> bool:
+        return self._ok(self.client.download_file, remote, str(local))
+
+    def rm(self, remote: str) -> bool:
+        return self._ok(self.client.remove, remote)
+
+    def ls(self, remote: str) -> list[str]:
+        return [e.rstrip("/").rsplit("/", 1)[-1] for e in self.client.ls(remote, detail=False)]
+
+
+CLIENT_CLASSES = {"curl": CurlClient, "rclone": RcloneClient, "cadaver": CadaverClient, "webdav4": Webdav4Client}
+
+
+def sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("client", MATRIX_CLIENTS)
+def test_client_matrix(world, mx, client, tmp_path):
+    folder = f"/{MX}/mx-{client}"
+    make = CLIENT_CLASSES[client]
+    up, reader, remover = (make(world, mx[w], tmp_path) for w in ("uploader", MX_READER, MX_REMOVER))
+    mkcol = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert",
+                            str(world.config.tls_cert_path), "--cert", str(mx["uploader"].cert[0]), "--key",
+                            str(mx["uploader"].cert[1]), "-X", "MKCOL", world.dav_url + quote(folder + "/")],
+                           capture_output=True, text=True, timeout=30)
+    assert mkcol.stdout == "201", mkcol
+    doc, other = tmp_path / "brief.pdf", tmp_path / "lezer.pdf"
+    doc.write_bytes(minimal_pdf(f"delivered with {client}", pages=3))
+    other.write_bytes(minimal_pdf("not to be stored"))
+    problems = []
+
+    def check(ok: bool, what: str) -> None:
+        if not ok:
+            problems.append(what)
+
+    check(up.put(f"{folder}/brief.pdf", doc), "uploader: put failed")
+    check("brief.pdf" in up.ls(folder + "/"), "uploader: its upload not listed")
+    check(not up.get(f"{folder}/brief.pdf", tmp_path / "by-uploader.pdf"), "uploader: get was not refused")
+    check("brief.pdf" in reader.ls(folder + "/"), "reader: not listed")
+    got = tmp_path / "got.pdf"
+    check(reader.get(f"{folder}/brief.pdf", got) and sha(got) == sha(doc), "reader: get failed or other bytes")
+    check(not reader.put(f"{folder}/lezer.pdf", other), "reader: put was not refused")
+    check(not reader.rm(f"{folder}/brief.pdf"), "reader: remove was not refused")
+    check(remover.rm(f"{folder}/brief.pdf"), "remover: remove failed")
+    check("brief.pdf" not in reader.ls(folder + "/"), "reader: still listed after the removal")
+    assert not problems, f"{client}: " + "; ".join(problems)
+    with world.repo.read() as c:
+        rows = c.execute(sa.text("select name, state from documents where institution_id = :i and folder = :f "
+                                 "and state in ('committed', 'archived')"), {"i": MX, "f": f"mx-{client}"}).all()
+    assert sorted(map(tuple, rows)) == [("brief.pdf", "archived")]
