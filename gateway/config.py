@@ -8,6 +8,7 @@ out-of-range values are refused at start with the key named.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import ipaddress
 import os
 import tomllib
@@ -131,6 +132,9 @@ class DocumentsConfig:
     allow_active_content: bool = False
     #: names ending in one of these are staged uploads, committed by a rename (WinSCP, FileZilla)
     temporary_suffixes: tuple[str, ...] = (".filepart", ".part")
+    #: whole names (shell-style patterns, case-sensitive) that are staged uploads too: rclone uploads to
+    #: ``NAME.<8 random characters>.partial`` and renames
+    temporary_patterns: tuple[str, ...] = ("*.????????.partial",)
     #: folder levels below a centre's mailbox
     max_depth: int = 4
     max_name_length: int = 200
@@ -322,6 +326,9 @@ def _validate(cfg: Config) -> None:
     need(16 <= cfg.documents.max_name_length <= 255, "documents.max_name_length", "must be between 16 and 255")
     need(all(s.startswith(".") and len(s) > 1 for s in cfg.documents.temporary_suffixes),
          "documents.temporary_suffixes", "each suffix must start with a dot")
+    need(all(p and "/" not in p and not fnmatch.fnmatchcase("document.pdf", p)
+             for p in cfg.documents.temporary_patterns),
+         "documents.temporary_patterns", "a pattern may not contain / nor match an ordinary name (document.pdf)")
     need(cfg.documents.staged_ttl_hours > 0, "documents.staged_ttl_hours", "must be positive")
     need(cfg.smtp.security in ("starttls", "tls", "none"), "smtp.security", 'must be "starttls", "tls" or "none"')
     need(0 < cfg.smtp.port <= 65535, "smtp.port", "must be between 1 and 65535")

@@ -504,7 +504,8 @@ class MailboxSession:
 
     # -- uploads ------------------------------------------------------------------------------------------------
     def _is_temporary_name(self, name: str) -> bool:
-        return any(name.endswith(s) and len(name) > len(s) for s in self.mailbox.config.documents.temporary_suffixes)
+        docs = self.mailbox.config.documents
+        return vpath.is_temporary_name(name, suffixes=docs.temporary_suffixes, patterns=docs.temporary_patterns)
 
     def open_upload(self, raw) -> "Upload":
         path = self._parse(raw)

@@ -454,6 +454,26 @@ def test_uploader_removes_its_staged_filepart(world, folder):
     assert any("staged upload removed" in d for o, d in outcomes if o == "aborted")
 
 
+def test_configured_temporary_name_patterns_are_staged(make_gateway):
+    """An operator adds a client's temporary names ([documents] temporary_patterns): such an upload stays
+    invisible to the centre until its uploader renames it to the final name."""
+    gw = make_gateway(env={"INSTPAGES_DOCUMENTS_TEMPORARY_PATTERNS": "*.????????.partial,*.upload"})
+    data = samples.minimal_pdf("staged under a configured name")
+
+    async def go():
+        async with gw.connect("podmi") as up, up.start_sftp_client() as s, \
+                gw.connect("arch-a") as ar, ar.start_sftp_client() as a:
+            await put(s, f"/{A}/x.pdf.upload", data)
+            staged = await names(a, f"/{A}"), await names(s, f"/{A}")
+            await s.rename(f"/{A}/x.pdf.upload", f"/{A}/x.pdf")
+            return staged, await names(a, f"/{A}"), await get(a, f"/{A}/x.pdf")
+
+    (centre_sees, uploader_sees), after, got = run(go())
+    assert centre_sees == set() and uploader_sees == {"x.pdf.upload"}
+    assert after == {"x.pdf"} and got == data
+    assert [e.outcome for e in events(gw, "upload", f"/{A}/x.pdf.upload")] == ["staged"]
+
+
 def test_renaming_a_committed_document_is_refused(world, folder, tmp_path):
     data = samples.minimal_pdf(f"{folder} committed")
     base = f"/{A}/{folder}"
