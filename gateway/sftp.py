@@ -7,6 +7,7 @@ status codes through the one table ``_STATUS``. Permissions and the audit record
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import stat as statmod
@@ -22,6 +23,7 @@ from asyncssh import SFTPAttrs, SFTPName
 from auth.authenticator import (AuthenticationFailed, CertificateCredentials, PasswordCredentials,
                                 PublicKeyCredentials, TokenCredentials)
 from gateway import path as vpath
+from gateway import sshcompat  # noqa: F401  (asyncssh adjustments, installed at import)
 from gateway.config import Config
 from gateway.errors import (AlreadyExists, AuthenticationFailed as GenericAuthFailure, ContentRefused, GatewayError,
                             InstitutionNotActive, IntegrityFailure, InvalidName, NotFound, PermissionDenied,
@@ -76,27 +78,6 @@ def _longname(entry: Entry, now: float) -> bytes:
     t = time.gmtime(entry.mtime)
     when = time.strftime("%b %d %H:%M" if now - entry.mtime < 182 * 86400 else "%b %d  %Y", t)
     return f"{mode}    1 pages    pages    {entry.size:>12} {when} {entry.name}".encode()
-
-
-def _install_certificate_revocation_check() -> None:
-    """asyncssh validates an OpenSSH user certificate without showing the server the key inside it, so a
-    revoked key would still log in through a valid certificate. This wraps that one validation step to ask
-    the connection's owner (our _SSHConnection) whether the certified key is revoked."""
-    original = asyncssh.connection.SSHServerConnection._validate_openssh_certificate
-    if getattr(original, "_instpages", False):
-        return
-
-    async def checked(self, username, cert):
-        owner = getattr(self, "_owner", None)
-        if owner is not None and getattr(owner, "is_revoked", None) and owner.is_revoked(cert.key):
-            return None
-        return await original(self, username, cert)
-
-    checked._instpages = True
-    asyncssh.connection.SSHServerConnection._validate_openssh_certificate = checked
-
-
-_install_certificate_revocation_check()
 
 
 def _in_connection_cleanup() -> bool:
@@ -357,8 +338,24 @@ class _SSHConnection(asyncssh.SSHServer):
             self.ready.set()
 
 
+def _seek_data(size: int, offset: int, whence: int) -> int:
+    """``lseek`` with SEEK_DATA / SEEK_HOLE over a document of ``size`` bytes: asyncssh answers the
+    ``ranges@asyncssh.com`` extension it advertises (used by its client's ``get``) by seeking the open handle.
+    Documents have no holes: all of ``[0, size)`` is data, the only hole is at the end."""
+    if whence == os.SEEK_DATA:
+        if offset >= size:
+            raise OSError(errno.ENXIO, "no data after this offset")
+        return offset
+    if whence == os.SEEK_HOLE:
+        return size
+    raise asyncssh.SFTPOpUnsupported("documents are not seekable")
+
+
 class _UploadHandle:
     __slots__ = ("upload", "expected", "pending", "pending_bytes", "buffer", "flushing", "failed")
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        raise asyncssh.SFTPPermissionDenied("this upload is not readable")
 
     def __init__(self, upload: Upload):
         self.upload = upload
@@ -384,6 +381,9 @@ class _DownloadHandle:
         self.data = b""
         self.next_start = -1
         self.next: asyncio.Future | None = None
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return _seek_data(self.download.size, offset, whence)
 
     def _covers(self, start: int, data: bytes, offset: int, end: int) -> bool:
         return start <= offset and end <= start + len(data)
