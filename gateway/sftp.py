@@ -178,8 +178,8 @@ class SFTPFrontend:
 
 
 class _SSHConnection(asyncssh.SSHServer):
-    """Authentication for one connection: asyncssh proves possession (signatures, certificate validity and
-    principal); the core decides who that is and records the login."""
+    """Authentication for one connection: asyncssh proves possession (signatures, certificate validity); the core
+    decides who that is (a certificate's principals included) and records the login."""
 
     def __init__(self, fe: SFTPFrontend):
         self.fe = fe
@@ -271,11 +271,12 @@ class _SSHConnection(asyncssh.SSHServer):
         if self._refused:
             return False
         self._methods_tried.add("certificate")
-        fp = key.get_fingerprint("sha256")
-        if fp in self.fe.trusted_ca:
-            self._creds = CertificateCredentials(username, fp)
-            return True
-        return False
+        return key.get_fingerprint("sha256") in self.fe.trusted_ca
+
+    def certificate_accepted(self, username: str, cert) -> None:
+        """asyncssh validated ``cert`` (sshcompat): the core decides what it may log in as, from its principals."""
+        self._creds = CertificateCredentials(username, cert.signing_key.get_fingerprint("sha256"),
+                                             principals=tuple(cert.principals))
 
     def password_auth_supported(self) -> bool:
         # with a second factor required, a password alone can never succeed: do not offer the method

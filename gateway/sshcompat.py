@@ -2,9 +2,10 @@
 
 Each adjustment is installed once, at import, and is a no-op for connections whose owner does not ask for it:
 
-- OpenSSH user certificates: asyncssh validates a certificate without showing the server the key inside it,
-  so a revoked key would still log in through a valid certificate. The connection's owner is asked whether the
-  certified key is revoked (``owner.is_revoked(key)``).
+- OpenSSH user certificates: asyncssh validates a certificate without showing the server the key inside it or
+  the certificate itself. The connection's owner is asked whether the certified key is revoked
+  (``owner.is_revoked(key)``) and, once asyncssh accepted the certificate, is handed it
+  (``owner.certificate_accepted(username, cert)``), so that the core sees its principals and decides.
 - SFTP writes from pkg/sftp before 1.13.6 (Debian 12's rclone 1.60, whose concurrent writes send the first
   packets with padding after the data): OpenSSH's sftp-server ignores bytes after a request's last field, asyncssh
   answered SSH_FX_BAD_MESSAGE. A write's trailing bytes are ignored here too; nothing else is relaxed.
@@ -31,7 +32,15 @@ def _install_certificate_hooks() -> None:
         is_revoked = getattr(owner, "is_revoked", None)
         if is_revoked is not None and is_revoked(cert.key):
             return None
-        return await original(self, username, cert)
+        key = await original(self, username, cert)
+        accepted = getattr(owner, "certificate_accepted", None)
+        if key is not None and accepted is not None:
+            try:
+                accepted(username, cert)
+            except Exception:  # never a login on a certificate the owner could not take in
+                log.exception("certificate check failed")
+                return None
+        return key
 
     SSHServerConnection._validate_openssh_certificate = checked
 

@@ -733,6 +733,36 @@ def test_certificate_for_a_person_account_is_refused(cert_gateway, tmp_path):
     assert [(e.actor, e.detail) for e in failed] == [("staff-cert", reason)] * 2
 
 
+def test_a_certificate_without_principals_logs_in_as_nobody(cert_gateway, tmp_path):
+    """A certificate from the trusted CA that names no principal (OpenSSH reads that as "any user" only where a
+    principals file says so) is refused for every account, with the reason on the record; one naming the
+    account still logs in."""
+    gw, d = cert_gateway, cert_gateway.certs
+    gw.admin.add_account("arch-cert", "archiver", A, [])
+    ca = asyncssh.read_private_key(str(d / "user_ca"))
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    cert = ca.generate_user_certificate(key, "no-principals@test", principals=(), valid_after="-5m",
+                                        valid_before="+1h")
+    assert cert.principals == []
+    key.write_private_key(str(d / "anyone"))
+    (d / "anyone").chmod(0o600)
+    cert.write_certificate(str(d / "anyone-cert.pub"))
+
+    for user in ("pod-cert", "arch-cert"):
+        p = cert_openssh(gw, tmp_path, d / "anyone", d / "anyone-cert.pub", f"anyone-{user}", user=user)
+        shown = [line for line in p.stdout.splitlines() if not line.startswith("sftp>")]
+        assert p.returncode == 255 and not shown, (user, p.returncode, p.stdout, p.stderr)
+        assert not isinstance(run(cert_asyncssh(gw, "anyone", user=user)), set), user
+    assert stored_names(gw) == []
+    assert not [e for e in events(gw, "login") if e.outcome == "ok"]
+    refused = [(e.actor, e.detail) for e in events(gw, "login") if e.outcome == "failed"]
+    reason = "method=certificate; certificate names no principal"
+    assert sorted(refused) == sorted([("pod-cert", reason), ("arch-cert", reason)] * 2), refused
+
+    # a certificate that names the account still works
+    assert run(cert_asyncssh(gw, "valid")) == {"valid-asyncssh.pdf"}
+
+
 # -- the record ----------------------------------------------------------------------------------------------
 def test_the_record_of_a_delivery(world, folder, tmp_path):
     """login ok, list, upload committed, upload refused with its reason, download complete -- each on the
