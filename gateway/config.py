@@ -33,7 +33,11 @@ class SFTPConfig:
     user_ca_keys: tuple[str, ...] = ()
     #: files listing revoked public keys (OpenSSH one-line form; a certificate whose key is listed is refused too)
     revoked_keys: tuple[str, ...] = ()
-    login_timeout: int = 30
+    #: seconds a connection has to log in before it is dropped, on the record (OpenSSH's LoginGraceTime)
+    login_timeout: int = 120
+    #: refused authentication attempts one connection gets before it is dropped, on the record (OpenSSH's
+    #: MaxAuthTries)
+    max_auth_tries: int = 6
     #: seconds an idle session may stay open (0 = no limit)
     idle_timeout: int = 900
     #: accept password logins for local person accounts (LDAP and second factors come later)
@@ -316,7 +320,8 @@ def _validate(cfg: Config) -> None:
     except ValueError:
         need(cfg.sftp.host == "localhost" or (cfg.sftp.host.replace(".", "").replace("-", "").isalnum()),
              "sftp.host", "must be an IP address or host name")
-    need(cfg.sftp.login_timeout > 0, "sftp.login_timeout", "must be positive")
+    need(0 < cfg.sftp.login_timeout <= 3600, "sftp.login_timeout", "must be between 1 and 3600")
+    need(1 <= cfg.sftp.max_auth_tries <= 100, "sftp.max_auth_tries", "must be between 1 and 100")
     need(cfg.sftp.idle_timeout >= 0, "sftp.idle_timeout", "must not be negative")
     need(cfg.sftp.write_window >= 65536, "sftp.write_window", "must be at least 65536")
     need(4096 <= cfg.storage.chunk_size <= 16 * 1024 * 1024, "storage.chunk_size", "must be between 4096 and 16777216")

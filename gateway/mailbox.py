@@ -198,6 +198,12 @@ class Mailbox:
             self.repo.audit(c, AuditRecord("login", "failed", username[:64], protocol, source,
                                            detail=f"method={method}; {reason}"))
 
+    def record_disconnect(self, username: str, protocol: str, source: str, reason: str) -> None:
+        """A connection dropped before it logged in (too many attempts, too slow): on the record."""
+        log.warning("dropped a %s connection from %s before login (%r): %s", protocol, source, username[:64], reason)
+        with self.repo.write() as c:
+            self.repo.audit(c, AuditRecord("login", "disconnected", username[:64], protocol, source, detail=reason))
+
     def end_sessions(self, account_id: int, *, protocol: str, source: str) -> None:
         """Logout: every console / API session of the account issued until now ends, on every gateway process."""
         with self.repo.write() as c:

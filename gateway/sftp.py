@@ -20,6 +20,7 @@ from typing import AsyncIterator, Callable
 import asyncssh
 from asyncssh import SFTPAttrs, SFTPName
 
+from auth.attempts import ConnectionAttempts
 from auth.authenticator import (AuthenticationFailed, CertificateCredentials, PasswordCredentials,
                                 PublicKeyCredentials, TokenCredentials)
 from gateway import path as vpath
@@ -153,7 +154,9 @@ class SFTPFrontend:
             sftp_factory=lambda chan: GatewaySFTPServer(chan, self),
             allow_scp=False, agent_forwarding=False, x11_forwarding=False, allow_pty=False,
             kex_algs=KEX_ALGS, encryption_algs=ENCRYPTION_ALGS, mac_algs=MAC_ALGS, compression_algs=["none"],
-            signature_algs=SIGNATURE_ALGS, login_timeout=cfg.login_timeout, keepalive_interval=60,
+            # our own grace timer (_SSHConnection) drops a connection that has not logged in, on the record;
+            # asyncssh's is a backstop only
+            signature_algs=SIGNATURE_ALGS, login_timeout=cfg.login_timeout + 30, keepalive_interval=60,
             keepalive_count_max=3, server_version="InstitutionalPages", line_editor=False,
             encoding=None)
         return self.port
@@ -179,10 +182,15 @@ class SFTPFrontend:
 
 class _SSHConnection(asyncssh.SSHServer):
     """Authentication for one connection: asyncssh proves possession (signatures, certificate validity); the core
-    decides who that is (a certificate's principals included) and records the login."""
+    decides who that is (a certificate's principals included) and records the login. ``auth.attempts`` limits
+    the tries and the time one connection gets."""
 
     def __init__(self, fe: SFTPFrontend):
         self.fe = fe
+        cfg = fe.config.sftp
+        self._attempts = ConnectionAttempts(cfg.max_auth_tries, cfg.login_timeout)
+        self._grace: asyncio.TimerHandle | None = None
+        self._dropped = False
         self.session: MailboxSession | None = None
         self._creds = None
         self._source = ""
@@ -202,9 +210,37 @@ class _SSHConnection(asyncssh.SSHServer):
         self.fe.connections.add(conn)
         peer = conn.get_extra_info("peername")
         self._source = peer[0] if peer else ""
+        self._grace = asyncio.get_running_loop().call_later(
+            self._attempts.grace_seconds, self._drop, self._attempts.too_slow, "Login grace time exceeded")
+
+    def auth_refused(self, *, method_ran: bool) -> bool:
+        """asyncssh is about to refuse an authentication request (sshcompat): True when this was the last try
+        and the connection is dropped instead."""
+        if not self._attempts.refused(method_ran=method_ran):
+            return False
+        self._drop(self._attempts.too_many, "Too many authentication failures")
+        return True
+
+    def _drop(self, reason: str, told: str) -> None:
+        """Disconnect before login, with ``reason`` on the record (the client is told ``told``)."""
+        if self._conn is None or self.session is not None or self._dropped:
+            return
+        self._dropped = True
+        self._failure_recorded = True  # the disconnect is this connection's record, not also "no accepted key"
+        methods = ",".join(sorted(self._methods_tried)) or "none"
+        self.fe.executor.submit(self._record_disconnect, f"{reason}; methods tried: {methods}")
+        self._conn.disconnect(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, told)
+
+    def _record_disconnect(self, reason: str) -> None:
+        try:
+            self.fe.mailbox.record_disconnect(self._username, "sftp", self._source, reason)
+        except Exception:
+            log.exception("could not record a dropped connection from %s", self._source)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fe.connections.discard(self._conn)
+        if self._grace is not None:
+            self._grace.cancel()
         if self.session is None and self._methods_tried and not self._failure_recorded:
             # keys offered but none accepted: one failed login on the record (password failures are recorded
             # by the core as they happen)
@@ -323,6 +359,8 @@ class _SSHConnection(asyncssh.SSHServer):
         return await self._login(TokenCredentials(username, password, self._kbd_number, responses[0]))
 
     async def auth_completed(self) -> None:
+        if self._grace is not None:
+            self._grace.cancel()
         if self.session is not None:
             return
         creds = self._creds

@@ -6,6 +6,9 @@ Each adjustment is installed once, at import, and is a no-op for connections who
   the certificate itself. The connection's owner is asked whether the certified key is revoked
   (``owner.is_revoked(key)``) and, once asyncssh accepted the certificate, is handed it
   (``owner.certificate_accepted(username, cert)``), so that the core sees its principals and decides.
+- Authentication rounds: every refused userauth request is reported to the owner
+  (``owner.auth_refused(method_ran) -> bool``); when it answers True the owner has dropped the connection and
+  no failure message is sent (OpenSSH's MaxAuthTries).
 - SFTP writes from pkg/sftp before 1.13.6 (Debian 12's rclone 1.60, whose concurrent writes send the first
   packets with padding after the data): OpenSSH's sftp-server ignores bytes after a request's last field, asyncssh
   answered SSH_FX_BAD_MESSAGE. A write's trailing bytes are ignored here too; nothing else is relaxed.
@@ -43,6 +46,20 @@ def _install_certificate_hooks() -> None:
         return key
 
     SSHServerConnection._validate_openssh_certificate = checked
+
+
+def _install_auth_round_hook() -> None:
+    original = SSHServerConnection.send_userauth_failure
+
+    def send_userauth_failure(self, partial_success: bool) -> None:
+        # asyncssh sets _auth to the method's handler while it runs; None means no offered method ran
+        # (the "none" request clients start with, or a method the server does not offer)
+        refused = getattr(self.get_owner(), "auth_refused", None)
+        if refused is not None and refused(method_ran=getattr(self, "_auth", None) is not None):
+            return
+        original(self, partial_success)
+
+    SSHServerConnection.send_userauth_failure = send_userauth_failure
 
 
 async def _write_ignoring_padding(self, packet: SSHPacket):
@@ -88,6 +105,7 @@ def install() -> None:
     if getattr(SSHServerConnection, "_instpages_compat", False):
         return
     _install_certificate_hooks()
+    _install_auth_round_hook()
     # asyncssh creates the session handler by this module-level name when an SFTP subsystem starts
     _sftp.SFTPServerHandler = GatewaySFTPHandler
     SSHServerConnection._instpages_compat = True
