@@ -34,12 +34,21 @@ from gateway.mailbox import Download, Entry, Mailbox, MailboxSession, Upload
 
 log = logging.getLogger("instpages.sftp")
 
-# Modern algorithms only (no SHA-1, no CBC, no DSA, no small DH groups).
-KEX_ALGS = ["mlkem768x25519-sha256", "curve25519-sha256", "curve25519-sha256@libssh.org", "ecdh-sha2-nistp256",
-            "ecdh-sha2-nistp384", "ecdh-sha2-nistp521"]
-ENCRYPTION_ALGS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
-                   "aes256-ctr", "aes128-ctr"]
-MAC_ALGS = ["hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com", "hmac-sha2-256", "hmac-sha2-512"]
+# What ssh-audit rates clean, plus what a named client cannot do without (ssh-audit "warn", never "fail"). Clients
+# choose by their own preference order, so a modern client never picks an algorithm kept for an older one.
+# Checked by tests/gateway/test_sftp_algorithms.py (ssh-audit) and test_sftp_clients.py (the clients).
+KEX_ALGS = [  # post-quantum hybrids first, in OpenSSH 10's order
+    "mlkem768x25519-sha256",          # OpenSSH >= 9.9, paramiko 5, current rclone
+    *(["sntrup761x25519-sha512", "sntrup761x25519-sha512@openssh.com"]  # OpenSSH >= 9.0; asyncssh needs liboqs
+      if b"sntrup761x25519-sha512" in asyncssh.kex.get_kex_algs() else []),
+    "curve25519-sha256",              # no post-quantum protection (warn), but OpenSSH 9.2 (sftp, lftp), curl's
+                                      # libssh2 1.10 and rclone 1.60 (Debian 12) have nothing better
+    "curve25519-sha256@libssh.org",   # its old name, the only one paramiko < 5 knows (Debian 12's 2.12)
+]
+ENCRYPTION_ALGS = ["chacha20-poly1305@openssh.com", "aes256-gcm@openssh.com", "aes128-gcm@openssh.com",
+                   "aes256-ctr", "aes128-ctr"]  # CTR: curl's libssh2 1.10 has neither GCM nor ChaCha20
+MAC_ALGS = ["hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com",
+            "hmac-sha2-256"]  # encrypt-and-MAC (warn): curl's libssh2 1.10 has no encrypt-then-MAC
 SIGNATURE_ALGS = ["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
                   "rsa-sha2-512", "rsa-sha2-256", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com"]
 
