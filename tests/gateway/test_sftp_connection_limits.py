@@ -17,14 +17,18 @@ import pytest
 
 from tests.conftest import SFTP_OPTS, STAFF_PASSWORD, keygen, ssh_env
 
+DEFAULT_TRIES = 6   # OpenSSH's MaxAuthTries
 TRIES = 3
 GRACE = 2
 
 
-@pytest.fixture
-def gw(make_gateway):
-    """A gateway allowing TRIES attempts (and a minute to make them)."""
-    return make_gateway(env={"INSTPAGES_SFTP_MAX_AUTH_TRIES": str(TRIES), "INSTPAGES_SFTP_LOGIN_TIMEOUT": "60"})
+@pytest.fixture(params=[None, TRIES], ids=["default", "configured"])
+def gw(request, make_gateway):
+    """A gateway with the default number of attempts, or TRIES (``gw.tries``)."""
+    env = {"INSTPAGES_SFTP_MAX_AUTH_TRIES": str(request.param)} if request.param else {}
+    gw = make_gateway(env=env)
+    gw.tries = request.param or DEFAULT_TRIES
+    return gw
 
 
 @pytest.fixture
@@ -69,23 +73,24 @@ async def guess(gw, right: int = 0):
 
 
 def test_a_client_that_keeps_guessing_is_dropped_after_max_auth_tries(gw):
+    tries = gw.tries
     asked, result = asyncio.run(guess(gw))
-    assert asked == TRIES, f"the connection answered {asked} password prompts (limit {TRIES})"
+    assert asked == tries, f"the connection answered {asked} password prompts (limit {tries})"
     assert isinstance(result, asyncssh.DisconnectError) and "Too many authentication failures" in result.reason
     failed = [e for e in gw.audit(action="login", limit=200) if e.outcome == "failed" and e.actor == "staff-a"]
-    assert len(failed) == TRIES                     # each guess on the record by the core ...
+    assert len(failed) == tries                     # each guess on the record by the core ...
     drop = drops(gw)                                # ... and the drop with its reason
     assert [(e.actor, e.protocol, e.source) for e in drop] == [("staff-a", "sftp", "127.0.0.1")]
-    assert f"too many authentication attempts on one connection ({TRIES}, at most {TRIES})" in drop[0].detail
+    assert f"too many authentication attempts on one connection ({tries}, at most {tries})" in drop[0].detail
     assert "methods tried: password" in drop[0].detail
 
     # the last allowed try still logs in
-    asked, result = asyncio.run(guess(gw, right=TRIES))
-    assert asked == TRIES and isinstance(result, set), result
+    asked, result = asyncio.run(guess(gw, right=tries))
+    assert asked == tries and isinstance(result, set), result
 
 
 def test_openssh_offering_too_many_keys_is_told_so(gw, tmp_path):
-    keys = [keygen(tmp_path / f"k{i}") for i in range(TRIES + 2)]
+    keys = [keygen(tmp_path / f"k{i}") for i in range(gw.tries + 2)]
     cmd = ["sftp", *SFTP_OPTS, "-o", "BatchMode=yes", "-o", "PreferredAuthentications=publickey"]
     for k in keys:
         cmd += ["-i", str(k)]
