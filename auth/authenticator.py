@@ -44,12 +44,14 @@ class PublicKeyCredentials:
 
 @dataclass(frozen=True)
 class CertificateCredentials:
-    """An OpenSSH user certificate the protocol layer verified against a trusted user CA (validity and
-    principal checked there)."""
+    """An OpenSSH user certificate the protocol layer verified against a trusted user CA (signature and validity
+    dates checked there). ``principals`` are the names the certificate was issued for: it logs in only an account
+    it names, as OpenSSH requires; a certificate naming no principal names no account."""
 
     username: str
     ca_fingerprint: str
     key_id: str = ""
+    principals: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -231,6 +233,9 @@ class GatewayAuthenticator:
         if isinstance(creds, CertificateCredentials):
             if creds.ca_fingerprint not in self.trusted_ca_fingerprints:
                 raise AuthenticationFailed("certificate from an untrusted CA")
+            if creds.username not in creds.principals:
+                raise AuthenticationFailed("certificate names no principal" if not creds.principals
+                                           else "certificate does not name this account as a principal")
             acc = self.account(creds.username)
             if acc is None:
                 raise AuthenticationFailed("certificate principal names no account")

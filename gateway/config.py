@@ -8,6 +8,7 @@ out-of-range values are refused at start with the key named.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import ipaddress
 import os
 import tomllib
@@ -32,7 +33,11 @@ class SFTPConfig:
     user_ca_keys: tuple[str, ...] = ()
     #: files listing revoked public keys (OpenSSH one-line form; a certificate whose key is listed is refused too)
     revoked_keys: tuple[str, ...] = ()
-    login_timeout: int = 30
+    #: seconds a connection has to log in before it is dropped, on the record (OpenSSH's LoginGraceTime)
+    login_timeout: int = 120
+    #: refused authentication attempts one connection gets before it is dropped, on the record (OpenSSH's
+    #: MaxAuthTries)
+    max_auth_tries: int = 6
     #: seconds an idle session may stay open (0 = no limit)
     idle_timeout: int = 900
     #: accept password logins for local person accounts (LDAP and second factors come later)
@@ -135,6 +140,9 @@ class DocumentsConfig:
     allow_active_content: bool = False
     #: names ending in one of these are staged uploads, committed by a rename (WinSCP, FileZilla)
     temporary_suffixes: tuple[str, ...] = (".filepart", ".part")
+    #: whole names (shell-style patterns, case-sensitive) that are staged uploads too: rclone uploads to
+    #: ``NAME.<8 random characters>.partial`` and renames
+    temporary_patterns: tuple[str, ...] = ("*.????????.partial",)
     #: folder levels below a centre's mailbox
     max_depth: int = 4
     max_name_length: int = 200
@@ -318,7 +326,8 @@ def _validate(cfg: Config) -> None:
     except ValueError:
         need(cfg.sftp.host == "localhost" or (cfg.sftp.host.replace(".", "").replace("-", "").isalnum()),
              "sftp.host", "must be an IP address or host name")
-    need(cfg.sftp.login_timeout > 0, "sftp.login_timeout", "must be positive")
+    need(0 < cfg.sftp.login_timeout <= 3600, "sftp.login_timeout", "must be between 1 and 3600")
+    need(1 <= cfg.sftp.max_auth_tries <= 100, "sftp.max_auth_tries", "must be between 1 and 100")
     need(cfg.sftp.idle_timeout >= 0, "sftp.idle_timeout", "must not be negative")
     need(cfg.sftp.write_window >= 65536, "sftp.write_window", "must be at least 65536")
     need(4096 <= cfg.storage.chunk_size <= 16 * 1024 * 1024, "storage.chunk_size", "must be between 4096 and 16777216")
@@ -328,6 +337,9 @@ def _validate(cfg: Config) -> None:
     need(16 <= cfg.documents.max_name_length <= 255, "documents.max_name_length", "must be between 16 and 255")
     need(all(s.startswith(".") and len(s) > 1 for s in cfg.documents.temporary_suffixes),
          "documents.temporary_suffixes", "each suffix must start with a dot")
+    need(all(p and "/" not in p and not fnmatch.fnmatchcase("document.pdf", p)
+             for p in cfg.documents.temporary_patterns),
+         "documents.temporary_patterns", "a pattern may not contain / nor match an ordinary name (document.pdf)")
     need(cfg.documents.staged_ttl_hours > 0, "documents.staged_ttl_hours", "must be positive")
     need(cfg.smtp.security in ("starttls", "tls", "none"), "smtp.security", 'must be "starttls", "tls" or "none"')
     need(0 < cfg.smtp.port <= 65535, "smtp.port", "must be between 1 and 65535")

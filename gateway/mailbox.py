@@ -267,6 +267,12 @@ class Mailbox:
             self.repo.audit(c, AuditRecord("login", "failed", username[:64], protocol, source,
                                            detail=f"method={method}; {reason}"))
 
+    def record_disconnect(self, username: str, protocol: str, source: str, reason: str) -> None:
+        """A connection dropped before it logged in (too many attempts, too slow): on the record."""
+        log.warning("dropped a %s connection from %s before login (%r): %s", protocol, source, username[:64], reason)
+        with self.repo.write() as c:
+            self.repo.audit(c, AuditRecord("login", "disconnected", username[:64], protocol, source, detail=reason))
+
     def end_sessions(self, account_id: int, *, protocol: str, source: str) -> None:
         """Logout: every console / API session of the account issued until now ends, on every gateway process."""
         with self.repo.write() as c:
@@ -584,7 +590,8 @@ class MailboxSession:
 
     # -- uploads ------------------------------------------------------------------------------------------------
     def _is_temporary_name(self, name: str) -> bool:
-        return any(name.endswith(s) and len(name) > len(s) for s in self.mailbox.config.documents.temporary_suffixes)
+        docs = self.mailbox.config.documents
+        return vpath.is_temporary_name(name, suffixes=docs.temporary_suffixes, patterns=docs.temporary_patterns)
 
     def _upload_target(self, raw) -> tuple[VPath, object]:
         """What an upload starts with, every refusal recorded: a document's name inside a mailbox the caller may

@@ -8,6 +8,7 @@ exist.
 """
 from __future__ import annotations
 
+import fnmatch
 import unicodedata
 from dataclasses import dataclass
 
@@ -120,6 +121,14 @@ def check_new_name(path: VPath, *, max_depth: int, max_name_length: int, is_fold
             raise InvalidName("names may not contain \\ or /")
         if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in comp):
             raise InvalidName("names may not contain control or invisible formatting characters")
+
+
+def is_temporary_name(name: str, *, suffixes: tuple[str, ...], patterns: tuple[str, ...]) -> bool:
+    """Is ``name`` a client's temporary upload name (a staged upload, committed by a rename to its final name)?
+    It ends in one of ``suffixes`` (WinSCP's ``.filepart``, ``.part``) after at least one character, or matches one
+    of ``patterns`` as a whole (shell-style, case-sensitive: rclone's ``NAME.<random>.partial``)."""
+    return (any(name.endswith(s) and len(name) > len(s) for s in suffixes)
+            or any(fnmatch.fnmatchcase(name, p) for p in patterns))
 
 
 def normalize(raw: str | bytes) -> str:

@@ -7,6 +7,7 @@ status codes through the one table ``_STATUS``. Permissions and the audit record
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import stat as statmod
@@ -19,9 +20,11 @@ from typing import AsyncIterator, Callable
 import asyncssh
 from asyncssh import SFTPAttrs, SFTPName
 
+from auth.attempts import ConnectionAttempts
 from auth.authenticator import (AuthenticationFailed, CertificateCredentials, PasswordCredentials,
                                 PublicKeyCredentials, TokenCredentials)
 from gateway import path as vpath
+from gateway import sshcompat  # noqa: F401  (asyncssh adjustments, installed at import)
 from gateway.config import Config
 from gateway.errors import (AlreadyExists, AuthenticationFailed as GenericAuthFailure, ContentRefused, GatewayError,
                             InstitutionNotActive, IntegrityFailure, InvalidName, NotFound, PermissionDenied,
@@ -31,12 +34,21 @@ from gateway.mailbox import Download, Entry, Mailbox, MailboxSession, Upload
 
 log = logging.getLogger("instpages.sftp")
 
-# Modern algorithms only (no SHA-1, no CBC, no DSA, no small DH groups).
-KEX_ALGS = ["mlkem768x25519-sha256", "curve25519-sha256", "curve25519-sha256@libssh.org", "ecdh-sha2-nistp256",
-            "ecdh-sha2-nistp384", "ecdh-sha2-nistp521"]
-ENCRYPTION_ALGS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
-                   "aes256-ctr", "aes128-ctr"]
-MAC_ALGS = ["hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com", "hmac-sha2-256", "hmac-sha2-512"]
+# What ssh-audit rates clean, plus what a named client cannot do without (ssh-audit "warn", never "fail"). Clients
+# choose by their own preference order, so a modern client never picks an algorithm kept for an older one.
+# Checked by tests/gateway/test_sftp_algorithms.py (ssh-audit) and test_sftp_clients.py (the clients).
+KEX_ALGS = [  # post-quantum hybrids first, in OpenSSH 10's order
+    "mlkem768x25519-sha256",          # OpenSSH >= 9.9, paramiko 5, current rclone
+    *(["sntrup761x25519-sha512", "sntrup761x25519-sha512@openssh.com"]  # OpenSSH >= 9.0; asyncssh needs liboqs
+      if b"sntrup761x25519-sha512" in asyncssh.kex.get_kex_algs() else []),
+    "curve25519-sha256",              # no post-quantum protection (warn), but OpenSSH 9.2 (sftp, lftp), curl's
+                                      # libssh2 1.10 and rclone 1.60 (Debian 12) have nothing better
+    "curve25519-sha256@libssh.org",   # its old name, the only one paramiko < 5 knows (Debian 12's 2.12)
+]
+ENCRYPTION_ALGS = ["chacha20-poly1305@openssh.com", "aes256-gcm@openssh.com", "aes128-gcm@openssh.com",
+                   "aes256-ctr", "aes128-ctr"]  # CTR: curl's libssh2 1.10 has neither GCM nor ChaCha20
+MAC_ALGS = ["hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com",
+            "hmac-sha2-256"]  # encrypt-and-MAC (warn): curl's libssh2 1.10 has no encrypt-then-MAC
 SIGNATURE_ALGS = ["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
                   "rsa-sha2-512", "rsa-sha2-256", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com"]
 
@@ -76,27 +88,6 @@ def _longname(entry: Entry, now: float) -> bytes:
     t = time.gmtime(entry.mtime)
     when = time.strftime("%b %d %H:%M" if now - entry.mtime < 182 * 86400 else "%b %d  %Y", t)
     return f"{mode}    1 pages    pages    {entry.size:>12} {when} {entry.name}".encode()
-
-
-def _install_certificate_revocation_check() -> None:
-    """asyncssh validates an OpenSSH user certificate without showing the server the key inside it, so a
-    revoked key would still log in through a valid certificate. This wraps that one validation step to ask
-    the connection's owner (our _SSHConnection) whether the certified key is revoked."""
-    original = asyncssh.connection.SSHServerConnection._validate_openssh_certificate
-    if getattr(original, "_instpages", False):
-        return
-
-    async def checked(self, username, cert):
-        owner = getattr(self, "_owner", None)
-        if owner is not None and getattr(owner, "is_revoked", None) and owner.is_revoked(cert.key):
-            return None
-        return await original(self, username, cert)
-
-    checked._instpages = True
-    asyncssh.connection.SSHServerConnection._validate_openssh_certificate = checked
-
-
-_install_certificate_revocation_check()
 
 
 def _in_connection_cleanup() -> bool:
@@ -172,7 +163,9 @@ class SFTPFrontend:
             sftp_factory=lambda chan: GatewaySFTPServer(chan, self),
             allow_scp=False, agent_forwarding=False, x11_forwarding=False, allow_pty=False,
             kex_algs=KEX_ALGS, encryption_algs=ENCRYPTION_ALGS, mac_algs=MAC_ALGS, compression_algs=["none"],
-            signature_algs=SIGNATURE_ALGS, login_timeout=cfg.login_timeout, keepalive_interval=60,
+            # our own grace timer (_SSHConnection) drops a connection that has not logged in, on the record;
+            # asyncssh's is a backstop only
+            signature_algs=SIGNATURE_ALGS, login_timeout=cfg.login_timeout + 30, keepalive_interval=60,
             keepalive_count_max=3, server_version="InstitutionalPages", line_editor=False,
             encoding=None)
         return self.port
@@ -197,11 +190,16 @@ class SFTPFrontend:
 
 
 class _SSHConnection(asyncssh.SSHServer):
-    """Authentication for one connection: asyncssh proves possession (signatures, certificate validity and
-    principal); the core decides who that is and records the login."""
+    """Authentication for one connection: asyncssh proves possession (signatures, certificate validity); the core
+    decides who that is (a certificate's principals included) and records the login. ``auth.attempts`` limits
+    the tries and the time one connection gets."""
 
     def __init__(self, fe: SFTPFrontend):
         self.fe = fe
+        cfg = fe.config.sftp
+        self._attempts = ConnectionAttempts(cfg.max_auth_tries, cfg.login_timeout)
+        self._grace: asyncio.TimerHandle | None = None
+        self._dropped = False
         self.session: MailboxSession | None = None
         self._creds = None
         self._source = ""
@@ -221,9 +219,37 @@ class _SSHConnection(asyncssh.SSHServer):
         self.fe.connections.add(conn)
         peer = conn.get_extra_info("peername")
         self._source = peer[0] if peer else ""
+        self._grace = asyncio.get_running_loop().call_later(
+            self._attempts.grace_seconds, self._drop, self._attempts.too_slow, "Login grace time exceeded")
+
+    def auth_refused(self, *, method_ran: bool) -> bool:
+        """asyncssh is about to refuse an authentication request (sshcompat): True when this was the last try
+        and the connection is dropped instead."""
+        if not self._attempts.refused(method_ran=method_ran):
+            return False
+        self._drop(self._attempts.too_many, "Too many authentication failures")
+        return True
+
+    def _drop(self, reason: str, told: str) -> None:
+        """Disconnect before login, with ``reason`` on the record (the client is told ``told``)."""
+        if self._conn is None or self.session is not None or self._dropped:
+            return
+        self._dropped = True
+        self._failure_recorded = True  # the disconnect is this connection's record, not also "no accepted key"
+        methods = ",".join(sorted(self._methods_tried)) or "none"
+        self.fe.executor.submit(self._record_disconnect, f"{reason}; methods tried: {methods}")
+        self._conn.disconnect(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, told)
+
+    def _record_disconnect(self, reason: str) -> None:
+        try:
+            self.fe.mailbox.record_disconnect(self._username, "sftp", self._source, reason)
+        except Exception:
+            log.exception("could not record a dropped connection from %s", self._source)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fe.connections.discard(self._conn)
+        if self._grace is not None:
+            self._grace.cancel()
         if self.session is None and self._methods_tried and not self._failure_recorded:
             # keys offered but none accepted: one failed login on the record (password failures are recorded
             # by the core as they happen)
@@ -290,11 +316,12 @@ class _SSHConnection(asyncssh.SSHServer):
         if self._refused:
             return False
         self._methods_tried.add("certificate")
-        fp = key.get_fingerprint("sha256")
-        if fp in self.fe.trusted_ca:
-            self._creds = CertificateCredentials(username, fp)
-            return True
-        return False
+        return key.get_fingerprint("sha256") in self.fe.trusted_ca
+
+    def certificate_accepted(self, username: str, cert) -> None:
+        """asyncssh validated ``cert`` (sshcompat): the core decides what it may log in as, from its principals."""
+        self._creds = CertificateCredentials(username, cert.signing_key.get_fingerprint("sha256"),
+                                             principals=tuple(cert.principals))
 
     def password_auth_supported(self) -> bool:
         # with a second factor required, a password alone can never succeed: do not offer the method
@@ -341,6 +368,8 @@ class _SSHConnection(asyncssh.SSHServer):
         return await self._login(TokenCredentials(username, password, self._kbd_number, responses[0]))
 
     async def auth_completed(self) -> None:
+        if self._grace is not None:
+            self._grace.cancel()
         if self.session is not None:
             return
         creds = self._creds
@@ -357,8 +386,24 @@ class _SSHConnection(asyncssh.SSHServer):
             self.ready.set()
 
 
+def _seek_data(size: int, offset: int, whence: int) -> int:
+    """``lseek`` with SEEK_DATA / SEEK_HOLE over a document of ``size`` bytes: asyncssh answers the
+    ``ranges@asyncssh.com`` extension it advertises (used by its client's ``get``) by seeking the open handle.
+    Documents have no holes: all of ``[0, size)`` is data, the only hole is at the end."""
+    if whence == os.SEEK_DATA:
+        if offset >= size:
+            raise OSError(errno.ENXIO, "no data after this offset")
+        return offset
+    if whence == os.SEEK_HOLE:
+        return size
+    raise asyncssh.SFTPOpUnsupported("documents are not seekable")
+
+
 class _UploadHandle:
     __slots__ = ("upload", "expected", "pending", "pending_bytes", "buffer", "flushing", "failed")
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        raise asyncssh.SFTPPermissionDenied("this upload is not readable")
 
     def __init__(self, upload: Upload):
         self.upload = upload
@@ -384,6 +429,9 @@ class _DownloadHandle:
         self.data = b""
         self.next_start = -1
         self.next: asyncio.Future | None = None
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return _seek_data(self.download.size, offset, whence)
 
     def _covers(self, start: int, data: bytes, offset: int, end: int) -> bool:
         return start <= offset and end <= start + len(data)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite drives for real, only those missing:
 #   openssh-client  (sftp, ssh-keygen: the real SSH client of the tests)
+#   lftp, python3-paramiko (Debian 12's paramiko 2.12 on the system Python)  (more real SFTP clients:
+#                    tests/gateway/test_sftp_clients.py; curl's sftp:// and Debian's rclone 1.60 are there too)
 #   postgresql      (a throwaway cluster when $DATABASE_URL is not set)
 #   curl, litmus, cadaver, rclone  (the real WebDAV clients of tests/gateway/test_webdav*.py; webdav4 is in
 #                   pyproject's test extra), openssl (PKCS#12 client certificates for cadaver)
@@ -10,7 +12,8 @@
 # Never starts a system service: a policy-rc.d forbids service starts during the install.
 set -euo pipefail
 
-packages=(openssh-client postgresql curl litmus cadaver rclone openssl slapd ldap-utils libldap2-dev libsasl2-dev chromium)
+packages=(openssh-client lftp python3-paramiko postgresql curl litmus cadaver rclone openssl slapd ldap-utils
+          libldap2-dev libsasl2-dev chromium)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$pkg")

@@ -74,7 +74,8 @@ def test_toml_file_values(tmp_path):
     assert cfg.documents.max_size == 1048576
     assert cfg.logging.level == "WARNING"
     # keys the file does not name keep their defaults
-    assert cfg.sftp.login_timeout == 30 and cfg.storage.chunk_size == 256 * 1024
+    assert cfg.sftp.login_timeout == 120 and cfg.sftp.max_auth_tries == 6 and cfg.storage.chunk_size == 256 * 1024
+    assert cfg.documents.temporary_patterns == ("*.????????.partial",)
 
 
 # -- environment overrides ------------------------------------------------------------------------------------
@@ -127,6 +128,10 @@ BAD_FILES = {
     "bad logging level": ("[logging]\nlevel = \"LOUD\"\n", "logging.level"),
     "suffix without a dot": ("[documents]\ntemporary_suffixes = [\"part\"]\n", "documents.temporary_suffixes"),
     "empty data dir": ("data_dir = \"\"\n", "data_dir"),
+    "no authentication tries": ("[sftp]\nmax_auth_tries = 0\n", "sftp.max_auth_tries"),
+    "no time to log in": ("[sftp]\nlogin_timeout = 0\n", "sftp.login_timeout"),
+    "pattern matching every name": ("[documents]\ntemporary_patterns = [\"*\"]\n", "documents.temporary_patterns"),
+    "pattern with a folder": ("[documents]\ntemporary_patterns = [\"tmp/*\"]\n", "documents.temporary_patterns"),
 }
 
 

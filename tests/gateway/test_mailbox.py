@@ -152,6 +152,16 @@ def test_staged_upload_then_rename(core):
         up.rename(f"/{A}/s.pdf", f"/{A}/t.pdf")
 
 
+def test_rclone_partial_names_are_staged_uploads_too(core):
+    """rclone uploads to NAME.<random>.partial and renames: the core (behind SFTP and WebDAV alike) stages it."""
+    up, arch = session(core, "podmi"), session(core, "arch-a")
+    pdf = pdfsamples.minimal_pdf("staged by rclone")
+    upload(up, f"/{A}/r.pdf.Xy12ab3Z.partial", pdf)
+    assert arch.list(f"/{A}") == []
+    up.rename(f"/{A}/r.pdf.Xy12ab3Z.partial", f"/{A}/r.pdf")
+    assert [e.name for e in arch.list(f"/{A}")] == ["r.pdf"] and download(arch, f"/{A}/r.pdf") == pdf
+
+
 def test_login(core):
     mb = core.mailbox
     s = mb.login(PasswordCredentials("staff", "correct horse battery"), protocol="test", source="127.0.0.1")

@@ -4,7 +4,7 @@ import pytest
 
 from gateway import enterprise
 from gateway.errors import InvalidName, NotFound
-from gateway.path import ROOT, VPath, check_new_name, normalize, parse
+from gateway.path import ROOT, VPath, check_new_name, is_temporary_name, normalize, parse
 
 C = enterprise.with_check("02123456")
 
@@ -71,3 +71,23 @@ def test_depth_limit():
                        is_folder=False)
     with pytest.raises(InvalidName):
         check_new_name(VPath(C, ("1", "2", "3", "4", "5")), max_depth=4, max_name_length=200, is_folder=True)
+
+
+TEMP = dict(suffixes=(".filepart", ".part"), patterns=("*.????????.partial",))
+
+
+@pytest.mark.parametrize("name", ["report.pdf.filepart", "report.pdf.part", "report.pdf.a1B2c3D4.partial",
+                                  "r.pdf.12345678.partial"])
+def test_temporary_upload_names(name):
+    assert is_temporary_name(name, **TEMP)
+
+
+@pytest.mark.parametrize("name", ["report.pdf", ".filepart", "report.partial", "report.pdf.abc.partial",
+                                  "report.pdf.a1b2c3d4.PARTIAL", "report.pdf.a1b2c3d4.partial.pdf", "party.pdf"])
+def test_ordinary_names_are_not_temporary(name):
+    assert not is_temporary_name(name, **TEMP)
+
+
+def test_temporary_patterns_are_configurable():
+    assert is_temporary_name("~$report.pdf", suffixes=(), patterns=("~$*",))
+    assert not is_temporary_name("report.pdf.filepart", suffixes=(), patterns=("~$*",))

@@ -455,6 +455,26 @@ def test_uploader_removes_its_staged_filepart(world, folder):
     assert any("staged upload removed" in d for o, d in outcomes if o == "aborted")
 
 
+def test_configured_temporary_name_patterns_are_staged(make_gateway):
+    """An operator adds a client's temporary names ([documents] temporary_patterns): such an upload stays
+    invisible to the centre until its uploader renames it to the final name."""
+    gw = make_gateway(env={"INSTPAGES_DOCUMENTS_TEMPORARY_PATTERNS": "*.????????.partial,*.upload"})
+    data = samples.minimal_pdf("staged under a configured name")
+
+    async def go():
+        async with gw.connect("podmi") as up, up.start_sftp_client() as s, \
+                gw.connect("arch-a") as ar, ar.start_sftp_client() as a:
+            await put(s, f"/{A}/x.pdf.upload", data)
+            staged = await names(a, f"/{A}"), await names(s, f"/{A}")
+            await s.rename(f"/{A}/x.pdf.upload", f"/{A}/x.pdf")
+            return staged, await names(a, f"/{A}"), await get(a, f"/{A}/x.pdf")
+
+    (centre_sees, uploader_sees), after, got = run(go())
+    assert centre_sees == set() and uploader_sees == {"x.pdf.upload"}
+    assert after == {"x.pdf"} and got == data
+    assert [e.outcome for e in events(gw, "upload", f"/{A}/x.pdf.upload")] == ["staged"]
+
+
 def test_renaming_a_committed_document_is_refused(world, folder, tmp_path):
     data = samples.minimal_pdf(f"{folder} committed")
     base = f"/{A}/{folder}"
@@ -712,6 +732,36 @@ def test_certificate_for_a_person_account_is_refused(cert_gateway, tmp_path):
     assert any(reason == e.detail for e in failed), failed
     # one attempt, one event: not a second one claiming that no key was accepted
     assert [(e.actor, e.detail) for e in failed] == [("staff-cert", reason)] * 2
+
+
+def test_a_certificate_without_principals_logs_in_as_nobody(cert_gateway, tmp_path):
+    """A certificate from the trusted CA that names no principal (OpenSSH reads that as "any user" only where a
+    principals file says so) is refused for every account, with the reason on the record; one naming the
+    account still logs in."""
+    gw, d = cert_gateway, cert_gateway.certs
+    gw.admin.add_account("arch-cert", "archiver", A, [])
+    ca = asyncssh.read_private_key(str(d / "user_ca"))
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    cert = ca.generate_user_certificate(key, "no-principals@test", principals=(), valid_after="-5m",
+                                        valid_before="+1h")
+    assert cert.principals == []
+    key.write_private_key(str(d / "anyone"))
+    (d / "anyone").chmod(0o600)
+    cert.write_certificate(str(d / "anyone-cert.pub"))
+
+    for user in ("pod-cert", "arch-cert"):
+        p = cert_openssh(gw, tmp_path, d / "anyone", d / "anyone-cert.pub", f"anyone-{user}", user=user)
+        shown = [line for line in p.stdout.splitlines() if not line.startswith("sftp>")]
+        assert p.returncode == 255 and not shown, (user, p.returncode, p.stdout, p.stderr)
+        assert not isinstance(run(cert_asyncssh(gw, "anyone", user=user)), set), user
+    assert stored_names(gw) == []
+    assert not [e for e in events(gw, "login") if e.outcome == "ok"]
+    refused = [(e.actor, e.detail) for e in events(gw, "login") if e.outcome == "failed"]
+    reason = "method=certificate; certificate names no principal"
+    assert sorted(refused) == sorted([("pod-cert", reason), ("arch-cert", reason)] * 2), refused
+
+    # a certificate that names the account still works
+    assert run(cert_asyncssh(gw, "valid")) == {"valid-asyncssh.pdf"}
 
 
 # -- the record ----------------------------------------------------------------------------------------------

@@ -1,0 +1,114 @@
+"""The few places where the SFTP front-end needs more of asyncssh than its public API gives, kept in one module.
+
+Each adjustment is installed once, at import, and is a no-op for connections whose owner does not ask for it:
+
+- OpenSSH user certificates: asyncssh validates a certificate without showing the server the key inside it or
+  the certificate itself. The connection's owner is asked whether the certified key is revoked
+  (``owner.is_revoked(key)``) and, once asyncssh accepted the certificate, is handed it
+  (``owner.certificate_accepted(username, cert)``), so that the core sees its principals and decides.
+- Authentication rounds: every refused userauth request is reported to the owner
+  (``owner.auth_refused(method_ran) -> bool``); when it answers True the owner has dropped the connection and
+  no failure message is sent (OpenSSH's MaxAuthTries).
+- SFTP writes from pkg/sftp before 1.13.6 (Debian 12's rclone 1.60, whose concurrent writes send the first
+  packets with padding after the data): OpenSSH's sftp-server ignores bytes after a request's last field, asyncssh
+  answered SSH_FX_BAD_MESSAGE. A write's trailing bytes are ignored here too; nothing else is relaxed.
+- Unexpected exceptions in an SFTP request handler (asyncssh's own or ours) are logged with their traceback and
+  answered with a generic failure, instead of sending the exception's text to the client unlogged.
+"""
+from __future__ import annotations
+
+import logging
+
+import asyncssh
+import asyncssh.sftp as _sftp
+from asyncssh.connection import SSHServerConnection
+from asyncssh.packet import PacketDecodeError, SSHPacket, String, UInt64
+
+log = logging.getLogger("instpages.sftp")
+
+
+def _install_certificate_hooks() -> None:
+    original = SSHServerConnection._validate_openssh_certificate
+
+    async def checked(self, username, cert):
+        owner = self.get_owner()
+        is_revoked = getattr(owner, "is_revoked", None)
+        if is_revoked is not None and is_revoked(cert.key):
+            return None
+        key = await original(self, username, cert)
+        accepted = getattr(owner, "certificate_accepted", None)
+        if key is not None and accepted is not None:
+            try:
+                accepted(username, cert)
+            except Exception:  # never a login on a certificate the owner could not take in
+                log.exception("certificate check failed")
+                return None
+        return key
+
+    SSHServerConnection._validate_openssh_certificate = checked
+
+
+def _install_auth_round_hook() -> None:
+    original = SSHServerConnection.send_userauth_failure
+
+    def send_userauth_failure(self, partial_success: bool) -> None:
+        # asyncssh sets _auth to the method's handler while it runs; None means no offered method ran
+        # (the "none" request clients start with, or a method the server does not offer)
+        refused = getattr(self.get_owner(), "auth_refused", None)
+        if refused is not None and refused(method_ran=getattr(self, "_auth", None) is not None):
+            return
+        original(self, partial_success)
+
+    SSHServerConnection.send_userauth_failure = send_userauth_failure
+
+
+async def _write_ignoring_padding(self, packet: SSHPacket):
+    handle = packet.get_string()
+    offset = packet.get_uint64()
+    data = packet.get_string()
+    return await _ORIGINAL_WRITE(self, SSHPacket(String(handle) + UInt64(offset) + String(data)))
+
+
+_EXPECTED = (asyncssh.SFTPError, PacketDecodeError, NotImplementedError)
+
+
+def _logged(name: str, handler):
+    async def run(self, packet):
+        try:
+            return await handler(self, packet)
+        except _EXPECTED:
+            raise
+        except OSError:
+            log.exception("SFTP %s failed", name)
+            raise  # asyncssh answers with the status of its errno
+        except Exception:
+            log.exception("SFTP %s failed unexpectedly", name)
+            raise asyncssh.SFTPFailure("internal error; the gateway's log has the details") from None
+
+    return run
+
+
+_ORIGINAL_WRITE = _sftp.SFTPServerHandler._packet_handlers[_sftp.FXP_WRITE]
+
+
+class GatewaySFTPHandler(_sftp.SFTPServerHandler):
+    """asyncssh's SFTP server session, with the write parsing and error logging described above."""
+
+    _packet_handlers = {
+        kind: _logged(kind.decode() if isinstance(kind, bytes) else _sftp.SFTPServerHandler._handler_names.get(
+            kind, str(kind)), _write_ignoring_padding if kind == _sftp.FXP_WRITE else handler)
+        for kind, handler in _sftp.SFTPServerHandler._packet_handlers.items()
+    }
+
+
+def install() -> None:
+    if getattr(SSHServerConnection, "_instpages_compat", False):
+        return
+    _install_certificate_hooks()
+    _install_auth_round_hook()
+    # asyncssh creates the session handler by this module-level name when an SFTP subsystem starts
+    _sftp.SFTPServerHandler = GatewaySFTPHandler
+    SSHServerConnection._instpages_compat = True
+
+
+install()
