@@ -14,7 +14,7 @@ from auth.authenticator import AuthenticationFailed
 from gateway.admin import Administration, AdminError
 from gateway.errors import GatewayError
 from gateway.mailbox import Mailbox
-from gateway.websession import SessionSigner, WebSession, cookie_value, eid_nrn, read_form, strong_login
+from gateway.websession import SessionSigner, WebSession, cookie_value, has_eid, read_form, strong_login
 
 COOKIE = "ip_account"
 SESSION_SECONDS = 900
@@ -74,7 +74,7 @@ class AccountPage:
         return self._overview(start_response, session)
 
     def _login_form(self, environ, start_response, error: str = "", username: str = ""):
-        eid = bool(eid_nrn(environ))
+        eid = has_eid(self.mailbox, environ)
         fields = (f'<p><label>Gebruiker / Utilisateur <input name="username" value="{html.escape(username)}" '
                   'autocomplete="username"></label></p>'
                   '<p><label>Wachtwoord / Mot de passe <input name="password" type="password" '
@@ -96,7 +96,7 @@ class AccountPage:
     def _login(self, environ, start_response, source: str):
         form = read_form(environ)
         username = form.get("username", "").strip()[:64]
-        nrn = eid_nrn(environ)
+        nrn = has_eid(self.mailbox, environ)
         if form.get("step") == "username" and not nrn:
             return self._login_form(environ, start_response, username=username)
         try:

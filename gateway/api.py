@@ -39,7 +39,7 @@ from gateway.errors import AuthenticationFailed as GenericAuthenticationFailed
 from gateway.errors import GatewayError, NotFound, PermissionDenied, ServiceUnavailable
 from gateway.mailbox import Mailbox
 from gateway.openapi import DATE, DOCUMENT_PATH, EMAIL, REFERENCE
-from gateway.websession import SessionSigner, WebSession, cookie_value, eid_nrn, strong_login
+from gateway.websession import SessionSigner, WebSession, cookie_value, has_eid, strong_login
 from storage.repository import as_utc
 
 log = logging.getLogger("instpages.api")
@@ -429,7 +429,7 @@ class RestApi:
         web = self.signer.issue(p.account_id, p.name)
         expires = datetime.fromtimestamp(web.expires, timezone.utc)
         return Reply(201, {"token": web.value, "expires_at": iso(expires), "account": p.name,
-                           "second_factor": "eid" if eid_nrn(req.environ) else "token"})
+                           "second_factor": "eid" if has_eid(self.mailbox, req.environ) else "token"})
 
     def _logout(self, req: Request) -> Reply:
         """Ends the caller's sessions on every gateway process (the core records the moment); API tokens are

@@ -57,10 +57,10 @@ class WebDAVConfig:
     auth_cache_seconds: int = 60
     #: bytes per read when streaming a document
     block_size: int = 1024 * 1024
-    #: PEM bundle of CAs whose client certificates the HTTPS port accepts (e.g. the Belgian eID chain);
-    #: pinned certificates of machine accounts are trusted in addition
+    #: PEM bundle of the eID trust anchors: the root CAs and the intermediate (Citizen) CAs. A person's certificate
+    #: is an eID only when its chain verifies against these; pinned machine certificates match exactly, apart
     client_ca_file: str = ""
-    #: PEM CRL files of those CAs; when set, a revoked client certificate fails the handshake
+    #: PEM CRL files of those CAs; a certificate they revoke logs nobody in
     client_crl_files: tuple[str, ...] = ()
     #: seconds a console / REST API session lasts after the strong login
     session_seconds: int = 900

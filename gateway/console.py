@@ -39,7 +39,7 @@ from gateway.admin import (LANGUAGES, AdminConflict, AdminError, AdminForbidden,
 from gateway.errors import AuthenticationFailed, GatewayError, ServiceUnavailable
 from gateway.lifecycle import VERBS, allowed_verbs
 from gateway.mailbox import Mailbox
-from gateway.websession import SessionSigner, WebSession, cookie_value, eid_nrn, read_form, strong_login
+from gateway.websession import SessionSigner, WebSession, cookie_value, has_eid, read_form, strong_login
 from storage.repository import as_utc
 
 log = logging.getLogger("instpages.console")
@@ -330,7 +330,7 @@ class Console:
 
     def _login_page(self, req: Req, *, username: str = "", error: str = "", ended: bool = False,
                     status: str = "200 OK", fresh: bool = False) -> Page:
-        eid = bool(eid_nrn(req.environ))
+        eid = has_eid(self.mailbox, req.environ)
         number = None
         if username and not eid:
             number = self.mailbox.token_challenge(username)
@@ -346,7 +346,7 @@ class Console:
         if not (value and token and hmac.compare_digest(token, self._login_token(value))):
             return self._login_page(req, error=i18n.t("login.expired", req.lang), status="403 Forbidden", fresh=True)
         username = form.get("username", "").strip()[:64]
-        eid = bool(eid_nrn(req.environ))
+        eid = has_eid(self.mailbox, req.environ)
         if form.get("step") == "username" and not eid:
             return self._login_page(req, username=username)
         try:

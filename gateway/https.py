@@ -16,7 +16,6 @@ from gateway.config import Config
 from gateway.mailbox import Mailbox
 from auth.networks import client_address
 from gateway.accountpage import AccountPage
-from gateway.crl import RevocationList
 from gateway.webdav import DAV_METHODS, create_app
 
 log = logging.getLogger("instpages.https")
@@ -50,13 +49,11 @@ def root_app(environ, start_response):
     return [body]
 
 
-def with_source(app, trusted_proxies, crl=None):
-    """Sets ``instpages.source`` (the client's address, from X-Forwarded-For only behind trusted proxies) and
-    ``instpages.crl`` (the revocation lists client certificates are checked against)."""
+def with_source(app, trusted_proxies):
+    """Sets ``instpages.source``: the client's address, from X-Forwarded-For only behind trusted proxies."""
     def wrapped(environ, start_response):
         environ["instpages.source"] = client_address(environ.get("REMOTE_ADDR", ""),
                                                      environ.get("HTTP_X_FORWARDED_FOR"), trusted_proxies)
-        environ["instpages.crl"] = crl
         return app(environ, start_response)
     return wrapped
 
@@ -65,12 +62,10 @@ class HTTPSFrontend:
     def __init__(self, config: Config, mailbox: Mailbox, keyring):
         self.config = config
         cfg = config.webdav
-        self.crl = RevocationList(cfg.client_crl_files)
         self.dav_app = create_app(mailbox, mount_path="/dav", auth_cache_seconds=cfg.auth_cache_seconds,
-                                  block_size=cfg.block_size, trusted_proxies=config.auth.trusted_proxies, crl=self.crl)
+                                  block_size=cfg.block_size, trusted_proxies=config.auth.trusted_proxies)
         self.account_app = with_source(AccountPage(mailbox, keyring.derive(b"account-cookie"),
-                                                   secure_cookie=not cfg.plain_http), config.auth.trusted_proxies,
-                                       self.crl)
+                                                   secure_cookie=not cfg.plain_http), config.auth.trusted_proxies)
         from gateway.api import RestApi
         from gateway.console import Console
         from gateway.websession import SessionSigner
@@ -78,8 +73,8 @@ class HTTPSFrontend:
         # one key for the console's cookie and the API's session tokens: the same strong login serves both
         signer = SessionSigner(keyring.derive(b"web-session"), seconds=cfg.session_seconds)
         self.console_app = with_source(Console(mailbox, signer, secure_cookie=not cfg.plain_http),
-                                       config.auth.trusted_proxies, self.crl)
-        self.api_app = with_source(RestApi(mailbox, signer), config.auth.trusted_proxies, self.crl)
+                                       config.auth.trusted_proxies)
+        self.api_app = with_source(RestApi(mailbox, signer), config.auth.trusted_proxies)
         dispatcher = wsgi.PathInfoDispatcher({"/dav": self.dav_app, "/account": self.account_app,
                                               "/console": self.console_app, "/api": self.api_app, "/": root_app})
         self.server = wsgi.Server((cfg.host, cfg.port), dispatcher, numthreads=cfg.threads,
@@ -91,8 +86,10 @@ class HTTPSFrontend:
             tls.ensure_self_signed(config.tls_cert_path, config.tls_key_path, [cfg.host])
             adapter = BuiltinSSLAdapter(str(config.tls_cert_path), str(config.tls_key_path))
             self.context = adapter.context = tls.server_context(config.tls_cert_path, config.tls_key_path)
-            # client certificates are optional on this port: people use passwords (and later their eID),
-            # machine accounts may present a certificate pinned to them
+            # client certificates are optional on this port. The handshake lets through those of the eID CAs and
+            # the pinned ones (Python's ssl cannot ask for a certificate without judging it); who a certificate
+            # is, auth/ decides after the handshake: pinned ones by exact fingerprint, eIDs by their chain to
+            # the eID trust anchors alone (auth/clientcert.py)
             self.context.verify_mode = ssl.CERT_OPTIONAL
             if cfg.client_ca_file:
                 self.context.load_verify_locations(cafile=cfg.client_ca_file)

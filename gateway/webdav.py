@@ -34,11 +34,6 @@ from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 from xml.etree.ElementTree import ParseError
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-
-from cryptography.x509.oid import NameOID
-
 from auth.authenticator import (AuthenticationFailed, ClientCertificateCredentials, DevicePasswordCredentials,
                                 EidCredentials, PasswordCredentials)
 from auth.networks import client_address
@@ -48,6 +43,7 @@ from gateway.davstate import DbLockStorage, DbPropertyManager
 from gateway.errors import (AlreadyExists, ContentRefused, GatewayError, InstitutionNotActive, IntegrityFailure,
                             InvalidName, NotFound, PermissionDenied, ServiceUnavailable, TooLarge, Unsupported)
 from gateway.mailbox import Entry, Mailbox, MailboxSession
+from gateway.websession import client_certificate
 
 log = logging.getLogger("instpages.webdav")
 
@@ -110,24 +106,6 @@ def _core(fn, *args):
 
 def _is_junk(name: str) -> bool:
     return name in _JUNK_NAMES or name.startswith(_JUNK_PREFIXES)
-
-
-def _eid_nrn(environ) -> str:
-    """The national register number of a verified personal (eID) certificate from the TLS handshake: the
-    subject's serialNumber, never its common name."""
-    if environ.get("SSL_CLIENT_VERIFY") != "SUCCESS" or not environ.get("SSL_CLIENT_CERT"):
-        return ""
-    try:
-        cert = x509.load_pem_x509_certificate(environ["SSL_CLIENT_CERT"].encode())
-        values = cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
-    except ValueError:
-        return ""
-    crl = environ.get("instpages.crl")
-    if crl is not None and crl.is_revoked(cert):
-        log.info("revoked client certificate presented (serial %x)", cert.serial_number)
-        return ""
-    nrn = values[0].value if values else ""
-    return nrn if isinstance(nrn, str) and len(nrn) == 11 and nrn.isdigit() else ""
 
 
 def _resolve(session: MailboxSession, path: str) -> tuple[vpath.VPath, Entry] | None:
@@ -474,24 +452,15 @@ class GatewayDomainController(BaseDomainController):
         return REALM
 
     def require_authentication(self, realm, environ):
-        """A verified client certificate pinned to a machine account logs in without Basic credentials."""
+        """A client certificate pinned to a machine account logs in without Basic credentials."""
         if environ is None:  # wsgidav's start-up probe
             return True
-        if environ.get("SSL_CLIENT_VERIFY") != "SUCCESS" or not environ.get("SSL_CLIENT_CERT"):
-            return True
-        try:
-            cert = x509.load_pem_x509_certificate(environ["SSL_CLIENT_CERT"].encode())
-        except ValueError:
-            return True
-        crl = environ.get("instpages.crl")
-        if crl is not None and crl.is_revoked(cert):
-            return True
-        fingerprint = cert.fingerprint(hashes.SHA256()).hex()
-        if not self.mailbox.knows_client_certificate(fingerprint):
-            return True  # not a machine certificate: Basic (and, later, eID rules) apply
+        cert = client_certificate(environ)
+        if not cert or not self.mailbox.knows_client_certificate(cert):
+            return True  # no machine certificate: Basic (eID + password, or a device password) applies
         source = environ.get("instpages.source") or environ.get("REMOTE_ADDR", "")
         try:
-            session = self.mailbox.login(ClientCertificateCredentials(fingerprint), protocol="webdav", source=source,
+            session = self.mailbox.login(ClientCertificateCredentials(cert), protocol="webdav", source=source,
                                          reuse_seconds=self.cache_seconds)
         except GatewayError:
             return True  # refused (and recorded): no session, so the request ends in 401
@@ -508,9 +477,9 @@ class GatewayDomainController(BaseDomainController):
         if "\\" in user_name:  # DOMAIN\user from Windows
             user_name = user_name.rsplit("\\", 1)[1]
         source = environ.get("instpages.source") or environ.get("REMOTE_ADDR", "")
-        nrn = _eid_nrn(environ)
-        if nrn:
-            creds = EidCredentials(user_name, password, nrn)
+        cert = client_certificate(environ)
+        if self.mailbox.presents_eid(cert):
+            creds = EidCredentials(user_name, password, cert)
         elif DevicePasswords.looks_like_one(password):
             creds = DevicePasswordCredentials(user_name, password)
         else:
@@ -546,16 +515,14 @@ class FrontDoor:
     """Before authentication: the client's address (X-Forwarded-For only from trusted proxies), and OPTIONS,
     which Windows sends unauthenticated."""
 
-    def __init__(self, app, trusted_proxies=(), crl=None):
+    def __init__(self, app, trusted_proxies=()):
         self.app = app
         self.trusted_proxies = tuple(trusted_proxies)
-        self.crl = crl
 
     def __call__(self, environ, start_response):
         environ.pop(SESSION_KEY, None)  # only our domain controller sets it
         environ["instpages.source"] = client_address(environ.get("REMOTE_ADDR", ""),
                                                      environ.get("HTTP_X_FORWARDED_FOR"), self.trusted_proxies)
-        environ["instpages.crl"] = self.crl
         method = environ.get("REQUEST_METHOD", "")
         if method == "OPTIONS":
             headers = [("DAV", "1, 2"), ("MS-Author-Via", "DAV"), ("Allow", DAV_METHODS), ("Content-Length", "0")]
@@ -830,7 +797,7 @@ class ListingPage(BaseMiddleware):
 
 
 def create_app(mailbox: Mailbox, *, mount_path: str = "/dav", auth_cache_seconds: float = 60,
-               block_size: int = 1024 * 1024, fast_propfind: bool = True, trusted_proxies=(), crl=None):
+               block_size: int = 1024 * 1024, fast_propfind: bool = True, trusted_proxies=()):
     config = {
         "provider_mapping": {"/": MailboxProvider()},
         "mount_path": mount_path,
@@ -852,5 +819,5 @@ def create_app(mailbox: Mailbox, *, mount_path: str = "/dav", auth_cache_seconds
     }
     if not fast_propfind:
         config["middleware_stack"].remove(FastPropfind)
-    return FrontDoor(WsgiDAVApp(config), trusted_proxies, crl)
+    return FrontDoor(WsgiDAVApp(config), trusted_proxies)
 

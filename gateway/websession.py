@@ -96,19 +96,24 @@ def read_form(environ) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
 
 
-def eid_nrn(environ) -> str:
-    from gateway.webdav import _eid_nrn
+def client_certificate(environ) -> str:
+    """The certificate the client presented in the TLS handshake (PEM), as the HTTPS server puts it into the
+    environ; "" without one. Whose it is, auth/ decides (:mod:`auth.clientcert`)."""
+    return environ.get("SSL_CLIENT_CERT") or ""
 
-    return _eid_nrn(environ)
+
+def has_eid(mailbox: Mailbox, environ) -> bool:
+    """Did the client present a valid eID certificate? (chooses the login form; proves nothing by itself)"""
+    return mailbox.presents_eid(client_certificate(environ))
 
 
 def strong_login(mailbox: Mailbox, environ, *, username: str, password: str, number: int = 0, code: str = "",
                  protocol: str = "web", source: str = "") -> MailboxSession:
     """eID (from the TLS handshake) + password, or password + token code. Raises AuthenticationFailed (with the
     delay to wait before answering) or ServiceUnavailable."""
-    nrn = eid_nrn(environ)
-    if nrn:
-        creds = EidCredentials(username, password, nrn)
+    cert = client_certificate(environ)
+    if mailbox.presents_eid(cert):
+        creds = EidCredentials(username, password, cert)
     else:
         creds = TokenCredentials(username, password, number, code)
     return mailbox.login(creds, protocol=protocol, source=source)
