@@ -62,6 +62,8 @@ class WebDAVConfig:
     client_ca_file: str = ""
     #: PEM CRL files of those CAs; a certificate they revoke logs nobody in
     client_crl_files: tuple[str, ...] = ()
+    #: seconds a client has to complete its TLS handshake; handshakes never hold up other clients
+    handshake_timeout_seconds: float = 10.0
     #: seconds a console / REST API session lasts after the strong login
     session_seconds: int = 900
 
@@ -304,6 +306,8 @@ def _validate(cfg: Config) -> None:
     need(1 <= cfg.webdav.threads <= 1024, "webdav.threads", "must be between 1 and 1024")
     need(60 <= cfg.webdav.session_seconds <= 86400, "webdav.session_seconds", "must be between 60 and 86400")
     need(cfg.webdav.auth_cache_seconds >= 0, "webdav.auth_cache_seconds", "must not be negative")
+    need(0 < cfg.webdav.handshake_timeout_seconds <= 300, "webdav.handshake_timeout_seconds",
+         "must be more than 0 and at most 300")
     need(65536 <= cfg.webdav.block_size <= 16 * 1024 * 1024, "webdav.block_size", "must be between 65536 and 16777216")
     need(bool(cfg.webdav.tls_cert) == bool(cfg.webdav.tls_key), "webdav.tls_key",
          "tls_cert and tls_key are set together")

@@ -1,6 +1,7 @@
-"""The HTTPS port: cheroot serving the WebDAV application under ``/dav`` (later also the console and API).
+"""The HTTPS port: cheroot serving WebDAV under ``/dav``, the account page, the console and the REST API.
 
 cheroot runs its own worker threads; the WSGI application calls the (synchronous, thread-safe) core directly.
+TLS handshakes happen off cheroot's accept thread, each with a deadline (:mod:`gateway.tlsaccept`).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from gateway import tls
+from gateway.tlsaccept import Handshaker, HandshakingServer
 from gateway.config import Config
 from gateway.mailbox import Mailbox
 from auth.networks import client_address
@@ -77,38 +79,45 @@ class HTTPSFrontend:
         self.api_app = with_source(RestApi(mailbox, signer), config.auth.trusted_proxies)
         dispatcher = wsgi.PathInfoDispatcher({"/dav": self.dav_app, "/account": self.account_app,
                                               "/console": self.console_app, "/api": self.api_app, "/": root_app})
-        self.server = wsgi.Server((cfg.host, cfg.port), dispatcher, numthreads=cfg.threads,
-                                  server_name="instpages", timeout=60, request_queue_size=256)
+        self.server = HandshakingServer((cfg.host, cfg.port), dispatcher, numthreads=cfg.threads,
+                                        server_name="instpages", timeout=60, request_queue_size=256)
         self.mailbox = mailbox
-        self.context = None
-        self._trusted: set[str] = set()
+        self.context: ssl.SSLContext | None = None
+        self._pinned: frozenset[str] | None = None
         if not cfg.plain_http:
             tls.ensure_self_signed(config.tls_cert_path, config.tls_key_path, [cfg.host])
-            adapter = BuiltinSSLAdapter(str(config.tls_cert_path), str(config.tls_key_path))
-            self.context = adapter.context = tls.server_context(config.tls_cert_path, config.tls_key_path)
-            # client certificates are optional on this port. The handshake lets through those of the eID CAs and
-            # the pinned ones (Python's ssl cannot ask for a certificate without judging it); who a certificate
-            # is, auth/ decides after the handshake: pinned ones by exact fingerprint, eIDs by their chain to
-            # the eID trust anchors alone (auth/clientcert.py)
-            self.context.verify_mode = ssl.CERT_OPTIONAL
-            if cfg.client_ca_file:
-                self.context.load_verify_locations(cafile=cfg.client_ca_file)
-
+            self.server.ssl_adapter = BuiltinSSLAdapter(str(config.tls_cert_path), str(config.tls_key_path))
             self.refresh_trust()
-            self.server.ssl_adapter = adapter
+            self.server.handshaker = Handshaker(lambda: self.context, self.server.deliver,
+                                                timeout=cfg.handshake_timeout_seconds)
         self._thread: threading.Thread | None = None
 
-    def refresh_trust(self) -> int:
-        """Trust the pinned client certificates registered since the last call (new TLS handshakes see them)."""
-        if self.context is None:
-            return 0
+    def _tls_context(self, pinned_pems: list[str]) -> ssl.SSLContext:
+        """Client certificates are optional on this port. The handshake lets through those of the eID CAs and
+        the pinned ones (Python's ssl cannot ask for a certificate without judging it); who a certificate is,
+        auth/ decides after the handshake: pinned ones by exact fingerprint, eIDs by their chain to the eID
+        trust anchors alone."""
+        ctx = tls.server_context(self.config.tls_cert_path, self.config.tls_key_path)
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        if self.config.webdav.client_ca_file:
+            ctx.load_verify_locations(cafile=self.config.webdav.client_ca_file)
+        for pem in pinned_pems:
+            ctx.load_verify_locations(cadata=pem)
+        return ctx
+
+    def refresh_trust(self) -> bool:
+        """Read the pinned client certificates again (whichever process pinned them); when they changed, new
+        TLS handshakes use a context that lets exactly those through. True when it changed."""
+        if self.server.ssl_adapter is None:
+            return False
         repo = self.mailbox.repo
         with repo.read() as c:
-            pems = [p for p in repo.client_certificate_pems(c) if p not in self._trusted]
-        for pem in pems:
-            self.context.load_verify_locations(cadata=pem)
-            self._trusted.add(pem)
-        return len(pems)
+            pems = sorted(set(repo.client_certificate_pems(c)))
+        if self._pinned == frozenset(pems):
+            return False
+        self.context = self._tls_context(pems)
+        self._pinned = frozenset(pems)
+        return True
 
     def start(self) -> int:
         self.server.prepare()
