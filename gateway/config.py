@@ -64,6 +64,8 @@ class WebDAVConfig:
     client_crl_files: tuple[str, ...] = ()
     #: seconds a client has to complete its TLS handshake; handshakes never hold up other clients
     handshake_timeout_seconds: float = 10.0
+    #: seconds until a client certificate pinned while the gateway runs (by any process) is accepted
+    trust_refresh_seconds: float = 5.0
     #: seconds a console / REST API session lasts after the strong login
     session_seconds: int = 900
 
@@ -308,6 +310,8 @@ def _validate(cfg: Config) -> None:
     need(cfg.webdav.auth_cache_seconds >= 0, "webdav.auth_cache_seconds", "must not be negative")
     need(0 < cfg.webdav.handshake_timeout_seconds <= 300, "webdav.handshake_timeout_seconds",
          "must be more than 0 and at most 300")
+    need(0 < cfg.webdav.trust_refresh_seconds <= 3600, "webdav.trust_refresh_seconds",
+         "must be more than 0 and at most 3600")
     need(65536 <= cfg.webdav.block_size <= 16 * 1024 * 1024, "webdav.block_size", "must be between 65536 and 16777216")
     need(bool(cfg.webdav.tls_cert) == bool(cfg.webdav.tls_key), "webdav.tls_key",
          "tls_cert and tls_key are set together")

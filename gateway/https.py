@@ -84,6 +84,7 @@ class HTTPSFrontend:
         self.mailbox = mailbox
         self.context: ssl.SSLContext | None = None
         self._pinned: frozenset[str] | None = None
+        self._stopped = threading.Event()
         if not cfg.plain_http:
             tls.ensure_self_signed(config.tls_cert_path, config.tls_key_path, [cfg.host])
             self.server.ssl_adapter = BuiltinSSLAdapter(str(config.tls_cert_path), str(config.tls_key_path))
@@ -91,6 +92,7 @@ class HTTPSFrontend:
             self.server.handshaker = Handshaker(lambda: self.context, self.server.deliver,
                                                 timeout=cfg.handshake_timeout_seconds)
         self._thread: threading.Thread | None = None
+        self._keeper: threading.Thread | None = None
 
     def _tls_context(self, pinned_pems: list[str]) -> ssl.SSLContext:
         """Client certificates are optional on this port. The handshake lets through those of the eID CAs and
@@ -119,10 +121,22 @@ class HTTPSFrontend:
         self._pinned = frozenset(pems)
         return True
 
+    def _keep_trust(self) -> None:
+        """Pinned certificates are trusted within ``webdav.trust_refresh_seconds`` of being pinned."""
+        while not self._stopped.wait(self.config.webdav.trust_refresh_seconds):
+            try:
+                if self.refresh_trust():
+                    log.info("pinned client certificates changed: %d now", len(self._pinned or ()))
+            except Exception:  # the database may be briefly away: keep the current trust, try again
+                log.exception("refreshing the pinned client certificates failed")
+
     def start(self) -> int:
         self.server.prepare()
         self._thread = threading.Thread(target=self.server.serve, name="https", daemon=True)
         self._thread.start()
+        if self.server.ssl_adapter is not None:
+            self._keeper = threading.Thread(target=self._keep_trust, name="https-trust", daemon=True)
+            self._keeper.start()
         return self.port
 
     @property
@@ -130,6 +144,8 @@ class HTTPSFrontend:
         return self.server.bind_addr[1]
 
     def stop(self) -> None:
+        self._stopped.set()
         self.server.stop()
-        if self._thread is not None:
-            self._thread.join(10)
+        for t in (self._thread, self._keeper):
+            if t is not None:
+                t.join(10)

@@ -4,16 +4,18 @@
   anyone is believed about (a v3 certificate with keyCertSign and no basicConstraints, a version 1 certificate),
   and its own subject serialNumber never makes it a person's eID -- not over WebDAV, not on the REST API's or the
   account page's strong login;
-- a person's eID is believed only when its chain verifies against the configured eID trust anchors.
+- a person's eID is believed only when its chain verifies against the configured eID trust anchors;
+- a certificate pinned with the CLI while the gateway runs works within ``webdav.trust_refresh_seconds``, no restart.
 """
 from __future__ import annotations
 
 import json
 import subprocess
+import time
 
 import pytest
 
-from tests.conftest import CENTRE_A, CENTRE_B, populate, start_gateway
+from tests.conftest import CENTRE_A, CENTRE_B, cli, populate, start_gateway
 from tests.gateway.test_login_people import JAN_NRN, JAN_PW, PEOPLE_ENV, add_person, curl, logins
 from tests.pki import EidPki
 
@@ -107,3 +109,23 @@ def test_the_real_eid_still_opens_the_drive_and_the_api(gw, pki):
     status, body = curl_json(gw, "/session", {"username": "jan.peeters", "password": JAN_PW}, cert=pki.jan)
     assert status == 201 and body["second_factor"] == "eid", body
     assert "method=password+eid" in [e.detail for e in logins(gw, "jan.peeters", "ok")]
+
+
+# -- item 17: a certificate pinned while the gateway runs ------------------------------------------------------
+def test_a_certificate_pinned_with_the_cli_works_without_a_restart(gw, pki):
+    bound = gw.config.webdav.trust_refresh_seconds
+    assert bound <= 5, "README documents at most 5 seconds"
+    cert = pki.self_signed("pinned-live")
+    assert curl(gw, "/", cert=cert).code != 200  # not yet pinned
+    p = cli("account", "add", "arch-live", "--role", "archiver", "--institution", CENTRE_A,
+            "--client-cert", str(cert.cert), data_dir=gw.data_dir)
+    assert p.returncode == 0, p.stderr
+    pinned_at = time.monotonic()
+    while True:
+        r = curl(gw, "/", cert=cert)
+        waited = time.monotonic() - pinned_at
+        if r.code == 200 or waited > bound + 3:
+            break
+        time.sleep(0.25)
+    assert r.code == 200 and CENTRE_A in r.body, f"not trusted {waited:.1f} s after pinning (bound {bound} s): {r}"
+    assert waited <= bound + 3
