@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import sys
 import threading
 
 from cheroot import wsgi
@@ -15,6 +16,7 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 from gateway import tls
 from gateway.tlsaccept import Handshaker, HandshakingServer
 from gateway.config import Config
+from gateway.errors import MalformedRequest
 from gateway.mailbox import Mailbox
 from auth.networks import client_address
 from gateway.accountpage import AccountPage
@@ -60,6 +62,103 @@ def with_source(app, trusted_proxies):
     return wrapped
 
 
+class GuardedInput:
+    """``wsgi.input`` whose framing errors (cheroot raises ValueError for a bad chunk size or chunk end) are
+    MalformedRequest, which every front-end answers with 400."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _call(self, name: str, *args):
+        try:
+            return getattr(self._stream, name)(*args)
+        except ValueError as exc:
+            raise MalformedRequest(f"malformed request body: {str(exc)[:100]}") from None
+
+    def read(self, *args):
+        return self._call("read", *args)
+
+    def readline(self, *args):
+        return self._call("readline", *args)
+
+    def readlines(self, *args):
+        return self._call("readlines", *args)
+
+    def __iter__(self):
+        return iter(self.readline, b"")
+
+
+class ErrorGuard:
+    """The outermost layer of the HTTPS port: every request gets a complete answer. A malformed request that the
+    application below did not answer itself gets 400, any other failure 500, and an answer that announced a body
+    and sent none is replaced by a 500 -- as long as nothing of it has gone out; never a dropped connection or a
+    client left waiting for bytes that do not come."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        if environ.get("wsgi.input") is not None:
+            environ["wsgi.input"] = GuardedInput(environ["wsgi.input"])
+        started: list = []
+
+        def recording_start_response(status, headers, exc_info=None):
+            started[:] = [status, headers]
+            return start_response(status, headers, exc_info)
+
+        return self._answer(environ, start_response, recording_start_response, started)
+
+    def _answer(self, environ, start_response, recording_start_response, started):
+        sent = 0
+        try:
+            result = self.app(environ, recording_start_response)
+            try:
+                for chunk in result:
+                    sent += len(chunk)
+                    yield chunk
+            finally:
+                if hasattr(result, "close"):
+                    result.close()
+        except Exception as exc:
+            if sent:
+                raise  # the answer is under way: the server can only close the connection
+            yield self._failure(environ, start_response, exc)
+            return
+        if not sent and started and environ.get("REQUEST_METHOD") != "HEAD" and _announced(started[1]) > 0 \
+                and not started[0].startswith(("1", "204", "304")):
+            log.error("%s %s: a %s answer announced a body and sent none", environ.get("REQUEST_METHOD"),
+                      environ.get("PATH_INFO", "")[:200], started[0][:3])
+            yield self._failure(environ, start_response, RuntimeError("answer without its body"))
+
+    @staticmethod
+    def _failure(environ, start_response, exc: Exception) -> bytes:
+        malformed = isinstance(exc, (MalformedRequest, UnicodeDecodeError))
+        what = f"{environ.get('REQUEST_METHOD', '')} {environ.get('PATH_INFO', '')[:200]!r}"
+        if malformed:
+            log.info("malformed request %s from %s: %s", what, environ.get("REMOTE_ADDR", ""), exc)
+            status, body = "400 Bad Request", f"400 Bad Request\n{getattr(exc, 'message', 'malformed request')}\n"
+        else:
+            log.error("%s failed", what, exc_info=exc)
+            status, body = "500 Internal Server Error", "500 Internal Server Error\n"
+        data = body.encode()
+        try:
+            raise exc
+        except Exception:
+            start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data))),
+                                    ("Connection", "close")], sys.exc_info())
+        return data
+
+
+def _announced(headers) -> int:
+    for name, value in headers:
+        if name.lower() == "content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return -1
+    return -1
+
+
 class HTTPSFrontend:
     def __init__(self, config: Config, mailbox: Mailbox, keyring):
         self.config = config
@@ -79,7 +178,7 @@ class HTTPSFrontend:
         self.api_app = with_source(RestApi(mailbox, signer), config.auth.trusted_proxies)
         dispatcher = wsgi.PathInfoDispatcher({"/dav": self.dav_app, "/account": self.account_app,
                                               "/console": self.console_app, "/api": self.api_app, "/": root_app})
-        self.server = HandshakingServer((cfg.host, cfg.port), dispatcher, numthreads=cfg.threads,
+        self.server = HandshakingServer((cfg.host, cfg.port), ErrorGuard(dispatcher), numthreads=cfg.threads,
                                         server_name="instpages", timeout=60, request_queue_size=256)
         self.mailbox = mailbox
         self.context: ssl.SSLContext | None = None

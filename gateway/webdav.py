@@ -5,9 +5,10 @@ Like the SFTP front-end it only translates: HTTP Basic credentials into one ``Ma
 decides who may do what, and nothing proceeds as "anonymous": a request without a core session never reaches
 the provider.
 
-Middleware order (outermost first): :class:`FrontDoor` (OPTIONS without authentication), wsgidav's ErrorPrinter
-and HTTPAuthenticator (Basic only, our domain controller), :class:`SessionGuard` (401 unless the core accepted the
-login), :class:`RequestChecks` (XML bodies checked with defusedxml, bounded, ``Depth: infinity`` refused),
+Middleware order (outermost first): :class:`FrontDoor` (OPTIONS without authentication, the path and the Basic
+credentials parsed), wsgidav's ErrorPrinter, :class:`CoreErrors` (core errors raised through wsgidav's code keep
+their status), wsgidav's HTTPAuthenticator (Basic only, our domain controller), :class:`SessionGuard` (401 unless
+the core accepted the login), :class:`RequestChecks` (XML bodies checked with defusedxml, bounded, ``Depth: infinity`` refused),
 :class:`FastPropfind`, :class:`ListingPage` (a safe HTML listing for browsers), wsgidav's RequestResolver.
 """
 from __future__ import annotations
@@ -41,7 +42,9 @@ from auth.secondfactor import DevicePasswords
 from gateway import path as vpath
 from gateway.davstate import DbLockStorage, DbPropertyManager
 from gateway.errors import (AlreadyExists, ContentRefused, GatewayError, InstitutionNotActive, IntegrityFailure,
-                            InvalidName, NotFound, PermissionDenied, ServiceUnavailable, TooLarge, Unsupported)
+                            InvalidName, MalformedRequest, NotFound, PermissionDenied, ServiceUnavailable, TooLarge,
+                            Unsupported)
+from gateway.httpauth import MalformedCredentials, basic_header, parse_authorization
 from gateway.mailbox import Entry, Mailbox, MailboxSession
 from gateway.websession import client_certificate
 
@@ -64,6 +67,7 @@ _HTTP: dict[type[GatewayError], int] = {
     ContentRefused: 415,
     TooLarge: 413,
     InvalidName: HTTP_BAD_REQUEST,
+    MalformedRequest: HTTP_BAD_REQUEST,
     Unsupported: HTTP_FORBIDDEN,
     IntegrityFailure: HTTP_INTERNAL_ERROR,
     ServiceUnavailable: 503,
@@ -512,23 +516,59 @@ def _plain(start_response, status: str, text: str, headers: Iterable[tuple[str, 
 
 
 class FrontDoor:
-    """Before authentication: the client's address (X-Forwarded-For only from trusted proxies), and OPTIONS,
-    which Windows sends unauthenticated."""
+    """Before authentication: the client's address (X-Forwarded-For only from trusted proxies); OPTIONS, which
+    Windows sends unauthenticated; the request path through the one path parser (a path that is no UTF-8 names
+    nothing: 404; dot segments resolved inside the tree); Basic credentials through the one parser (malformed ones:
+    401, on the record as a failed login)."""
 
-    def __init__(self, app, trusted_proxies=()):
+    def __init__(self, app, mailbox: Mailbox, trusted_proxies=()):
         self.app = app
+        self.mailbox = mailbox
         self.trusted_proxies = tuple(trusted_proxies)
 
     def __call__(self, environ, start_response):
         environ.pop(SESSION_KEY, None)  # only our domain controller sets it
-        environ["instpages.source"] = client_address(environ.get("REMOTE_ADDR", ""),
-                                                     environ.get("HTTP_X_FORWARDED_FOR"), self.trusted_proxies)
+        source = environ["instpages.source"] = client_address(
+            environ.get("REMOTE_ADDR", ""), environ.get("HTTP_X_FORWARDED_FOR"), self.trusted_proxies)
         method = environ.get("REQUEST_METHOD", "")
         if method == "OPTIONS":
             headers = [("DAV", "1, 2"), ("MS-Author-Via", "DAV"), ("Allow", DAV_METHODS), ("Content-Length", "0")]
             start_response("200 OK", headers)
             return [b""]
+        try:
+            path = vpath.request_path(environ.get("PATH_INFO", ""))
+        except NotFound as exc:
+            return _plain(start_response, "404 Not Found", exc.message)
+        environ["PATH_INFO"] = path.encode("utf-8").decode("latin-1")  # WSGI's form, as wsgidav expects it
+        header = environ.get("HTTP_AUTHORIZATION")
+        if header is not None:
+            try:
+                auth = parse_authorization(header)
+            except MalformedCredentials as exc:
+                self.mailbox.record_failed_login("", "webdav", source, "basic", exc.reason)
+                return _plain(start_response, "401 Unauthorized", "authentication required",
+                              [("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')])
+            if auth.scheme == "basic":  # what wsgidav parses again, in a form it cannot trip over
+                environ["HTTP_AUTHORIZATION"] = basic_header(auth)
         return self.app(environ, start_response)
+
+
+class CoreErrors(BaseMiddleware):
+    """Just inside wsgidav's ErrorPrinter: a core error that escaped through wsgidav's own code (a malformed body
+    read by wsgidav, say, which it wraps as a 500) is answered with its status from ``_HTTP``."""
+
+    def is_disabled(self):
+        return False
+
+    def __call__(self, environ, start_response):
+        try:
+            yield from self.next_app(environ, start_response)
+        except GatewayError as exc:
+            raise to_dav_error(exc) from None
+        except DAVError as exc:
+            if isinstance(exc.src_exception, GatewayError):
+                raise to_dav_error(exc.src_exception) from None
+            raise
 
 
 class RequestChecks(BaseMiddleware):
@@ -804,8 +844,8 @@ def create_app(mailbox: Mailbox, *, mount_path: str = "/dav", auth_cache_seconds
         "http_authenticator": {"domain_controller": GatewayDomainController, "accept_basic": True,
                                "accept_digest": False, "default_to_digest": False, "trusted_auth_header": None},
         "instpages": {"mailbox": mailbox, "auth_cache_seconds": auth_cache_seconds},
-        "middleware_stack": [ErrorPrinter, HTTPAuthenticator, SessionGuard, RequestChecks, FastPropfind,
-                             ListingPage, RequestResolver],
+        "middleware_stack": [ErrorPrinter, CoreErrors, HTTPAuthenticator, SessionGuard, RequestChecks,
+                             FastPropfind, ListingPage, RequestResolver],
         "property_manager": DbPropertyManager(mailbox.repo),
         "lock_storage": DbLockStorage(mailbox.repo),
         "dir_browser": {"enable": False},
@@ -819,5 +859,5 @@ def create_app(mailbox: Mailbox, *, mount_path: str = "/dav", auth_cache_seconds
     }
     if not fast_propfind:
         config["middleware_stack"].remove(FastPropfind)
-    return FrontDoor(WsgiDAVApp(config), trusted_proxies)
+    return FrontDoor(WsgiDAVApp(config), mailbox, trusted_proxies)
 

@@ -14,15 +14,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from auth.authenticator import EidCredentials, TokenCredentials
+from gateway.httpauth import cookies
 from gateway.mailbox import Mailbox, MailboxSession
 
 MAX_FORM = 16 * 1024
+#: the form of a signed value: base64url payload, ".", 32 hex digits of MAC
+_SIGNED = re.compile(r"[A-Za-z0-9_\-]+\.[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,8 @@ class SessionSigner:
         return WebSession(account_id, name, float(f"{expires:.0f}"), value, float(f"{issued:.3f}"))
 
     def verify(self, value: str) -> WebSession | None:
-        if not value or len(value) > 512:
+        """The session of a signed value; None for anything else, whatever bytes it holds."""
+        if not value or len(value) > 512 or not _SIGNED.fullmatch(value):
             return None
         try:
             b64, mac = value.rsplit(".", 1)
@@ -70,24 +75,24 @@ class SessionSigner:
         return hmac.new(self.secret, b"csrf|" + session.value.encode(), hashlib.sha256).hexdigest()
 
     def csrf_ok(self, session: WebSession, token: str) -> bool:
-        return bool(token) and hmac.compare_digest(token, self.csrf(session))
+        return bool(token) and token.isascii() and hmac.compare_digest(token, self.csrf(session))
 
 
 def cookie_value(environ, name: str) -> str:
-    for part in environ.get("HTTP_COOKIE", "").split(";"):
-        key, _, value = part.strip().partition("=")
-        if key == name:
-            return value
-    return ""
+    """A cookie's value as sent (any bytes); session cookies are read with :func:`gateway.httpauth.session_cookie`."""
+    return cookies(environ).get(name, "")
 
 
 def read_body(environ, limit: int = MAX_FORM) -> bytes:
+    """The request body, at most ``limit`` bytes (Content-Length or chunked)."""
     try:
         n = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
         n = 0
     if n <= 0:
-        return b""
+        if "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            return b""
+        n = limit
     return environ["wsgi.input"].read(min(n, limit))
 
 
