@@ -8,8 +8,9 @@ the provider.
 Middleware order (outermost first): :class:`FrontDoor` (OPTIONS without authentication, the path and the Basic
 credentials parsed), wsgidav's ErrorPrinter, :class:`CoreErrors` (core errors raised through wsgidav's code keep
 their status), wsgidav's HTTPAuthenticator (Basic only, our domain controller), :class:`SessionGuard` (401 unless
-the core accepted the login), :class:`RequestChecks` (XML bodies checked with defusedxml, bounded, ``Depth: infinity`` refused),
-:class:`FastPropfind`, :class:`ListingPage` (a safe HTML listing for browsers), wsgidav's RequestResolver.
+the core accepted the login), :class:`RequestChecks` (XML bodies checked with defusedxml, bounded,
+``Depth: infinity`` refused), :class:`FastPropfind`, :class:`ListingPage` (a safe HTML listing for browsers),
+wsgidav's RequestResolver.
 """
 from __future__ import annotations
 

@@ -210,7 +210,8 @@ class EidPki:
                                  x509.NameAttribute(NameOID.COMMON_NAME, name)])
             cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
                     .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                    .not_valid_before(self.now - dt.timedelta(minutes=5)).not_valid_after(self.now + dt.timedelta(days=30))
+                    .not_valid_before(self.now - dt.timedelta(minutes=5))
+                    .not_valid_after(self.now + dt.timedelta(days=30))
                     .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
                                                  key_encipherment=False, data_encipherment=False, key_agreement=False,
                                                  key_cert_sign=True, crl_sign=False, encipher_only=False,

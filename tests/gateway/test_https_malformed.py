@@ -34,8 +34,9 @@ def sessions(world):
         cell = world.repo.account_by_name(c, "cell").id
         staff = world.repo.account_by_name(c, "staff-a").id
     keyring = world.services.keyring
+    account = SessionSigner(keyring.derive(b"account-cookie"), purpose="account")
     return {"console": SessionSigner(keyring.derive(b"web-session")).issue(cell, "cell").value,
-            "account": SessionSigner(keyring.derive(b"account-cookie"), purpose="account").issue(staff, "staff-a").value}
+            "account": account.issue(staff, "staff-a").value}
 
 
 @pytest.fixture(scope="module")
