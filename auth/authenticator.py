@@ -18,6 +18,8 @@ from typing import Protocol
 
 import argon2
 
+from auth import clientcert
+from auth.clientcert import ClientCertificates, NotAnEid
 from auth.factors import method_allowed
 from auth.principal import Role
 from auth.secondfactor import ApiTokens, DevicePasswords, TokenCards
@@ -56,9 +58,10 @@ class CertificateCredentials:
 
 @dataclass(frozen=True)
 class ClientCertificateCredentials:
-    """A TLS client certificate the TLS layer verified; pinned to a machine account by fingerprint."""
+    """The TLS client certificate (PEM or DER) whose key the client proved in the handshake; it logs in the machine
+    account it is pinned to, matched exactly by fingerprint (:mod:`auth.clientcert`)."""
 
-    fingerprint: str
+    certificate: str | bytes
     username: str = ""
 
 
@@ -80,12 +83,13 @@ class TokenCredentials:
 
 @dataclass(frozen=True)
 class EidCredentials:
-    """Password, and an eID authentication certificate the TLS layer verified (chain, dates, clientAuth);
-    ``nrn`` is its subject serialNumber."""
+    """Password, and the client certificate (PEM or DER) of the TLS handshake, which must be an eID authentication
+    certificate: verified here against the eID trust anchors only, its subject serialNumber then the person's
+    national register number (:mod:`auth.clientcert`)."""
 
     username: str
     password: str = field(repr=False)
-    nrn: str = ""
+    certificate: str | bytes = ""
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,10 @@ class Authenticated:
 
 class Authenticator(Protocol):
     def authenticate(self, creds: Credentials, protocol: str = "sftp") -> Authenticated: ...
+
+    def pinned_account(self, certificate: str | bytes): ...
+
+    def eid_nrn(self, certificate: str | bytes) -> str: ...
 
     def accepts_public_key(self, username: str, fingerprint: str) -> bool: ...
 
@@ -154,8 +162,11 @@ def _verify(stored: str | None, password: str) -> bool:
 class GatewayAuthenticator:
     def __init__(self, repo: Repository, trusted_ca_fingerprints: frozenset[str] = frozenset(), *,
                  tokens: TokenCards | None = None, devices: DevicePasswords | None = None, directory=None,
-                 second_factor_required: bool = True, api_tokens: "ApiTokens | None" = None):
+                 second_factor_required: bool = True, api_tokens: "ApiTokens | None" = None,
+                 client_certs: ClientCertificates | None = None):
         self.repo = repo
+        #: the eID trust anchors and CRLs that TLS client certificates are judged by
+        self.client_certs = client_certs or ClientCertificates()
         self.trusted_ca_fingerprints = trusted_ca_fingerprints
         self.tokens = tokens or TokenCards(repo)
         self.devices = devices or DevicePasswords(repo)
@@ -176,6 +187,34 @@ class GatewayAuthenticator:
             folded = username.casefold()
             same = [a for a in self.repo.directory_accounts_named(c, username) if a.name.casefold() == folded]
         return same[0] if len(same) == 1 else None
+
+    def pinned_account(self, certificate: str | bytes):
+        """The account a presented client certificate is pinned to (exactly, by fingerprint), or None."""
+        cert = clientcert.load(certificate)
+        if cert is None:
+            return None
+        with self.repo.read() as c:
+            return self.repo.account_for_certificate(c, clientcert.fingerprint(cert))
+
+    def eid_nrn(self, certificate: str | bytes) -> str:
+        """The national register number of a presented client certificate that is a valid eID, else "".
+        Front-ends ask it to choose the login kind (and the login form); it proves nothing by itself."""
+        try:
+            return self._eid(certificate)
+        except AuthenticationFailed:
+            return ""
+
+    def _eid(self, certificate: str | bytes) -> str:
+        cert = clientcert.load(certificate)
+        if cert is None:
+            raise AuthenticationFailed("no eID certificate in the TLS handshake")
+        try:
+            nrn = self.client_certs.eid_nrn(cert)
+        except NotAnEid as exc:
+            raise AuthenticationFailed(f"the client certificate is not a valid eID: {exc.reason}") from None
+        if self.pinned_account(certificate) is not None:
+            raise AuthenticationFailed("the client certificate is pinned to a machine account, not an eID")
+        return nrn
 
     def accepts_public_key(self, username: str, fingerprint: str) -> bool:
         with self.repo.read() as c:
@@ -242,10 +281,12 @@ class GatewayAuthenticator:
             return self._permit(acc, "certificate", protocol)
 
         if isinstance(creds, ClientCertificateCredentials):
-            with self.repo.read() as c:
-                acc = self.repo.account_for_certificate(c, creds.fingerprint)
+            cert = clientcert.load(creds.certificate)
+            acc = self.pinned_account(creds.certificate)
             if acc is None:
                 raise AuthenticationFailed("client certificate not registered")
+            if self.client_certs.is_revoked(cert):
+                raise AuthenticationFailed(f"client certificate revoked (serial {cert.serial_number:x})")
             return self._permit(acc, "client-certificate", protocol)
 
         if isinstance(creds, DevicePasswordCredentials):
@@ -275,11 +316,12 @@ class GatewayAuthenticator:
 
         if isinstance(creds, EidCredentials):
             acc = self._first_factor(creds.username, creds.password)
+            presented = self._eid(creds.certificate)
             nrn = acc.nrn
             if acc.source == "ldap" and self.directory is not None:
                 user = self.directory.lookup(acc.name)
                 nrn = user.nrn if user is not None else ""
-            if not creds.nrn or not nrn or creds.nrn != nrn:
+            if not nrn or presented != nrn:
                 raise AuthenticationFailed("the eID certificate belongs to someone else")
             return self._permit(acc, "password+eid", protocol)
 

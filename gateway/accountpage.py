@@ -18,11 +18,13 @@ from auth.authenticator import AuthenticationFailed
 from gateway.admin import Administration, AdminError
 from gateway.errors import GatewayError, ServiceUnavailable
 from gateway.mailbox import Mailbox
-from gateway.websession import SessionSigner, WebSession, cookie_value, eid_nrn, read_form, strong_login
+from gateway.httpauth import MalformedCredentials, session_cookie
+from gateway.websession import SessionSigner, WebSession, has_eid, read_form, strong_login
 
 COOKIE = "ip_account"
 SESSION_SECONDS = 900
 CSP = "default-src 'none'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+PAGES = ("/", "/login", "/create", "/revoke")
 
 _PAGE = """<!DOCTYPE html>
 <html lang="nl"><head><meta charset="utf-8"><title>Institutional Pages - {title}</title></head>
@@ -37,7 +39,7 @@ class AccountPage:
         self.secure_cookie = secure_cookie
 
     def _session(self, environ) -> WebSession | None:
-        return self.signer.verify(cookie_value(environ, COOKIE))
+        return self.signer.verify(session_cookie(environ, COOKIE))
 
     # -- responses -------------------------------------------------------------------------------------------
     def _page(self, start_response, title: str, body: str, status: str = "200 OK", headers=()):
@@ -51,9 +53,19 @@ class AccountPage:
         method = environ.get("REQUEST_METHOD")
         path = environ.get("PATH_INFO", "/") or "/"
         source = environ.get("instpages.source") or environ.get("REMOTE_ADDR", "")
+        if path not in PAGES:
+            return self._page(start_response, "Not found", '<p>No such page. <a href="/account/">My account</a></p>',
+                              "404 Not Found")
         if method == "POST" and path == "/login":
             return self._login(environ, start_response, source)
-        session = self._session(environ)
+        try:
+            session = self._session(environ)
+        except MalformedCredentials as exc:  # a cookie no session has: removed, and on the record
+            self.mailbox.record_failed_login("", "web", source, "cookie", exc.reason)
+            return self._page(start_response, "Refused", "<p>Malformed session cookie; it has been removed. "
+                              '<a href="./">Log in again</a>.</p>', "400 Bad Request",
+                              [("Set-Cookie", f"{COOKIE}=; Path=/account/; Max-Age=0; HttpOnly; SameSite=Strict"
+                                              + ("; Secure" if self.secure_cookie else ""))])
         if session is None:
             return self._login_form(environ, start_response)
         try:
@@ -101,7 +113,7 @@ class AccountPage:
         return [b""]
 
     def _login_form(self, environ, start_response, error: str = "", username: str = "", headers=()):
-        eid = bool(eid_nrn(environ))
+        eid = has_eid(self.mailbox, environ)
         fields = (f'<p><label>Gebruiker / Utilisateur <input name="username" value="{html.escape(username)}" '
                   'autocomplete="username"></label></p>'
                   '<p><label>Wachtwoord / Mot de passe <input name="password" type="password" '
@@ -123,7 +135,7 @@ class AccountPage:
     def _login(self, environ, start_response, source: str):
         form = read_form(environ)
         username = form.get("username", "").strip()[:64]
-        nrn = eid_nrn(environ)
+        nrn = has_eid(self.mailbox, environ)
         if form.get("step") == "username" and not nrn:
             return self._login_form(environ, start_response, username=username)
         try:

@@ -37,10 +37,11 @@ from auth.principal import Principal
 from gateway.admin import (BRUSSELS, AdminConflict, AdminError, AdminForbidden, AdminNotFound, Administration,
                            CentreNotFound)
 from gateway.errors import AuthenticationFailed as GenericAuthenticationFailed
-from gateway.errors import GatewayError, NotFound, PermissionDenied, ServiceUnavailable
+from gateway.errors import GatewayError, MalformedRequest, NotFound, PermissionDenied, ServiceUnavailable
+from gateway.httpauth import MalformedCredentials, parse_authorization, session_cookie
 from gateway.mailbox import Mailbox
 from gateway.openapi import DATE, DOCUMENT_PATH, EMAIL, REFERENCE
-from gateway.websession import SessionSigner, WebSession, cookie_value, eid_nrn, strong_login
+from gateway.websession import SessionSigner, WebSession, has_eid, strong_login
 from storage.repository import as_utc
 
 log = logging.getLogger("instpages.api")
@@ -69,6 +70,7 @@ ERRORS: tuple[tuple[type[GatewayError], int], ...] = (
     (PermissionDenied, 403),
     (GenericAuthenticationFailed, 401),
     (ServiceUnavailable, 503),
+    (MalformedRequest, 400),
 )
 
 REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad Request",
@@ -303,11 +305,16 @@ class RestApi:
     def _authenticate(self, req: Request) -> None:
         environ = req.environ
         header = environ.get("HTTP_AUTHORIZATION", "")
-        if header:
-            scheme, _, value = header.strip().partition(" ")
-            value = value.strip()
-            if scheme.lower() != "bearer" or not value:
+        try:
+            auth = parse_authorization(header) if header else None
+            cookie = session_cookie(environ, COOKIE) if auth is None else ""
+        except MalformedCredentials as exc:
+            self.mailbox.record_failed_login("", "api", req.source, "bearer" if header else "cookie", exc.reason)
+            raise _unauthorized("authentication failed") from None
+        if auth is not None:
+            if auth.scheme != "bearer":
                 raise _unauthorized("use Authorization: Bearer <session token or API token>")
+            value = auth.secret
             if value.startswith("ipat-"):
                 self._api_token(req, value)
                 return
@@ -316,7 +323,6 @@ class RestApi:
                 raise _unauthorized("session expired or not valid; log in again")
             self._session(req, session, "session")
             return
-        cookie = cookie_value(environ, COOKIE)
         if cookie:
             session = self.signer.verify(cookie)
             if session is None:
@@ -431,7 +437,7 @@ class RestApi:
         web = self.signer.issue(p.account_id, p.name)
         expires = datetime.fromtimestamp(web.expires, timezone.utc)
         return Reply(201, {"token": web.value, "expires_at": iso(expires), "account": p.name,
-                           "second_factor": "eid" if eid_nrn(req.environ) else "token"})
+                           "second_factor": "eid" if has_eid(self.mailbox, req.environ) else "token"})
 
     def _logout(self, req: Request) -> Reply:
         """Ends the caller's sessions on every gateway process (the core records the moment); API tokens are

@@ -62,11 +62,15 @@ class WebDAVConfig:
     auth_cache_seconds: int = 60
     #: bytes per read when streaming a document
     block_size: int = 1024 * 1024
-    #: PEM bundle of CAs whose client certificates the HTTPS port accepts (e.g. the Belgian eID chain);
-    #: pinned certificates of machine accounts are trusted in addition
+    #: PEM bundle of the eID trust anchors: the root CAs and the intermediate (Citizen) CAs. A person's certificate
+    #: is an eID only when its chain verifies against these; pinned machine certificates match exactly, apart
     client_ca_file: str = ""
-    #: PEM CRL files of those CAs; when set, a revoked client certificate fails the handshake
+    #: PEM CRL files of those CAs; a certificate they revoke logs nobody in
     client_crl_files: tuple[str, ...] = ()
+    #: seconds a client has to complete its TLS handshake; handshakes never hold up other clients
+    handshake_timeout_seconds: float = 10.0
+    #: seconds until a client certificate pinned while the gateway runs (by any process) is accepted
+    trust_refresh_seconds: float = 5.0
     #: seconds a console / REST API session lasts after the strong login
     session_seconds: int = 900
     #: longest a WebDAV lock lasts (a client's Timeout header, "Infinite" included, is capped to it)
@@ -318,6 +322,10 @@ def _validate(cfg: Config) -> None:
     need(cfg.webdav.auth_cache_seconds >= 0, "webdav.auth_cache_seconds", "must not be negative")
     need(1 <= cfg.webdav.lock_max_seconds <= 7 * 86400, "webdav.lock_max_seconds", "must be between 1 and 604800")
     need(1 <= cfg.webdav.locks_per_account <= 10000, "webdav.locks_per_account", "must be between 1 and 10000")
+    need(0 < cfg.webdav.handshake_timeout_seconds <= 300, "webdav.handshake_timeout_seconds",
+         "must be more than 0 and at most 300")
+    need(0 < cfg.webdav.trust_refresh_seconds <= 3600, "webdav.trust_refresh_seconds",
+         "must be more than 0 and at most 3600")
     need(65536 <= cfg.webdav.block_size <= 16 * 1024 * 1024, "webdav.block_size", "must be between 65536 and 16777216")
     need(bool(cfg.webdav.tls_cert) == bool(cfg.webdav.tls_key), "webdav.tls_key",
          "tls_cert and tls_key are set together")

@@ -36,10 +36,11 @@ import jinja2
 from auth.policy import STATUSES, AdminAction
 from gateway import i18n
 from gateway.admin import (LANGUAGES, AdminConflict, AdminError, AdminForbidden, AdminNotFound, Administration)
-from gateway.errors import AuthenticationFailed, GatewayError, ServiceUnavailable
+from gateway.errors import AuthenticationFailed, GatewayError, MalformedRequest, ServiceUnavailable
+from gateway.httpauth import MalformedCredentials, session_cookie
 from gateway.lifecycle import VERBS, allowed_verbs
 from gateway.mailbox import Mailbox
-from gateway.websession import SessionSigner, WebSession, cookie_value, eid_nrn, read_form, strong_login
+from gateway.websession import SessionSigner, WebSession, cookie_value, has_eid, read_form, strong_login
 from storage.repository import as_utc
 
 log = logging.getLogger("instpages.console")
@@ -187,6 +188,13 @@ class Console:
         req = self._request(environ)
         try:
             page = self._dispatch(req)
+        except MalformedCredentials as exc:  # a session cookie no session has: removed, and on the record
+            self.mailbox.record_failed_login("", "web", req.source, "cookie", exc.reason)
+            req.cookies.append(self._cookie(req, COOKIE, "", max_age=0))
+            page = self._message(req, None, "400 Bad Request", "error.title",
+                                 "malformed session cookie; it has been removed, please log in again")
+        except MalformedRequest as exc:
+            page = self._message(req, None, "400 Bad Request", "error.title", exc.message)
         except Exception:  # never a trace to the browser
             log.exception("console: %s %s failed", req.method, req.path)
             page = self._message(req, None, "500 Internal Server Error", "error.title",
@@ -295,10 +303,10 @@ class Console:
 
     # -- sessions ------------------------------------------------------------------------------------------------
     def _session(self, req: Req) -> WebSession | None:
-        return self.signer.verify(cookie_value(req.environ, COOKIE))
+        return self.signer.verify(session_cookie(req.environ, COOKIE))
 
     def _authenticate(self, req: Req) -> tuple[WebSession, Administration]:
-        raw = cookie_value(req.environ, COOKIE)
+        raw = session_cookie(req.environ, COOKIE)
         session = self.signer.verify(raw)
         if session is None:
             if raw:
@@ -330,7 +338,7 @@ class Console:
 
     def _login_page(self, req: Req, *, username: str = "", error: str = "", ended: bool = False,
                     status: str = "200 OK", fresh: bool = False) -> Page:
-        eid = bool(eid_nrn(req.environ))
+        eid = has_eid(self.mailbox, req.environ)
         number = None
         if username and not eid:
             number = self.mailbox.token_challenge(username)
@@ -343,10 +351,10 @@ class Console:
         form = req.form
         value = cookie_value(req.environ, LOGIN_COOKIE)
         token = form.get("csrf", "")
-        if not (value and token and hmac.compare_digest(token, self._login_token(value))):
+        if not (value and token and token.isascii() and hmac.compare_digest(token, self._login_token(value))):
             return self._login_page(req, error=i18n.t("login.expired", req.lang), status="403 Forbidden", fresh=True)
         username = form.get("username", "").strip()[:64]
-        eid = bool(eid_nrn(req.environ))
+        eid = has_eid(self.mailbox, req.environ)
         if form.get("step") == "username" and not eid:
             return self._login_page(req, username=username)
         try:

@@ -79,6 +79,12 @@ class IntegrityFailure(GatewayError):
     default_message = "stored document failed its integrity check"
 
 
+class MalformedRequest(GatewayError):
+    """The request itself is broken (framing of its body, bytes that are no text where text is due): 400."""
+
+    default_message = "malformed request"
+
+
 class ServiceUnavailable(GatewayError):
     default_message = "service temporarily unavailable"
 

@@ -1,22 +1,25 @@
-"""The HTTPS port: cheroot serving the WebDAV application under ``/dav`` (later also the console and API).
+"""The HTTPS port: cheroot serving WebDAV under ``/dav``, the account page, the console and the REST API.
 
 cheroot runs its own worker threads; the WSGI application calls the (synchronous, thread-safe) core directly.
+TLS handshakes happen off cheroot's accept thread, each with a deadline (:mod:`gateway.tlsaccept`).
 """
 from __future__ import annotations
 
 import logging
 import ssl
+import sys
 import threading
 
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from gateway import tls
+from gateway.tlsaccept import Handshaker, HandshakingServer
 from gateway.config import Config
+from gateway.errors import MalformedRequest
 from gateway.mailbox import Mailbox
 from auth.networks import client_address
 from gateway.accountpage import AccountPage
-from gateway.crl import RevocationList
 from gateway.webdav import DAV_METHODS, create_app
 
 log = logging.getLogger("instpages.https")
@@ -50,27 +53,120 @@ def root_app(environ, start_response):
     return [body]
 
 
-def with_source(app, trusted_proxies, crl=None):
-    """Sets ``instpages.source`` (the client's address, from X-Forwarded-For only behind trusted proxies) and
-    ``instpages.crl`` (the revocation lists client certificates are checked against)."""
+def with_source(app, trusted_proxies):
+    """Sets ``instpages.source``: the client's address, from X-Forwarded-For only behind trusted proxies."""
     def wrapped(environ, start_response):
         environ["instpages.source"] = client_address(environ.get("REMOTE_ADDR", ""),
                                                      environ.get("HTTP_X_FORWARDED_FOR"), trusted_proxies)
-        environ["instpages.crl"] = crl
         return app(environ, start_response)
     return wrapped
+
+
+class GuardedInput:
+    """``wsgi.input`` whose framing errors (cheroot raises ValueError for a bad chunk size or chunk end) are
+    MalformedRequest, which every front-end answers with 400."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _call(self, name: str, *args):
+        try:
+            return getattr(self._stream, name)(*args)
+        except ValueError as exc:
+            raise MalformedRequest(f"malformed request body: {str(exc)[:100]}") from None
+
+    def read(self, *args):
+        return self._call("read", *args)
+
+    def readline(self, *args):
+        return self._call("readline", *args)
+
+    def readlines(self, *args):
+        return self._call("readlines", *args)
+
+    def __iter__(self):
+        return iter(self.readline, b"")
+
+
+class ErrorGuard:
+    """The outermost layer of the HTTPS port: every request gets a complete answer. A malformed request that the
+    application below did not answer itself gets 400, any other failure 500, and an answer that announced a body
+    and sent none is replaced by a 500 -- as long as nothing of it has gone out; never a dropped connection or a
+    client left waiting for bytes that do not come."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        if environ.get("wsgi.input") is not None:
+            environ["wsgi.input"] = GuardedInput(environ["wsgi.input"])
+        started: list = []
+
+        def recording_start_response(status, headers, exc_info=None):
+            started[:] = [status, headers]
+            return start_response(status, headers, exc_info)
+
+        return self._answer(environ, start_response, recording_start_response, started)
+
+    def _answer(self, environ, start_response, recording_start_response, started):
+        sent = 0
+        try:
+            result = self.app(environ, recording_start_response)
+            try:
+                for chunk in result:
+                    sent += len(chunk)
+                    yield chunk
+            finally:
+                if hasattr(result, "close"):
+                    result.close()
+        except Exception as exc:
+            if sent:
+                raise  # the answer is under way: the server can only close the connection
+            yield self._failure(environ, start_response, exc)
+            return
+        if not sent and started and environ.get("REQUEST_METHOD") != "HEAD" and _announced(started[1]) > 0 \
+                and not started[0].startswith(("1", "204", "304")):
+            log.error("%s %s: a %s answer announced a body and sent none", environ.get("REQUEST_METHOD"),
+                      environ.get("PATH_INFO", "")[:200], started[0][:3])
+            yield self._failure(environ, start_response, RuntimeError("answer without its body"))
+
+    @staticmethod
+    def _failure(environ, start_response, exc: Exception) -> bytes:
+        malformed = isinstance(exc, (MalformedRequest, UnicodeDecodeError))
+        what = f"{environ.get('REQUEST_METHOD', '')} {environ.get('PATH_INFO', '')[:200]!r}"
+        if malformed:
+            log.info("malformed request %s from %s: %s", what, environ.get("REMOTE_ADDR", ""), exc)
+            status, body = "400 Bad Request", f"400 Bad Request\n{getattr(exc, 'message', 'malformed request')}\n"
+        else:
+            log.error("%s failed", what, exc_info=exc)
+            status, body = "500 Internal Server Error", "500 Internal Server Error\n"
+        data = body.encode()
+        try:
+            raise exc
+        except Exception:
+            start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data))),
+                                    ("Connection", "close")], sys.exc_info())
+        return data
+
+
+def _announced(headers) -> int:
+    for name, value in headers:
+        if name.lower() == "content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return -1
+    return -1
 
 
 class HTTPSFrontend:
     def __init__(self, config: Config, mailbox: Mailbox, keyring):
         self.config = config
         cfg = config.webdav
-        self.crl = RevocationList(cfg.client_crl_files)
         self.dav_app = create_app(mailbox, mount_path="/dav", auth_cache_seconds=cfg.auth_cache_seconds,
-                                  block_size=cfg.block_size, trusted_proxies=config.auth.trusted_proxies, crl=self.crl)
+                                  block_size=cfg.block_size, trusted_proxies=config.auth.trusted_proxies)
         self.account_app = with_source(AccountPage(mailbox, keyring.derive(b"account-cookie"),
-                                                   secure_cookie=not cfg.plain_http), config.auth.trusted_proxies,
-                                       self.crl)
+                                                   secure_cookie=not cfg.plain_http), config.auth.trusted_proxies)
         from gateway.api import RestApi
         from gateway.console import Console
         from gateway.websession import SessionSigner
@@ -78,45 +174,68 @@ class HTTPSFrontend:
         # one key for the console's cookie and the API's session tokens: the same strong login serves both
         signer = SessionSigner(keyring.derive(b"web-session"), seconds=cfg.session_seconds)
         self.console_app = with_source(Console(mailbox, signer, secure_cookie=not cfg.plain_http),
-                                       config.auth.trusted_proxies, self.crl)
-        self.api_app = with_source(RestApi(mailbox, signer), config.auth.trusted_proxies, self.crl)
+                                       config.auth.trusted_proxies)
+        self.api_app = with_source(RestApi(mailbox, signer), config.auth.trusted_proxies)
         dispatcher = wsgi.PathInfoDispatcher({"/dav": self.dav_app, "/account": self.account_app,
                                               "/console": self.console_app, "/api": self.api_app, "/": root_app})
-        self.server = wsgi.Server((cfg.host, cfg.port), dispatcher, numthreads=cfg.threads,
-                                  server_name="instpages", timeout=60, request_queue_size=256)
+        self.server = HandshakingServer((cfg.host, cfg.port), ErrorGuard(dispatcher), numthreads=cfg.threads,
+                                        server_name="instpages", timeout=60, request_queue_size=256)
         self.mailbox = mailbox
-        self.context = None
-        self._trusted: set[str] = set()
+        self.context: ssl.SSLContext | None = None
+        self._pinned: frozenset[str] | None = None
+        self._stopped = threading.Event()
         if not cfg.plain_http:
             tls.ensure_self_signed(config.tls_cert_path, config.tls_key_path, [cfg.host])
-            adapter = BuiltinSSLAdapter(str(config.tls_cert_path), str(config.tls_key_path))
-            self.context = adapter.context = tls.server_context(config.tls_cert_path, config.tls_key_path)
-            # client certificates are optional on this port: people use passwords (and later their eID),
-            # machine accounts may present a certificate pinned to them
-            self.context.verify_mode = ssl.CERT_OPTIONAL
-            if cfg.client_ca_file:
-                self.context.load_verify_locations(cafile=cfg.client_ca_file)
-
+            self.server.ssl_adapter = BuiltinSSLAdapter(str(config.tls_cert_path), str(config.tls_key_path))
             self.refresh_trust()
-            self.server.ssl_adapter = adapter
+            self.server.handshaker = Handshaker(lambda: self.context, self.server.deliver,
+                                                timeout=cfg.handshake_timeout_seconds)
         self._thread: threading.Thread | None = None
+        self._keeper: threading.Thread | None = None
 
-    def refresh_trust(self) -> int:
-        """Trust the pinned client certificates registered since the last call (new TLS handshakes see them)."""
-        if self.context is None:
-            return 0
+    def _tls_context(self, pinned_pems: list[str]) -> ssl.SSLContext:
+        """Client certificates are optional on this port. The handshake lets through those of the eID CAs and
+        the pinned ones (Python's ssl cannot ask for a certificate without judging it); who a certificate is,
+        auth/ decides after the handshake: pinned ones by exact fingerprint, eIDs by their chain to the eID
+        trust anchors alone."""
+        ctx = tls.server_context(self.config.tls_cert_path, self.config.tls_key_path)
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        if self.config.webdav.client_ca_file:
+            ctx.load_verify_locations(cafile=self.config.webdav.client_ca_file)
+        for pem in pinned_pems:
+            ctx.load_verify_locations(cadata=pem)
+        return ctx
+
+    def refresh_trust(self) -> bool:
+        """Read the pinned client certificates again (whichever process pinned them); when they changed, new
+        TLS handshakes use a context that lets exactly those through. True when it changed."""
+        if self.server.ssl_adapter is None:
+            return False
         repo = self.mailbox.repo
         with repo.read() as c:
-            pems = [p for p in repo.client_certificate_pems(c) if p not in self._trusted]
-        for pem in pems:
-            self.context.load_verify_locations(cadata=pem)
-            self._trusted.add(pem)
-        return len(pems)
+            pems = sorted(set(repo.client_certificate_pems(c)))
+        if self._pinned == frozenset(pems):
+            return False
+        self.context = self._tls_context(pems)
+        self._pinned = frozenset(pems)
+        return True
+
+    def _keep_trust(self) -> None:
+        """Pinned certificates are trusted within ``webdav.trust_refresh_seconds`` of being pinned."""
+        while not self._stopped.wait(self.config.webdav.trust_refresh_seconds):
+            try:
+                if self.refresh_trust():
+                    log.info("pinned client certificates changed: %d now", len(self._pinned or ()))
+            except Exception:  # the database may be briefly away: keep the current trust, try again
+                log.exception("refreshing the pinned client certificates failed")
 
     def start(self) -> int:
         self.server.prepare()
         self._thread = threading.Thread(target=self.server.serve, name="https", daemon=True)
         self._thread.start()
+        if self.server.ssl_adapter is not None:
+            self._keeper = threading.Thread(target=self._keep_trust, name="https-trust", daemon=True)
+            self._keeper.start()
         return self.port
 
     @property
@@ -124,6 +243,8 @@ class HTTPSFrontend:
         return self.server.bind_addr[1]
 
     def stop(self) -> None:
+        self._stopped.set()
         self.server.stop()
-        if self._thread is not None:
-            self._thread.join(10)
+        for t in (self._thread, self._keeper):
+            if t is not None:
+                t.join(10)

@@ -95,10 +95,15 @@ class Mailbox:
         """Protocol pre-check (SSH's key query); proves nothing, records nothing."""
         return self.authenticator.accepts_public_key(username, fingerprint)
 
-    def knows_client_certificate(self, fingerprint: str) -> bool:
-        """Is this TLS client certificate pinned to an account? (checked before trying it; records nothing)"""
-        with self.repo.read() as c:
-            return self.repo.account_for_certificate(c, fingerprint) is not None
+    def knows_client_certificate(self, certificate: str | bytes) -> bool:
+        """Is this TLS client certificate (PEM or DER) pinned to an account, exactly? (a protocol pre-check before
+        trying it; records nothing)"""
+        return self.authenticator.pinned_account(certificate) is not None
+
+    def presents_eid(self, certificate: str | bytes) -> bool:
+        """Is this TLS client certificate a valid eID (chain to the eID trust anchors, not revoked, a national
+        register number)? A pre-check to choose the login kind; proves nothing by itself, records nothing."""
+        return bool(certificate) and bool(self.authenticator.eid_nrn(certificate))
 
     def login(self, creds: Credentials, *, protocol: str, source: str,
               reuse_seconds: float = 0) -> "MailboxSession":

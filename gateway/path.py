@@ -105,6 +105,38 @@ def parse(raw: str | bytes, cwd: VPath = ROOT) -> VPath:
     return VPath(stack[0], tuple(stack[1:]))
 
 
+def request_path(raw: str | bytes) -> str:
+    """The path an HTTP request names (percent-decoding done; a WSGI ``PATH_INFO`` is those bytes as latin-1),
+    as text: UTF-8 or NotFound (overlong forms such as ``%C0%AE`` and stray bytes included), NUL refused, dot
+    segments resolved inside the tree as :func:`parse` resolves them, a trailing slash kept. Nothing else is
+    changed: names are normalised where they are looked up (:func:`parse`)."""
+    if isinstance(raw, str):
+        try:
+            raw = raw.encode("latin-1")
+        except UnicodeEncodeError:
+            raise NotFound() from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NotFound() from None
+    if "\x00" in text:
+        raise NotFound()
+    if not text:
+        return text
+    stack: list[str] = []
+    comps = text.split("/")
+    for comp in comps:
+        if comp in ("", "."):
+            continue
+        if comp == "..":
+            if stack:
+                stack.pop()
+            continue
+        stack.append(comp)
+    folder = comps[-1] in ("", ".", "..")
+    return "/" + "/".join(stack) + ("/" if stack and folder else "")
+
+
 def check_new_name(path: VPath, *, max_depth: int, max_name_length: int, is_folder: bool) -> None:
     """Rules for a name someone is about to create. Raises InvalidName with the reason."""
     if path.institution is None or not path.parts:

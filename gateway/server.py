@@ -15,7 +15,7 @@ from gateway.sftp import SFTPFrontend
 log = logging.getLogger("instpages.server")
 
 HOUSEKEEPING_SECONDS = 3600
-TRUST_REFRESH_SECONDS = 30
+TRUST_REFRESH_SECONDS = 30  # revoked SSH keys; pinned TLS certificates: webdav.trust_refresh_seconds
 
 
 class GatewayServer:
@@ -49,8 +49,6 @@ class GatewayServer:
             except asyncio.TimeoutError:
                 try:
                     await loop.run_in_executor(self.executor, self.sftp.reload_revoked)
-                    if self.https is not None:
-                        await loop.run_in_executor(self.executor, self.https.refresh_trust)
                     if loop.time() - last_expiry >= HOUSEKEEPING_SECONDS:
                         last_expiry = loop.time()
                         await loop.run_in_executor(self.executor, self.services.mailbox.expire_staged)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import asyncssh
 
 from auth.authenticator import GatewayAuthenticator
+from auth.clientcert import ClientCertificates
 from auth.secondfactor import DevicePasswords, TokenCards
 from gateway.config import Config
 from gateway.errors import ConfigError
@@ -47,6 +48,15 @@ def load_user_cas(config: Config) -> dict[str, asyncssh.SSHKey]:
     return cas
 
 
+def load_client_certificates(config: Config) -> ClientCertificates:
+    """The eID trust anchors and CRLs TLS client certificates are judged by (auth.clientcert)."""
+    w = config.webdav
+    try:
+        return ClientCertificates(w.client_ca_file, w.client_crl_files)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"configuration key webdav.client_ca_file / client_crl_files: {exc}") from None
+
+
 def build(config: Config, *, initialize: bool = True) -> Services:
     data = config.data_path
     data.mkdir(parents=True, exist_ok=True)
@@ -66,7 +76,7 @@ def build(config: Config, *, initialize: bool = True) -> Services:
     authenticator = GatewayAuthenticator(
         repo, frozenset(cas), tokens=TokenCards(repo, codes=a.token_codes, challenge_seconds=a.token_challenge_seconds),
         devices=DevicePasswords(repo, days=a.device_password_days), directory=build_directory(config),
-        second_factor_required=a.second_factor == "required")
+        second_factor_required=a.second_factor == "required", client_certs=load_client_certificates(config))
     mailbox = Mailbox(config, repo, blobs, authenticator)
     from gateway.notify import Notifier
 

@@ -5,11 +5,12 @@ Like the SFTP front-end it only translates: HTTP Basic credentials into one ``Ma
 decides who may do what, and nothing proceeds as "anonymous": a request without a core session never reaches
 the provider.
 
-Middleware order (outermost first): :class:`FrontDoor` (OPTIONS without authentication), wsgidav's ErrorPrinter
-and HTTPAuthenticator (Basic only, our domain controller), :class:`SessionGuard` (401 unless the core accepted the
-login), :class:`RequestChecks` (XML bodies checked with defusedxml, bounded, ``Depth: infinity`` refused on
-collections), :class:`WriteChecks` (each write and LOCK asks the core first), :class:`FastPropfind`,
-:class:`ListingPage` (a safe HTML listing for browsers), wsgidav's RequestResolver.
+Middleware order (outermost first): :class:`FrontDoor` (OPTIONS without authentication, the path and the Basic
+credentials parsed), wsgidav's ErrorPrinter, :class:`CoreErrors` (core errors raised through wsgidav's code keep
+their status), wsgidav's HTTPAuthenticator (Basic only, our domain controller), :class:`SessionGuard` (401 unless
+the core accepted the login), :class:`RequestChecks` (XML bodies checked with defusedxml, bounded,
+``Depth: infinity`` refused on collections), :class:`WriteChecks` (each write and LOCK asks the core first),
+:class:`FastPropfind`, :class:`ListingPage` (a safe HTML listing for browsers), wsgidav's RequestResolver.
 """
 from __future__ import annotations
 
@@ -37,11 +38,6 @@ from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 from xml.etree.ElementTree import ParseError
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-
-from cryptography.x509.oid import NameOID
-
 from auth.authenticator import (AuthenticationFailed, ClientCertificateCredentials, DevicePasswordCredentials,
                                 EidCredentials, PasswordCredentials)
 from auth.networks import client_address
@@ -49,8 +45,11 @@ from auth.secondfactor import DevicePasswords
 from gateway import path as vpath
 from gateway.davstate import DbLockStorage, DbPropertyManager, GatewayLockManager, LockPrincipal
 from gateway.errors import (AlreadyExists, ContentRefused, GatewayError, InstitutionNotActive, IntegrityFailure,
-                            InvalidName, NotFound, PermissionDenied, ServiceUnavailable, TooLarge, Unsupported)
+                            InvalidName, MalformedRequest, NotFound, PermissionDenied, ServiceUnavailable, TooLarge,
+                            Unsupported)
+from gateway.httpauth import MalformedCredentials, basic_header, parse_authorization
 from gateway.mailbox import Entry, Mailbox, MailboxSession
+from gateway.websession import client_certificate
 
 log = logging.getLogger("instpages.webdav")
 
@@ -71,6 +70,7 @@ _HTTP: dict[type[GatewayError], int] = {
     ContentRefused: 415,
     TooLarge: 413,
     InvalidName: HTTP_BAD_REQUEST,
+    MalformedRequest: HTTP_BAD_REQUEST,
     Unsupported: HTTP_FORBIDDEN,
     IntegrityFailure: HTTP_INTERNAL_ERROR,
     ServiceUnavailable: 503,
@@ -113,24 +113,6 @@ def _core(fn, *args):
 
 def _is_junk(name: str) -> bool:
     return name in _JUNK_NAMES or name.startswith(_JUNK_PREFIXES)
-
-
-def _eid_nrn(environ) -> str:
-    """The national register number of a verified personal (eID) certificate from the TLS handshake: the
-    subject's serialNumber, never its common name."""
-    if environ.get("SSL_CLIENT_VERIFY") != "SUCCESS" or not environ.get("SSL_CLIENT_CERT"):
-        return ""
-    try:
-        cert = x509.load_pem_x509_certificate(environ["SSL_CLIENT_CERT"].encode())
-        values = cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
-    except ValueError:
-        return ""
-    crl = environ.get("instpages.crl")
-    if crl is not None and crl.is_revoked(cert):
-        log.info("revoked client certificate presented (serial %x)", cert.serial_number)
-        return ""
-    nrn = values[0].value if values else ""
-    return nrn if isinstance(nrn, str) and len(nrn) == 11 and nrn.isdigit() else ""
 
 
 def _resolve(session: MailboxSession, path: str) -> tuple[vpath.VPath, Entry] | None:
@@ -477,24 +459,15 @@ class GatewayDomainController(BaseDomainController):
         return REALM
 
     def require_authentication(self, realm, environ):
-        """A verified client certificate pinned to a machine account logs in without Basic credentials."""
+        """A client certificate pinned to a machine account logs in without Basic credentials."""
         if environ is None:  # wsgidav's start-up probe
             return True
-        if environ.get("SSL_CLIENT_VERIFY") != "SUCCESS" or not environ.get("SSL_CLIENT_CERT"):
-            return True
-        try:
-            cert = x509.load_pem_x509_certificate(environ["SSL_CLIENT_CERT"].encode())
-        except ValueError:
-            return True
-        crl = environ.get("instpages.crl")
-        if crl is not None and crl.is_revoked(cert):
-            return True
-        fingerprint = cert.fingerprint(hashes.SHA256()).hex()
-        if not self.mailbox.knows_client_certificate(fingerprint):
-            return True  # not a machine certificate: Basic (and, later, eID rules) apply
+        cert = client_certificate(environ)
+        if not cert or not self.mailbox.knows_client_certificate(cert):
+            return True  # no machine certificate: Basic (eID + password, or a device password) applies
         source = environ.get("instpages.source") or environ.get("REMOTE_ADDR", "")
         try:
-            session = self.mailbox.login(ClientCertificateCredentials(fingerprint), protocol="webdav", source=source,
+            session = self.mailbox.login(ClientCertificateCredentials(cert), protocol="webdav", source=source,
                                          reuse_seconds=self.cache_seconds)
         except GatewayError:
             return True  # refused (and recorded): no session, so the request ends in 401
@@ -511,9 +484,9 @@ class GatewayDomainController(BaseDomainController):
         if "\\" in user_name:  # DOMAIN\user from Windows
             user_name = user_name.rsplit("\\", 1)[1]
         source = environ.get("instpages.source") or environ.get("REMOTE_ADDR", "")
-        nrn = _eid_nrn(environ)
-        if nrn:
-            creds = EidCredentials(user_name, password, nrn)
+        cert = client_certificate(environ)
+        if self.mailbox.presents_eid(cert):
+            creds = EidCredentials(user_name, password, cert)
         elif DevicePasswords.looks_like_one(password):
             creds = DevicePasswordCredentials(user_name, password)
         else:
@@ -546,24 +519,40 @@ def _plain(start_response, status: str, text: str, headers: Iterable[tuple[str, 
 
 
 class FrontDoor:
-    """Before authentication: the client's address (X-Forwarded-For only from trusted proxies), and OPTIONS,
-    which Windows sends unauthenticated."""
+    """Before authentication: the client's address (X-Forwarded-For only from trusted proxies); OPTIONS, which
+    Windows sends unauthenticated; the request path through the one path parser (a path that is no UTF-8 names
+    nothing: 404; dot segments resolved inside the tree); Basic credentials through the one parser (malformed ones:
+    401, on the record as a failed login)."""
 
-    def __init__(self, app, trusted_proxies=(), crl=None):
+    def __init__(self, app, mailbox: Mailbox, trusted_proxies=()):
         self.app = app
+        self.mailbox = mailbox
         self.trusted_proxies = tuple(trusted_proxies)
-        self.crl = crl
 
     def __call__(self, environ, start_response):
         environ.pop(SESSION_KEY, None)  # only our domain controller sets it
-        environ["instpages.source"] = client_address(environ.get("REMOTE_ADDR", ""),
-                                                     environ.get("HTTP_X_FORWARDED_FOR"), self.trusted_proxies)
-        environ["instpages.crl"] = self.crl
+        source = environ["instpages.source"] = client_address(
+            environ.get("REMOTE_ADDR", ""), environ.get("HTTP_X_FORWARDED_FOR"), self.trusted_proxies)
         method = environ.get("REQUEST_METHOD", "")
         if method == "OPTIONS":
             headers = [("DAV", "1, 2"), ("MS-Author-Via", "DAV"), ("Allow", DAV_METHODS), ("Content-Length", "0")]
             start_response("200 OK", headers)
             return [b""]
+        try:
+            path = vpath.request_path(environ.get("PATH_INFO", ""))
+        except NotFound as exc:
+            return _plain(start_response, "404 Not Found", exc.message)
+        environ["PATH_INFO"] = path.encode("utf-8").decode("latin-1")  # WSGI's form, as wsgidav expects it
+        header = environ.get("HTTP_AUTHORIZATION")
+        if header is not None:
+            try:
+                auth = parse_authorization(header)
+            except MalformedCredentials as exc:
+                self.mailbox.record_failed_login("", "webdav", source, "basic", exc.reason)
+                return _plain(start_response, "401 Unauthorized", "authentication required",
+                              [("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')])
+            if auth.scheme == "basic":  # what wsgidav parses again, in a form it cannot trip over
+                environ["HTTP_AUTHORIZATION"] = basic_header(auth)
         return self.app(environ, start_response)
 
 
@@ -572,6 +561,24 @@ def _on_collection(environ) -> bool:
     every upload) is refused on collections only."""
     found = _resolve(_session(environ), environ.get("PATH_INFO") or "/")
     return found is not None and found[1].is_folder
+
+
+class CoreErrors(BaseMiddleware):
+    """Just inside wsgidav's ErrorPrinter: a core error that escaped through wsgidav's own code (a malformed body
+    read by wsgidav, say, which it wraps as a 500) is answered with its status from ``_HTTP``."""
+
+    def is_disabled(self):
+        return False
+
+    def __call__(self, environ, start_response):
+        try:
+            yield from self.next_app(environ, start_response)
+        except GatewayError as exc:
+            raise to_dav_error(exc) from None
+        except DAVError as exc:
+            if isinstance(exc.src_exception, GatewayError):
+                raise to_dav_error(exc.src_exception) from None
+            raise
 
 
 class RequestChecks(BaseMiddleware):
@@ -916,15 +923,15 @@ class ListingPage(BaseMiddleware):
 
 
 def create_app(mailbox: Mailbox, *, mount_path: str = "/dav", auth_cache_seconds: float = 60,
-               block_size: int = 1024 * 1024, fast_propfind: bool = True, trusted_proxies=(), crl=None):
+               block_size: int = 1024 * 1024, fast_propfind: bool = True, trusted_proxies=()):
     config = {
         "provider_mapping": {"/": MailboxProvider()},
         "mount_path": mount_path,
         "http_authenticator": {"domain_controller": GatewayDomainController, "accept_basic": True,
                                "accept_digest": False, "default_to_digest": False, "trusted_auth_header": None},
         "instpages": {"mailbox": mailbox, "auth_cache_seconds": auth_cache_seconds},
-        "middleware_stack": [ErrorPrinter, HTTPAuthenticator, SessionGuard, RequestChecks, WriteChecks, FastPropfind,
-                             ListingPage, RequestResolver],
+        "middleware_stack": [ErrorPrinter, CoreErrors, HTTPAuthenticator, SessionGuard, RequestChecks, WriteChecks,
+                             FastPropfind, ListingPage, RequestResolver],
         "property_manager": DbPropertyManager(mailbox.repo),
         "lock_storage": DbLockStorage(mailbox.repo, max_seconds=mailbox.config.webdav.lock_max_seconds),
         "dir_browser": {"enable": False},
@@ -942,5 +949,5 @@ def create_app(mailbox: Mailbox, *, mount_path: str = "/dav", auth_cache_seconds
     dav.lock_manager = GatewayLockManager(config["lock_storage"])
     for provider in dav.provider_map.values():
         provider.set_lock_manager(dav.lock_manager)
-    return FrontDoor(dav, trusted_proxies, crl)
+    return FrontDoor(dav, mailbox, trusted_proxies)
 

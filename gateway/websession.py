@@ -14,15 +14,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from auth.authenticator import EidCredentials, TokenCredentials
+from gateway.httpauth import cookies
 from gateway.mailbox import Mailbox, MailboxSession
 
 MAX_FORM = 16 * 1024
+#: the form of a signed value: base64url payload, ".", 32 hex digits of MAC
+_SIGNED = re.compile(r"[A-Za-z0-9_\-]+\.[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,8 @@ class SessionSigner:
         return WebSession(account_id, name, float(f"{expires:.0f}"), value, float(f"{issued:.3f}"))
 
     def verify(self, value: str) -> WebSession | None:
-        if not value or len(value) > 512:
+        """The session of a signed value; None for anything else, whatever bytes it holds."""
+        if not value or len(value) > 512 or not _SIGNED.fullmatch(value):
             return None
         try:
             b64, mac = value.rsplit(".", 1)
@@ -70,24 +75,24 @@ class SessionSigner:
         return hmac.new(self.secret, b"csrf|" + session.value.encode(), hashlib.sha256).hexdigest()
 
     def csrf_ok(self, session: WebSession, token: str) -> bool:
-        return bool(token) and hmac.compare_digest(token, self.csrf(session))
+        return bool(token) and token.isascii() and hmac.compare_digest(token, self.csrf(session))
 
 
 def cookie_value(environ, name: str) -> str:
-    for part in environ.get("HTTP_COOKIE", "").split(";"):
-        key, _, value = part.strip().partition("=")
-        if key == name:
-            return value
-    return ""
+    """A cookie's value as sent (any bytes); session cookies are read with :func:`gateway.httpauth.session_cookie`."""
+    return cookies(environ).get(name, "")
 
 
 def read_body(environ, limit: int = MAX_FORM) -> bytes:
+    """The request body, at most ``limit`` bytes (Content-Length or chunked)."""
     try:
         n = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
         n = 0
     if n <= 0:
-        return b""
+        if "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            return b""
+        n = limit
     return environ["wsgi.input"].read(min(n, limit))
 
 
@@ -96,19 +101,24 @@ def read_form(environ) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
 
 
-def eid_nrn(environ) -> str:
-    from gateway.webdav import _eid_nrn
+def client_certificate(environ) -> str:
+    """The certificate the client presented in the TLS handshake (PEM), as the HTTPS server puts it into the
+    environ; "" without one. Whose it is, auth/ decides (:mod:`auth.clientcert`)."""
+    return environ.get("SSL_CLIENT_CERT") or ""
 
-    return _eid_nrn(environ)
+
+def has_eid(mailbox: Mailbox, environ) -> bool:
+    """Did the client present a valid eID certificate? (chooses the login form; proves nothing by itself)"""
+    return mailbox.presents_eid(client_certificate(environ))
 
 
 def strong_login(mailbox: Mailbox, environ, *, username: str, password: str, number: int = 0, code: str = "",
                  protocol: str = "web", source: str = "") -> MailboxSession:
     """eID (from the TLS handshake) + password, or password + token code. Raises AuthenticationFailed (with the
     delay to wait before answering) or ServiceUnavailable."""
-    nrn = eid_nrn(environ)
-    if nrn:
-        creds = EidCredentials(username, password, nrn)
+    cert = client_certificate(environ)
+    if mailbox.presents_eid(cert):
+        creds = EidCredentials(username, password, cert)
     else:
         creds = TokenCredentials(username, password, number, code)
     return mailbox.login(creds, protocol=protocol, source=source)

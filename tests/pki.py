@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,11 +169,15 @@ class EidPki:
         return ClientCert(name, cpath, kpath, chain, cert, nrn, cn)
 
     # -- machine accounts --------------------------------------------------------------------------------------
-    def self_signed(self, name: str, common_name: str | None = None) -> ClientCert:
-        """A self-signed clientAuth certificate, as a machine account has pinned to it by fingerprint."""
+    def self_signed(self, name: str, common_name: str | None = None, *, nrn: str = "") -> ClientCert:
+        """A self-signed clientAuth certificate, as a machine account has pinned to it by fingerprint; with
+        ``nrn``, its subject carries that serialNumber as an eID's does."""
         key = ec.generate_private_key(ec.SECP384R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "BE"),
-                             x509.NameAttribute(NameOID.COMMON_NAME, common_name or name)])
+        attrs = [x509.NameAttribute(NameOID.COUNTRY_NAME, "BE"),
+                 x509.NameAttribute(NameOID.COMMON_NAME, common_name or name)]
+        if nrn:
+            attrs.append(x509.NameAttribute(NameOID.SERIAL_NUMBER, nrn))
+        subject = x509.Name(attrs)
         cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
                 .serial_number(x509.random_serial_number())
                 .not_valid_before(self.now - dt.timedelta(minutes=5)).not_valid_after(self.now + dt.timedelta(days=30))
@@ -181,7 +186,41 @@ class EidPki:
         cpath, kpath = self.dir / f"{name}.pem", self.dir / f"{name}.key"
         cpath.write_bytes(_pem(cert))
         _write_key(kpath, key)
-        return ClientCert(name, cpath, kpath, cpath, cert, "", common_name or name)
+        return ClientCert(name, cpath, kpath, cpath, cert, nrn, common_name or name)
+
+    def pinnable_issuer(self, name: str, *, version1: bool = False) -> tuple[Authority, ClientCert]:
+        """A self-signed certificate that is not marked as a CA (no basicConstraints), so that it may be pinned
+        to a machine account, but that OpenSSL would let sign others when trusted: a v3 certificate with
+        keyCertSign in its key usage, or (``version1``, made by the ``openssl`` command, as cryptography only
+        writes v3) a version 1 certificate. Returned as an Authority (to issue with) and as a ClientCert."""
+        kpath, cpath = self.dir / f"{name}.key", self.dir / f"{name}.pem"
+        if version1:
+            csr = self.dir / f"{name}.csr"
+            key = ec.generate_private_key(ec.SECP384R1())
+            _write_key(kpath, key)
+            subprocess.run(["openssl", "req", "-new", "-key", str(kpath), "-subj", f"/C=BE/CN={name}", "-out",
+                            str(csr)], check=True, capture_output=True)
+            subprocess.run(["openssl", "x509", "-req", "-in", str(csr), "-signkey", str(kpath), "-days", "30",
+                            "-out", str(cpath)], check=True, capture_output=True)
+            cert = x509.load_pem_x509_certificate(cpath.read_bytes())
+            assert cert.version is x509.Version.v1
+        else:
+            key = ec.generate_private_key(ec.SECP384R1())
+            subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "BE"),
+                                 x509.NameAttribute(NameOID.COMMON_NAME, name)])
+            cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+                    .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                    .not_valid_before(self.now - dt.timedelta(minutes=5))
+                    .not_valid_after(self.now + dt.timedelta(days=30))
+                    .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                                 key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                                 key_cert_sign=True, crl_sign=False, encipher_only=False,
+                                                 decipher_only=False), critical=True)
+                    .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+                    .sign(key, hashes.SHA384()))
+            cpath.write_bytes(_pem(cert))
+            _write_key(kpath, key)
+        return Authority(name, cert, key, cpath), ClientCert(name, cpath, kpath, cpath, cert, "", name)
 
     # -- revocation ----------------------------------------------------------------------------------------
     def write_crl(self, revoked: list[ClientCert], *, issuer: Authority | None = None) -> Path:

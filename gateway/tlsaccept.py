@@ -1,0 +1,262 @@
+"""TLS handshakes for the HTTPS port, off cheroot's accept path.
+
+cheroot does every TLS handshake in its one connection-manager thread, blocking (cherrypy/cheroot#748): a client
+that connected and sent nothing stalled every other client until the socket timed out, and fifty of them for as
+long as they stayed. Here cheroot's accept thread only accepts; the new socket goes to the :class:`Handshaker`, one
+thread that drives every handshake non-blocking from a selector, each bounded by a deadline
+(``webdav.handshake_timeout_seconds``). A finished connection goes to cheroot's connection manager with its TLS
+environ, which hands it to a worker thread once a request arrives. So a client that never completes its
+handshake, or never sends a request, costs a file descriptor until its deadline and holds up no one.
+
+The one cheroot internal used is the connection manager's ``_from_server_socket`` (cheroot 10 and 11), replaced by
+an accept that hands over; the stall tests in tests/gateway/test_https_handshakes.py notice if that changes.
+"""
+from __future__ import annotations
+
+import collections
+import errno
+import logging
+import selectors
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from cheroot import connections, wsgi
+
+log = logging.getLogger("instpages.https")
+
+#: handshakes in progress at most; beyond, the oldest is dropped (it has had the longest to finish)
+MAX_PENDING = 4096
+_NO_FD = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+_PLAIN_HTTP = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 38\r\n"
+               b"Connection: close\r\n\r\nThis port speaks HTTPS only (TLS).\r\n\r\n")
+
+
+@dataclass(eq=False)
+class _Pending:
+    sock: ssl.SSLSocket
+    addr: tuple
+    deadline: float
+    done: bool = False
+
+
+class Handshaker:
+    """One thread, one selector: every TLS handshake of the port, each with a deadline.
+
+    ``context()`` gives the SSLContext for a new connection (so that trust can change while running);
+    ``deliver(sock, addr)`` receives each connection whose handshake completed (socket back in blocking mode)."""
+
+    def __init__(self, context: Callable[[], ssl.SSLContext], deliver: Callable[[ssl.SSLSocket, tuple], None], *,
+                 timeout: float, max_pending: int = MAX_PENDING, clock: Callable[[], float] = time.monotonic):
+        self.context, self.deliver = context, deliver
+        self.timeout, self.max_pending, self.clock = timeout, max_pending, clock
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        for s in (self._wake_r, self._wake_w):
+            s.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._incoming: collections.deque[tuple[socket.socket, tuple]] = collections.deque()
+        self._pending: dict[_Pending, None] = {}  # insertion order = age order (one timeout for all)
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    # -- any thread ----------------------------------------------------------------------------------------
+    def submit(self, sock: socket.socket, addr: tuple) -> None:
+        self._incoming.append((sock, addr))
+        self._wake()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="tls-handshakes", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        self._wake()
+        if self._thread is not None:
+            self._thread.join(10)
+        for p in list(self._pending):
+            self._drop(p)
+        while self._incoming:
+            self._incoming.popleft()[0].close()
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending) + len(self._incoming)
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:  # full (the thread is awake anyway) or closed (stopping)
+            pass
+
+    # -- the handshake thread ------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stopping:
+            try:
+                for key, _ in self._selector.select(self._next_timeout()):
+                    if key.data is None:
+                        self._take_incoming()
+                    elif not key.data.done:
+                        self._step(key.data)
+                self._expire()
+            except Exception:  # keep handshaking for everyone else
+                log.exception("TLS handshake loop")
+
+    def _next_timeout(self) -> float | None:
+        if not self._pending:
+            return None
+        first = next(iter(self._pending))
+        return max(0.0, first.deadline - self.clock())
+
+    def _take_incoming(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except OSError:
+            pass
+        while self._incoming:
+            sock, addr = self._incoming.popleft()
+            try:
+                sock.setblocking(False)
+                tls = self.context().wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            except (OSError, ValueError):
+                sock.close()
+                continue
+            p = _Pending(tls, addr, self.clock() + self.timeout)
+            self._pending[p] = None
+            self._selector.register(tls, selectors.EVENT_READ, p)
+            while len(self._pending) > self.max_pending:
+                self._drop(next(iter(self._pending)), "too many handshakes in progress")
+
+    def _step(self, p: _Pending) -> None:
+        try:
+            p.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._selector.modify(p.sock, selectors.EVENT_READ, p)
+            return
+        except ssl.SSLWantWriteError:
+            self._selector.modify(p.sock, selectors.EVENT_WRITE, p)
+            return
+        except ssl.SSLError as exc:
+            if exc.reason == "HTTP_REQUEST":
+                _answer_plain_http(p.sock)
+            self._drop(p, f"TLS handshake failed: {exc.reason or exc}")
+            return
+        except OSError as exc:
+            self._drop(p, f"connection lost during the TLS handshake: {exc}")
+            return
+        self._forget(p)
+        try:
+            p.sock.setblocking(True)
+            self.deliver(p.sock, p.addr)
+        except Exception:
+            log.exception("handing over a TLS connection from %s", p.addr[0])
+            p.sock.close()
+
+    def _expire(self) -> None:
+        now = self.clock()
+        while self._pending:
+            first = next(iter(self._pending))
+            if first.deadline > now:
+                return
+            self._drop(first, f"no TLS handshake within {self.timeout:g} s")
+
+    def _forget(self, p: _Pending) -> None:
+        p.done = True
+        self._pending.pop(p, None)
+        try:
+            self._selector.unregister(p.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+
+    def _drop(self, p: _Pending, why: str = "") -> None:
+        self._forget(p)
+        if why:
+            log.debug("client %s dropped: %s", p.addr[0] if p.addr else "?", why)
+        p.sock.close()
+
+
+def _answer_plain_http(sock: ssl.SSLSocket) -> None:
+    """Plain HTTP sent to the TLS port: say so in plain HTTP, best effort. What the client sent is read first, so
+    that closing does not reset the connection before the answer is read."""
+    raw = socket.socket  # the TCP socket under the TLS layer
+    try:
+        while raw.recv(sock, 65536):
+            pass
+    except OSError:
+        pass
+    try:
+        raw.send(sock, _PLAIN_HTTP)
+        raw.shutdown(sock, socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+class _AcceptOnly(connections.ConnectionManager):
+    """cheroot's connection manager, whose accept hands the new socket to the handshaker and returns at once."""
+
+    def __init__(self, server, handshaker: Handshaker):
+        super().__init__(server)
+        self.handshaker = handshaker
+
+    def _from_server_socket(self, server_socket):
+        try:
+            sock, addr = server_socket.accept()
+        except OSError as exc:  # timeouts, connections aborted before accept, no descriptors left
+            if exc.errno in _NO_FD:
+                log.warning("HTTPS accept failed: %s", exc)
+                time.sleep(0.1)  # the listening socket stays readable: do not spin
+            return None
+        self.handshaker.submit(sock, addr)
+        return None
+
+
+class HandshakingServer(wsgi.Server):
+    """cheroot's WSGI server with TLS handshakes done by a :class:`Handshaker` instead of its accept thread.
+    ``ssl_adapter`` stays set (it makes the request scheme https and wraps the connection's streams) but its
+    blocking ``wrap`` is never called."""
+
+    handshaker: Handshaker | None = None
+
+    def prepare(self):
+        super().prepare()
+        if self.handshaker is not None:
+            self._connections.close()
+            self._connections = _AcceptOnly(self, self.handshaker)
+            self.handshaker.start()
+
+    def stop(self):
+        super().stop()
+        if self.handshaker is not None:
+            self.handshaker.stop()
+
+    def deliver(self, sock: ssl.SSLSocket, addr: tuple) -> None:
+        """A connection whose handshake completed: to the connection manager (a worker takes it when a request
+        arrives), or straight to a worker when TLS already holds request bytes."""
+        sock.settimeout(self.timeout)
+        conn = self.ConnectionClass(self, sock, self.ssl_adapter.makefile)
+        conn.remote_addr, conn.remote_port = addr[0], addr[1]
+        conn.ssl_env = tls_environ(sock)
+        if sock.pending():
+            self.process_conn(conn)
+        else:
+            self.put_conn(conn)
+
+
+def tls_environ(sock: ssl.SSLSocket) -> dict[str, str]:
+    """What a request learns of its TLS connection. ``SSL_CLIENT_CERT`` is the certificate the client proved it
+    holds the key of; the TLS layer's own verification is no statement about who that is (auth/ decides)."""
+    cipher = sock.cipher() or ("", "", 0)
+    env = {"wsgi.url_scheme": "https", "HTTPS": "on", "SSL_PROTOCOL": sock.version() or "", "SSL_CIPHER": cipher[0]}
+    der = sock.getpeercert(binary_form=True)
+    if der:
+        env["SSL_CLIENT_CERT"] = ssl.DER_cert_to_PEM_cert(der).strip()
+    return env
