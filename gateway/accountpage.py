@@ -24,7 +24,7 @@ from gateway.websession import SessionSigner, WebSession, has_eid, read_form, st
 COOKIE = "ip_account"
 SESSION_SECONDS = 900
 CSP = "default-src 'none'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-PAGES = ("/", "/login", "/create", "/revoke")
+PAGES = ("/", "/login", "/logout", "/create", "/revoke")
 
 _PAGE = """<!DOCTYPE html>
 <html lang="nl"><head><meta charset="utf-8"><title>Institutional Pages - {title}</title></head>

@@ -486,18 +486,20 @@ def test_serve_on_a_busy_port_fails_with_one_clear_error(tmp_path):
 
 
 def test_attacker_chosen_names_cannot_drive_the_operators_terminal(make_gateway):
-    """A name tried in a failed login (here a WebDAV Basic login with curl) lands on the record; ``audit list`` shows it with its control
-    characters escaped, so it can neither rewrite the operator's screen nor forge a line of the table."""
+    """Names tried in failed WebDAV logins (curl) land on the record; ``audit list`` shows them with control and
+    format characters escaped, so they can neither rewrite the operator's screen, reorder it (bidi overrides) nor
+    forge a line of the table. (C0 controls in a Basic user name are refused as malformed before any lookup.)"""
     gw = make_gateway()
-    evil = "x\x1b[2J\x1b]0;pwned\x07\u202eevil\nID  forged-row\r"
-    r = subprocess.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "-u", f"{evil}:nope",
-                        f"{gw.dav_url}/"], capture_output=True, text=True, timeout=60)
-    assert r.stdout == "401", r
-    assert any("\x1b" in e.actor for e in gw.audit("login")), "the failed login is on the record, raw"
+    evil = "x\u202eevil\u2028ID  forged-row\u200b\x85"
+    for name in (evil, "y\x1b[2J\x1b]0;pwned\x07"):
+        r = subprocess.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "-u", f"{name}:nope",
+                            f"{gw.dav_url}/"], capture_output=True, text=True, timeout=60)
+        assert r.stdout == "401", r
+    assert any(e.actor == evil for e in gw.audit("login")), "the failed login is on the record, raw"
     r = after(gw.data_dir, "audit", "list", "--limit", "200")
     shown = ok(r)
-    for ch in "\x1b\x07\u202e\r":
+    for ch in "\x1b\x07\u202e\u2028\u200b\x85":
         assert ch not in shown + r.stderr, repr(ch)
-    line = next(ln for ln in shown.splitlines() if "pwned" in ln)
-    assert "x\\x1b[2J\\x1b]0;pwned\\x07\\u202eevil\\x0aID  forged-row\\x0d" in line
+    line = next(ln for ln in shown.splitlines() if "evil" in ln)
+    assert "x\\u202eevil\\u2028ID  forged-row\\u200b\\x85" in line
     assert not any(ln.startswith("ID  forged-row") for ln in shown.splitlines())
