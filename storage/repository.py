@@ -534,8 +534,11 @@ class Repository:
         c.execute(TCH.delete().where(TCH.c.account_id == account_id))
         c.execute(TCH.insert().values(account_id=account_id, number=number, expires_at=expires_at))
 
-    def clear_token_challenge(self, c: Connection, account_id: int) -> None:
-        c.execute(TCH.delete().where(TCH.c.account_id == account_id))
+    def clear_token_challenge(self, c: Connection, account_id: int, number: int | None = None) -> bool:
+        q = TCH.delete().where(TCH.c.account_id == account_id)
+        if number is not None:
+            q = q.where(TCH.c.number == number)
+        return c.execute(q).rowcount > 0
 
     def add_device_password(self, c: Connection, account_id: int, label: str, lookup: str, secret_hash: str,
                             expires_at: datetime, kind: str = "webdav") -> int:
