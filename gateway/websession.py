@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -102,10 +103,16 @@ def eid_nrn(environ) -> str:
     return _eid_nrn(environ)
 
 
+def retry_after(exc) -> str:
+    """The Retry-After value (whole seconds, at least 1) of a throttled login refusal."""
+    return str(max(1, math.ceil(getattr(exc, "retry_after", 0) or 0)))
+
+
 def strong_login(mailbox: Mailbox, environ, *, username: str, password: str, number: int = 0, code: str = "",
                  protocol: str = "web", source: str = "") -> MailboxSession:
-    """eID (from the TLS handshake) + password, or password + token code. Raises AuthenticationFailed (with the
-    delay to wait before answering) or ServiceUnavailable."""
+    """eID (from the TLS handshake) + password, or password + token code. Raises AuthenticationFailed (answered
+    at once: ``throttled`` with ``retry_after`` when the name or address may not try now) or
+    ServiceUnavailable."""
     nrn = eid_nrn(environ)
     if nrn:
         creds = EidCredentials(username, password, nrn)
