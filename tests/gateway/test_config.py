@@ -127,6 +127,10 @@ BAD_FILES = {
     "bad logging level": ("[logging]\nlevel = \"LOUD\"\n", "logging.level"),
     "suffix without a dot": ("[documents]\ntemporary_suffixes = [\"part\"]\n", "documents.temporary_suffixes"),
     "empty data dir": ("data_dir = \"\"\n", "data_dir"),
+    "source ban score zero": ("[auth]\nsource_ban_score = 0\n", "auth.source_ban_score"),
+    "negative source score": ("[auth]\nsource_score_unknown_name = -1\n", "auth.source_score_unknown_name"),
+    "exempt network not a range": ("[auth]\nsource_exempt_networks = [\"10.0.0.0/33\"]\n",
+                                   "auth.source_exempt_networks"),
 }
 
 
