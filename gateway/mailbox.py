@@ -17,7 +17,8 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from auth.authenticator import (AuthenticationFailed, Authenticator, CertificateCredentials,
-                                ClientCertificateCredentials, Credentials, PublicKeyCredentials)
+                                ClientCertificateCredentials, Credentials, EidCredentials, PasswordCredentials,
+                                PublicKeyCredentials, TokenCredentials)
 from auth.networks import in_networks, parse_networks, source_allowed
 from auth.throttle import LoginThrottle, Throttled
 from auth.policy import Action, Decision, decide, sees_only_own_documents
@@ -41,6 +42,8 @@ DOCUMENT_MODE = 0o440
 #: possession proven by a signature (SSH key, SSH user certificate, TLS client certificate): nothing to guess, so
 #: never throttled and never refused because of anyone's failed logins
 PROVEN_BY_SIGNATURE = (PublicKeyCredentials, CertificateCredentials, ClientCertificateCredentials)
+#: logins that prove the account's password: only they start the name's failure count again
+PASSWORD_PROVEN = (PasswordCredentials, TokenCredentials, EidCredentials)
 
 
 def _throttle(repo: Repository, config: Config) -> LoginThrottle:
@@ -169,7 +172,7 @@ class Mailbox:
         except ServiceUnavailable as exc:
             self.record_failed_login(username, protocol, source, method, f"service unavailable: {exc.message}")
             raise
-        if guessable:
+        if isinstance(creds, PASSWORD_PROVEN):  # not a device password or API token: the password was the guess
             self.throttle.succeeded(principal.name)
         with self.repo.write() as c:
             self.repo.audit(c, AuditRecord("login", "ok", principal.name, protocol, source,

@@ -25,6 +25,7 @@ import pytest
 import auth.authenticator
 import auth.secondfactor
 from tests.conftest import CENTRE_A, CENTRE_B, keygen, start_gateway
+from tests.gateway.test_api import call
 from tests.gateway.test_login_people import (GENERIC_SSH_REFUSAL, challenge_row, curl, kbd_login, logins,
                                              openssh_token_sftp, run, wait_logins)
 
@@ -322,5 +323,14 @@ def test_failures_delay_then_ban_the_name_until_the_ban_runs_out(make_gateway):
     time.sleep(max(0.0, row.banned_until - time.time()) + 0.2)
     r = dav_get(g, "bf-jan", jan_secret, xff=elsewhere)
     assert r.status == 200, r
-    with g.repo.read() as c:  # a success wipes the name's count
+    # a device password proves nothing about the password that was guessed: the count stays; a login with the
+    # password (and the token card) wipes it
+    with g.repo.read() as c:
+        assert g.repo.failure(c, "account:bf-jan").count == 5
+    card = dict(a.issue_token_card("bf-jan"))
+    number = call(g.dav_port, "GET", "/session/challenge?username=bf-jan").json["number"]
+    r = call(g.dav_port, "POST", "/session", {"username": "bf-jan", "password": "bf-jan-passw0rd", "number": number,
+                                              "code": card[number]})
+    assert r.status == 201, r.raw
+    with g.repo.read() as c:
         assert g.repo.failure(c, "account:bf-jan") is None

@@ -166,7 +166,7 @@ def test_one_persons_wrong_passwords_ban_that_name_only_never_keys_or_other_peop
     assert [e.actor for e in g.audit(action="ban-list")] == [operator, operator]
     r = dav_get(g, "jan", jan_secret)
     assert r.status == 200, r
-    assert failure_row(g, "account:jan") is None  # lifted, then a good login
+    assert failure_row(g, "account:jan") is None  # lifting forgot the count too
 
 
 def test_sftp_password_guesses_ban_the_name_not_its_key(make_gateway, tmp_path, monkeypatch):
