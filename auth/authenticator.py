@@ -29,11 +29,20 @@ from storage.repository import Repository
 
 
 class AuthenticationFailed(_GenericFailure):
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, *, unknown_name: bool = False):
         super().__init__()  # generic message for the client
         self.reason = reason  # server-side only
-        self.delay = 0.0      # seconds the front-end waits before answering (brute-force slow-down)
-        self.account = ""     # the canonical account refused, when known (for the record)
+        #: the name is no account (it scores higher against the source address: auth.throttle)
+        self.unknown_name = unknown_name
+        #: refused before the credentials were looked at: the name or the address is in its delay or banned
+        self.throttled = False
+        #: seconds a front-end that holds no thread (SFTP, asyncio) may wait before answering; web front-ends
+        #: answer at once
+        self.delay = 0.0
+        #: seconds until the name or address may try again (HTTP Retry-After of a throttled refusal)
+        self.retry_after = 0.0
+        #: the canonical account refused, when known (for the record)
+        self.account = ""
 
 
 @dataclass(frozen=True)
@@ -234,20 +243,32 @@ class GatewayAuthenticator:
 
     def _first_factor(self, username: str, password: str):
         """The account whose password this is, verified locally or by the directory; or raise."""
+        acc, failure = self._check_first_factor(username, password)
+        if failure is not None:
+            raise failure
+        return acc
+
+    def _check_first_factor(self, username: str, password: str) -> tuple:
+        """(account or None, None when the password is right or the AuthenticationFailed saying why not).
+        ServiceUnavailable is raised."""
         if not password:
-            raise AuthenticationFailed("empty password")
+            return None, AuthenticationFailed("empty password")
         acc = self.account(username)
         if acc is not None and acc.source == "ldap" or acc is None and self.directory is not None:
             if self.directory is None:
-                raise AuthenticationFailed("directory account but no directory configured")
-            user = self.directory.authenticate(username, password)  # raises AuthenticationFailed/ServiceUnavailable
+                return acc, AuthenticationFailed("directory account but no directory configured")
+            try:
+                user = self.directory.authenticate(username, password)
+            except AuthenticationFailed as exc:
+                return acc, exc
             acc = acc or self.account(user.username) or self._provision(user)
             if acc is None or acc.source != "ldap":
-                raise AuthenticationFailed(f"the directory's {user.username!r} is a local account's name")
-            return acc
+                return None, AuthenticationFailed(f"the directory's {user.username!r} is a local account's name")
+            return acc, None
         if not _verify(acc.password_hash if acc is not None else None, password) or acc is None:
-            raise AuthenticationFailed("unknown account" if acc is None else "wrong password")
-        return acc
+            return acc, AuthenticationFailed("unknown account" if acc is None else "wrong password",
+                                             unknown_name=acc is None)
+        return acc, None
 
     def _provision(self, user):
         """First login of a directory person: an account row (role staff) to hang grants and records on."""
@@ -294,7 +315,8 @@ class GatewayAuthenticator:
             device_id = self.devices.verify(acc.id, creds.secret) if acc is not None else None
             if device_id is None:
                 _verify(None, creds.secret)  # comparable timing
-                raise AuthenticationFailed("unknown account" if acc is None else "not a valid device password")
+                raise AuthenticationFailed("unknown account" if acc is None else "not a valid device password",
+                                           unknown_name=acc is None)
             permitted = self._permit(acc, "device-password", protocol)
             return Authenticated(permitted.account_id, permitted.method, device_id)
 
@@ -302,15 +324,20 @@ class GatewayAuthenticator:
             found = self.api_tokens.find(None, creds.secret)
             if found is None:
                 _verify(None, creds.secret)  # comparable timing
-                raise AuthenticationFailed("not a valid API token")
+                raise AuthenticationFailed("not a valid API token", unknown_name=True)
             with self.repo.read() as c:
                 acc = self.repo.account(c, found[1])
             permitted = self._permit(acc, "api-token", protocol)
             return Authenticated(permitted.account_id, permitted.method, found[0])
 
         if isinstance(creds, TokenCredentials):
-            acc = self._first_factor(creds.username, creds.password)
-            if not self.tokens.verify(acc.id, creds.number, creds.code):
+            # the same work whatever is wrong: the password AND the code are verified, in this order, even after
+            # the password failed, so that the time taken says nothing about which was right
+            acc, failure = self._check_first_factor(creds.username, creds.password)
+            code_ok = self.tokens.check(acc.id if acc is not None else None, creds.number, creds.code)
+            if failure is not None:
+                raise failure
+            if not code_ok or not self.tokens.consume(acc.id, creds.number):
                 raise AuthenticationFailed(f"wrong or expired token code (number {creds.number})")
             return self._permit(acc, "password+token", protocol)
 

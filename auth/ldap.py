@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import threading
 import time
 import unicodedata
@@ -212,6 +213,7 @@ class Directory:
         self._cache: dict[tuple[str, str], tuple[float, DirectoryUser | None]] = {}
         self._cache_lock = threading.Lock()
         self._opened = {"service": 0, "user": 0}  # connections opened, for stats()
+        self._nobody = secrets.token_hex(8)  # the entry unknown names are bound as (it does not exist)
 
     # ------------------------------------------------------------------------------------------ public API
     def authenticate(self, username: str, password: str) -> DirectoryUser:
@@ -319,14 +321,28 @@ class Directory:
             log.warning("LDAP: the login matches several directory entries; refused")
             raise AuthenticationFailed("ambiguous login: several directory entries")
         if found is None:
-            raise AuthenticationFailed("unknown user")
+            self._bind_nobody(password)  # the round trip a wrong password costs: the time says nothing
+            raise AuthenticationFailed("unknown user", unknown_name=True)
         dn, _ = found
-        conn = self._bind_as(dn, password)
+        try:
+            conn = self._bind_as(dn, password)
+        except AuthenticationFailed:
+            self._service(lambda c: self._load(c, *found))  # the reads a right password costs
+            raise
         self._unbind(conn.ldap)
         user = self._service(lambda c: self._load(c, *found))
         if user is None:
-            raise AuthenticationFailed("unknown user")  # deleted between search and read
+            raise AuthenticationFailed("unknown user", unknown_name=True)  # deleted between search and read
         return user
+
+    def _bind_nobody(self, password: str) -> None:
+        """A bind as an entry that does not exist (refused by the directory like a wrong password)."""
+        rdn = ldap.dn.escape_dn_chars(f"instpages-nobody-{self._nobody}")
+        try:
+            conn = self._bind_as(f"{self.settings.attr_username}={rdn},{self.settings.user_base}", password)
+        except AuthenticationFailed:
+            return
+        self._unbind(conn.ldap)  # pragma: no cover - a directory that accepts it
 
     def _authenticate_direct(self, username: str, password: str) -> DirectoryUser:
         dn = self._template_dn(username)

@@ -33,6 +33,17 @@ def _verify(stored: str, given: str) -> bool:
         return False
 
 
+_dummy_code: str | None = None
+
+
+def _dummy_code_hash() -> str:
+    """Verified against when there is no code to check, so that every answer costs one verification."""
+    global _dummy_code
+    if _dummy_code is None:
+        _dummy_code = _HASHER.hash(f"{secrets.randbelow(10 ** 6):06d}-none")
+    return _dummy_code
+
+
 class TokenCards:
     def __init__(self, repo: Repository, *, codes: int = 24, challenge_seconds: float = 300,
                  clock=time.time):
@@ -77,17 +88,26 @@ class TokenCards:
 
     def verify(self, account_id: int, number: int, code: str) -> bool:
         """True when ``code`` answers the open challenge ``number``; an answered challenge is closed."""
-        now = self.clock()
-        with self.repo.write() as c:
-            row = self.repo.token_challenge(c, account_id)
+        return self.check(account_id, number, code) and self.consume(account_id, number)
+
+    def check(self, account_id: int | None, number: int, code: str) -> bool:
+        """Does ``code`` answer the open challenge ``number``? Always one hash verification, whatever is wrong
+        (no account, no open challenge, another number, no card), so that the time says nothing."""
+        stored = None
+        if account_id is not None:
+            now = self.clock()
+            with self.repo.read() as c:
+                row = self.repo.token_challenge(c, account_id)
+                stored = self.repo.token_code_hash(c, account_id, number)
             if row is None or row.number != number or row.expires_at <= now:
-                return False
-            stored = self.repo.token_code_hash(c, account_id, number)
-        if stored is None or not _verify(stored, code.strip()):
-            return False
+                stored = None
+        matched = _verify(stored or _dummy_code_hash(), code.strip())
+        return matched and stored is not None
+
+    def consume(self, account_id: int, number: int) -> bool:
+        """Close the answered challenge; False when another login closed it first (a code counts once)."""
         with self.repo.write() as c:
-            self.repo.clear_token_challenge(c, account_id)
-        return True
+            return self.repo.clear_token_challenge(c, account_id, number)
 
 
 @dataclass(frozen=True)

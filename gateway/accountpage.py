@@ -19,7 +19,7 @@ from gateway.admin import Administration, AdminError
 from gateway.errors import GatewayError, ServiceUnavailable
 from gateway.mailbox import Mailbox
 from gateway.httpauth import MalformedCredentials, session_cookie
-from gateway.websession import SessionSigner, WebSession, has_eid, read_form, strong_login
+from gateway.websession import SessionSigner, WebSession, has_eid, read_form, retry_after, strong_login
 
 COOKIE = "ip_account"
 SESSION_SECONDS = 900
@@ -112,7 +112,8 @@ class AccountPage:
                                          ("Content-Length", "0"), ("Cache-Control", "no-store")])
         return [b""]
 
-    def _login_form(self, environ, start_response, error: str = "", username: str = "", headers=()):
+    def _login_form(self, environ, start_response, error: str = "", username: str = "", status: str = "",
+                    headers=()):
         eid = has_eid(self.mailbox, environ)
         fields = (f'<p><label>Gebruiker / Utilisateur <input name="username" value="{html.escape(username)}" '
                   'autocomplete="username"></label></p>'
@@ -130,7 +131,8 @@ class AccountPage:
             fields = fields.split("<p><label>Wachtwoord")[0]
         err = f'<p role="alert">{html.escape(error)}</p>' if error else ""
         body = f'{err}<form method="post" action="login">{fields}{note}<p><button>Log in</button></p></form>'
-        return self._page(start_response, "Log in", body, "401 Unauthorized" if error else "200 OK", headers)
+        return self._page(start_response, "Log in", body, status or ("401 Unauthorized" if error else "200 OK"),
+                          headers)
 
     def _login(self, environ, start_response, source: str):
         form = read_form(environ)
@@ -143,8 +145,11 @@ class AccountPage:
                                    number=int(form.get("number", "0") or 0), code=form.get("code", ""),
                                    source=source)
         except (AuthenticationFailed, ValueError) as exc:
-            if isinstance(exc, AuthenticationFailed) and exc.delay:
-                time.sleep(min(exc.delay, 10.0))
+            # answered at once: no thread waits out the delay (the core keeps it, and refuses until it is over)
+            if isinstance(exc, AuthenticationFailed) and exc.throttled:
+                return self._login_form(environ, start_response, "Too many failed logins: wait a moment and try "
+                                        "again.", username if not nrn else "", status="429 Too Many Requests",
+                                        headers=[("Retry-After", retry_after(exc))])
             return self._login_form(environ, start_response, "Login failed.", username if not nrn else "")
         except GatewayError as exc:
             return self._page(start_response, "Unavailable", f"<p>{html.escape(exc.message)}</p>",

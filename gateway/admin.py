@@ -649,6 +649,33 @@ class Administration:
             self._audit(c, "restore", inst_id, str(path), document_id=doc.id)
         return doc.id
 
+    # -- failed logins and bans ------------------------------------------------------------------------------
+    def bans(self, counting: bool = False) -> list:
+        """Banned account names and source addresses (``counting``: also those with failures in the window);
+        looking is on the record too."""
+        self._operator("the list of bans")
+        rows = self.mailbox.throttle.bans(counting=counting)
+        with self.repo.write() as c:
+            self._audit(c, "ban-list", detail=f"{sum(1 for b in rows if b.banned_until)} banned, "
+                                              f"{len(rows)} listed")
+        return rows
+
+    def lift_ban(self, target: str):
+        """Lift the ban (and forget the count) of an account name or a source address."""
+        self._operator("lifting a ban")
+        target = target.strip()
+        if not target or len(target) > 100 or any(ord(ch) < 32 or ord(ch) == 127 for ch in target):
+            raise AdminError("give an account name or an IP address")
+        lifted = self.mailbox.throttle.lift(target)
+        if lifted is None:
+            raise AdminNotFound(f"no ban or failure count for {target}")
+        left = lifted.banned_until - self.mailbox.throttle.clock()
+        state = f"ban lifted ({left:.0f} s left)" if lifted.banned_until else "not banned"
+        with self.repo.write() as c:
+            self._audit(c, "ban-lift", detail=f"{lifted.kind} {lifted.subject}: {state}, count {lifted.count} "
+                                              "forgotten")
+        return lifted
+
     # -- record ----------------------------------------------------------------------------------------------
     def audit_list(self, institution: str | None = None, limit: int = 50) -> list:
         if institution:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable
@@ -41,7 +40,7 @@ from gateway.errors import GatewayError, MalformedRequest, NotFound, PermissionD
 from gateway.httpauth import MalformedCredentials, parse_authorization, session_cookie
 from gateway.mailbox import Mailbox
 from gateway.openapi import DATE, DOCUMENT_PATH, EMAIL, REFERENCE
-from gateway.websession import SessionSigner, WebSession, has_eid, strong_login
+from gateway.websession import SessionSigner, WebSession, has_eid, retry_after, strong_login
 from storage.repository import as_utc
 
 log = logging.getLogger("instpages.api")
@@ -89,6 +88,14 @@ class ApiError(Exception):
 
 def _unauthorized(message: str = "authentication required") -> ApiError:
     return ApiError(401, message, (("WWW-Authenticate", 'Bearer realm="Institutional Pages"'),))
+
+
+def _login_refused(exc: AuthenticationFailed) -> ApiError:
+    """Answered at once, no thread waits: 429 + Retry-After while the name or the address may not try (nothing
+    was looked at), otherwise the one generic 401."""
+    if exc.throttled:
+        return ApiError(429, "too many failed logins; try again later", (("Retry-After", retry_after(exc)),))
+    return _unauthorized("authentication failed")
 
 
 # -- routes ---------------------------------------------------------------------------------------------------
@@ -345,8 +352,7 @@ class RestApi:
             req.principal = self.mailbox.resume_session(session.principal.account_id, session.principal.name, None,
                                                         method="api-token", source=req.source, protocol="api")
         except AuthenticationFailed as exc:
-            time.sleep(min(exc.delay, 10.0))
-            raise _unauthorized("authentication failed") from None
+            raise _login_refused(exc) from None
         req.via = "api-token"
 
     def _session(self, req: Request, session: WebSession, via: str) -> None:
@@ -431,8 +437,7 @@ class RestApi:
             session = strong_login(self.mailbox, req.environ, username=username, password=password, number=number,
                                    code=code, protocol="api", source=req.source)
         except AuthenticationFailed as exc:
-            time.sleep(min(exc.delay, 10.0))
-            raise _unauthorized("authentication failed") from None
+            raise _login_refused(exc) from None
         p = session.principal
         web = self.signer.issue(p.account_id, p.name)
         expires = datetime.fromtimestamp(web.expires, timezone.utc)

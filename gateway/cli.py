@@ -165,6 +165,13 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--limit", type=int, default=50)
     au.add_parser("verify", parents=[common], help="check the hash chain of the record")
 
+    ban = sub.add_parser("ban", parents=[common], help="failed logins: banned account names and source addresses"
+                         ).add_subparsers(dest="sub", required=True)
+    a = ban.add_parser("list", parents=[common], help="banned names and addresses (on the record)")
+    a.add_argument("--all", action="store_true", help="also names and addresses with failures in the window")
+    a = ban.add_parser("lift", parents=[common], help="lift a ban and forget the count (on the record)")
+    a.add_argument("target", metavar="NAME|ADDRESS", help="an account name or an IP address")
+
     doc = sub.add_parser("document", parents=[common], help="documents").add_subparsers(dest="sub", required=True)
     a = doc.add_parser("restore", parents=[common])
     a.add_argument("institution")
@@ -204,6 +211,26 @@ def _secret_command(args, admin: Administration) -> int:
     else:
         (admin.revoke_device_password if device else admin.revoke_api_token)(args.account, args.id)
         print(f"{noun} {args.id} of {args.account} revoked")
+    return 0
+
+
+def _ban_command(args, admin: Administration) -> int:
+    from datetime import datetime, timezone
+
+    def when(ts: float) -> str:
+        return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+    if args.sub == "lift":
+        lifted = admin.lift_ban(args.target)
+        print(f"{lifted.kind} {lifted.subject}: " + ("ban lifted" if lifted.banned_until else "not banned; count "
+                                                     "forgotten"))
+        return 0
+    def shown(name: str) -> str:  # names come from failed logins: attacker-chosen, no terminal controls
+        return "".join(f"\\x{ord(ch):02x}" if ord(ch) < 32 or 127 <= ord(ch) < 160 else ch for ch in name)
+
+    rows = admin.bans(counting=args.all)
+    _print_table([[b.kind, shown(b.subject), str(b.count), when(b.last_at), when(b.banned_until)] for b in rows],
+                 ["KIND", "NAME OR ADDRESS", "COUNT", "LAST FAILURE (UTC)", "BANNED UNTIL (UTC)"])
     return 0
 
 
@@ -451,6 +478,8 @@ def _admin_command(args, cfg: Config, admin: Administration) -> int:
                            r.last_error[:60]] for r in rows],
                          ["ID", "KIND", "CENTRE", "QUEUED (UTC)", "SENT (UTC)", "ATTEMPTS", "LAST ERROR"])
         return 0
+    if args.command == "ban":
+        return _ban_command(args, admin)
     if args.command == "document":
         doc_id = admin.restore(args.institution, args.path)
         print(f"restored document {doc_id} at {args.path}")

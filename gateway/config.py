@@ -88,14 +88,26 @@ class AuthConfig:
     token_codes: int = 24
     token_challenge_seconds: int = 300
     device_password_days: int = 90
-    #: failed logins per account name and per source address inside this window count towards a delay/ban
+    #: failed logins (passwords, token codes, device passwords, API tokens: never keys or certificates) inside
+    #: this window count towards a delay or a ban
     failure_window_seconds: int = 900
-    #: answers to failed logins are delayed by base * 2^(failures-1) seconds, capped
+    #: after its n-th failure an account name waits base * 2^(n-1) seconds (capped) before its next attempt is
+    #: looked at; attempts inside that time are refused at once (HTTP 429 + Retry-After)
     failure_delay_base: float = 0.25
     failure_delay_max: float = 4.0
-    #: this many failures inside the window ban the account name / source address for ban_seconds
+    #: this many failures of one account name inside the window ban that name's guessable logins for ban_seconds
     ban_after: int = 10
+    #: how long a ban of an account name or a source address lasts (it is not extended by attempts during it)
     ban_seconds: int = 900
+    #: a source address whose score reaches this inside the window is banned (keys and certificates still log in)
+    source_ban_score: int = 30
+    #: score of a failure for a name that is no account (or an unknown API token) ...
+    source_score_unknown_name: int = 3
+    #: ... and of the first failure of a known name from the address inside the window (repeats score nothing)
+    source_score_known_name: int = 1
+    #: addresses/ranges that never score nor get banned as a source (e.g. the Publilink/VERA gateways); the
+    #: per-account counts still apply to logins from them
+    source_exempt_networks: tuple[str, ...] = ()
     #: X-Forwarded-For is honoured only when the connection comes from one of these addresses/ranges
     trusted_proxies: tuple[str, ...] = ()
 
@@ -306,11 +318,17 @@ def _validate(cfg: Config) -> None:
     need(cfg.auth.ban_after >= 1, "auth.ban_after", "must be at least 1")
     need(cfg.auth.failure_delay_base >= 0 and cfg.auth.failure_delay_max >= 0, "auth.failure_delay_base",
          "delays must not be negative")
-    for net in cfg.auth.trusted_proxies:
-        try:
-            ipaddress.ip_network(net, strict=False)
-        except ValueError:
-            need(False, "auth.trusted_proxies", f"{net!r} is not an address or CIDR range")
+    need(cfg.auth.failure_window_seconds > 0, "auth.failure_window_seconds", "must be positive")
+    need(cfg.auth.ban_seconds >= 0, "auth.ban_seconds", "must not be negative")
+    need(cfg.auth.source_ban_score >= 1, "auth.source_ban_score", "must be at least 1")
+    for key in ("source_score_unknown_name", "source_score_known_name"):
+        need(0 <= getattr(cfg.auth, key) <= 1000, f"auth.{key}", "must be between 0 and 1000")
+    for key in ("trusted_proxies", "source_exempt_networks"):
+        for net in getattr(cfg.auth, key):
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                need(False, f"auth.{key}", f"{net!r} is not an address or CIDR range")
     need(not cfg.ldap.enabled or bool(cfg.ldap.uris), "ldap.uris", "give at least one URI when LDAP is enabled")
     need(not cfg.ldap.enabled or bool(cfg.ldap.user_dn_template or cfg.ldap.user_base), "ldap.user_base",
          "give user_base (search then bind) or user_dn_template (direct bind)")

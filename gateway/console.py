@@ -24,7 +24,6 @@ import hmac
 import logging
 import re
 import secrets
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -40,7 +39,8 @@ from gateway.errors import AuthenticationFailed, GatewayError, MalformedRequest,
 from gateway.httpauth import MalformedCredentials, session_cookie
 from gateway.lifecycle import VERBS, allowed_verbs
 from gateway.mailbox import Mailbox
-from gateway.websession import SessionSigner, WebSession, cookie_value, has_eid, read_form, strong_login
+from gateway.websession import (SessionSigner, WebSession, cookie_value, has_eid, read_form, retry_after,
+                                strong_login)
 from storage.repository import as_utc
 
 log = logging.getLogger("instpages.console")
@@ -362,9 +362,12 @@ class Console:
                                    number=int(form.get("number", "0") or 0), code=form.get("code", ""),
                                    protocol="web", source=req.source)
         except (AuthenticationFailed, ValueError) as exc:
-            delay = getattr(exc, "delay", 0) or 0
-            if delay:
-                time.sleep(min(delay, 10.0))
+            # answered at once: no thread waits out the delay (the core keeps it, and refuses until it is over)
+            if getattr(exc, "throttled", False):
+                page = self._login_page(req, username="" if eid else username,
+                                        error=i18n.t("login.throttled", req.lang), status="429 Too Many Requests")
+                page.headers.append(("Retry-After", retry_after(exc)))
+                return page
             return self._login_page(req, username="" if eid else username, error=i18n.t("login.failed", req.lang),
                                     status="401 Unauthorized")
         except GatewayError as exc:

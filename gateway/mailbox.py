@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
-from auth.authenticator import AuthenticationFailed, Authenticator, Credentials
+from auth.authenticator import (AuthenticationFailed, Authenticator, CertificateCredentials,
+                                ClientCertificateCredentials, Credentials, EidCredentials, PasswordCredentials,
+                                PublicKeyCredentials, TokenCredentials)
 from auth.networks import in_networks, parse_networks, source_refusal
-from auth.throttle import Banned, LoginThrottle
+from auth.throttle import LoginThrottle, Throttled
 from auth.policy import (Action, Decision, LockTarget, decide, decide_lock, held_back_by_others_locks,
                          sees_only_own_documents)
 from auth.principal import Grant, Principal, Role
@@ -36,6 +38,22 @@ log = logging.getLogger("instpages.mailbox")
 FOLDER_MODE_READ = 0o550
 FOLDER_MODE_WRITE = 0o750
 DOCUMENT_MODE = 0o440
+
+
+#: possession proven by a signature (SSH key, SSH user certificate, TLS client certificate): nothing to guess, so
+#: never throttled and never refused because of anyone's failed logins
+PROVEN_BY_SIGNATURE = (PublicKeyCredentials, CertificateCredentials, ClientCertificateCredentials)
+#: logins that prove the account's password: only they start the name's failure count again
+PASSWORD_PROVEN = (PasswordCredentials, TokenCredentials, EidCredentials)
+
+
+def _throttle(repo: Repository, config: Config) -> LoginThrottle:
+    a = config.auth
+    return LoginThrottle(repo, window=a.failure_window_seconds, delay_base=a.failure_delay_base,
+                         delay_max=a.failure_delay_max, ban_after=a.ban_after, ban_seconds=a.ban_seconds,
+                         source_ban_score=a.source_ban_score, score_unknown_name=a.source_score_unknown_name,
+                         score_known_name=a.source_score_known_name,
+                         exempt_networks=parse_networks(a.source_exempt_networks))
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +95,7 @@ class Mailbox:
         self.authenticator = authenticator
         self.clock = clock
         self.node_id = config.effective_node_id
-        a = config.auth
-        self.throttle = throttle or LoginThrottle(repo, window=a.failure_window_seconds, delay_base=a.failure_delay_base,
-                                                  delay_max=a.failure_delay_max, ban_after=a.ban_after,
-                                                  ban_seconds=a.ban_seconds)
+        self.throttle = throttle or _throttle(repo, config)
         self._inst_cache: dict[str, tuple[float, object]] = {}
         self._logins: dict[bytes, tuple] = {}  # key -> (verified at, account, method, device, principal, loaded)
         self._login_locks: dict[bytes, threading.Lock] = {}
@@ -109,10 +124,12 @@ class Mailbox:
               reuse_seconds: float = 0) -> "MailboxSession":
         """The one login of every front-end.
 
-        In order: bans (account name, source address), the source networks of the account and its centres, the
-        credentials (``auth.authenticator``, which also applies the per-kind factor policy). Every failure is
-        recorded with its reason and counted; the raised AuthenticationFailed carries the delay the front-end
-        waits before answering. ``reuse_seconds`` > 0 lets a protocol that sends the same credentials with
+        In order: for guessable credentials (not keys or certificates) the throttle (a ban of the account name
+        or the source address, or the name's delay after failures: refused at once, nothing looked at, nothing
+        counted), the source networks of the account and its centres, the credentials (``auth.authenticator``,
+        which also applies the per-kind factor policy). Every failure is recorded with its reason; failures of
+        guessable credentials are counted. The raised AuthenticationFailed says whether it was throttled and when
+        the client may try again (``auth.throttle``). ``reuse_seconds`` > 0 lets a protocol that sends the same credentials with
         every request (HTTP Basic) skip re-verifying them for that long: the proof is remembered under an HMAC
         of the credentials, in memory only, and the login is recorded once. Every reuse still checks the
         account (enabled, its ranges) at once and its centres' ranges within ``INSTITUTION_TTL``; grants and the
@@ -172,11 +189,10 @@ class Mailbox:
     def _login(self, creds: Credentials, protocol: str, source: str, key: bytes | None) -> "MailboxSession":
         username = getattr(creds, "username", "") or ""
         method = type(creds).__name__.replace("Credentials", "").lower()
+        guessable = not isinstance(creds, PROVEN_BY_SIGNATURE)
         try:
-            try:
-                self.throttle.check(username, source)
-            except Banned as exc:
-                raise AuthenticationFailed(f"{exc.key} is banned for {int(exc.until - time.time())} s") from None
+            if guessable:
+                self._throttle_check(username, source)
             refusal = self.source_refusal(username, source)
             if refusal:
                 raise AuthenticationFailed(refusal)
@@ -184,7 +200,9 @@ class Mailbox:
             # the ranges again, on the account the credentials proved (tokens and certificates name none)
             principal = self.load_principal(result.account_id, result.method, source)
         except AuthenticationFailed as exc:
-            exc.delay = self.throttle.failed(username, source)
+            if guessable and not exc.throttled:
+                counted = self.throttle.failed(username, source, unknown_name=exc.unknown_name)
+                exc.delay, exc.retry_after = counted.delay, max(0.0, counted.until - self.throttle.clock())
             who = exc.account or username
             self.record_failed_login(who, protocol, source, method,
                                      exc.reason if who == username else f"{exc.reason}; login name {username[:64]!r}")
@@ -192,7 +210,8 @@ class Mailbox:
         except ServiceUnavailable as exc:
             self.record_failed_login(username, protocol, source, method, f"service unavailable: {exc.message}")
             raise
-        self.throttle.succeeded(principal.name)
+        if isinstance(creds, PASSWORD_PROVEN):  # not a device password or API token: the password was the guess
+            self.throttle.succeeded(principal.name)
         with self.repo.write() as c:
             self.repo.audit(c, AuditRecord("login", "ok", principal.name, protocol, source,
                                            principal.institution_id, detail=f"method={result.method}"))
@@ -204,6 +223,19 @@ class Mailbox:
                     self._login_locks.pop(k, None)
             self._logins[key] = (now, result.account_id, result.method, result.device_id, principal, now)
         return MailboxSession(self, principal, protocol, source)
+
+    def _throttle_check(self, username: str, source: str) -> None:
+        """Raise a throttled AuthenticationFailed when the name or the address may not try now."""
+        try:
+            self.throttle.check(username, source)
+        except Throttled as exc:
+            wait = max(0.0, exc.until - self.throttle.clock())
+            why = f"is banned for {wait:.0f} s" if exc.banned else f"must wait {wait:.1f} s after failed logins"
+            failure = AuthenticationFailed(f"{exc.key} {why}")
+            failure.throttled = True
+            failure.retry_after = wait
+            failure.delay = min(wait, self.throttle.delay_max)
+            raise failure from None
 
     def source_allowed(self, username: str, source: str) -> bool:
         """Checked before any credential (SFTP asks when authentication starts; every login does)."""

@@ -140,6 +140,12 @@ RESPONSES = {
     "TooLarge": {"description": "the body exceeds 64 KiB", **_ERROR},
     "UnsupportedMediaType": {"description": "the body is not application/json", **_ERROR},
     "Unavailable": {"description": "a service the gateway needs (the directory) does not answer", **_ERROR},
+    "TooManyAttempts": {
+        "description": "a login (or an API token) refused at once, nothing looked at: the account name is in its "
+                       "delay after failed logins, or it or the source address is banned; try again after "
+                       "Retry-After seconds",
+        "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer", "minimum": 1}}},
+        **_ERROR},
 }
 
 PARAMETERS = {
@@ -155,8 +161,8 @@ PARAMETERS = {
 
 def _errors(*codes: int, auth: bool = True, body: bool = False) -> dict:
     names = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict",
-             413: "TooLarge", 415: "UnsupportedMediaType", 503: "Unavailable"}
-    wanted = set(codes) | ({401, 503} if auth else set()) | ({400, 413, 415} if body else set())
+             413: "TooLarge", 415: "UnsupportedMediaType", 429: "TooManyAttempts", 503: "Unavailable"}
+    wanted = set(codes) | ({401, 429, 503} if auth else set()) | ({400, 413, 415} if body else set())
     return {str(c): {"$ref": f"#/components/responses/{names[c]}"} for c in sorted(wanted)}
 
 
@@ -195,9 +201,12 @@ PATHS = {
     "/session": {
         "post": _op("login", "Strong login: password and token card code (or password and eID certificate)",
                     {"201": _json(_ref("Session"), "a session token")}, tags=["session"], public=True,
-                    errors=(401, 503), body="LoginRequest",
-                    description="Any failure answers 401 {\"error\": \"authentication failed\"}, whatever was "
-                                "wrong; repeated failures slow down and then ban the account and the source."),
+                    errors=(401, 429, 503), body="LoginRequest",
+                    description="Any failure answers 401 {\"error\": \"authentication failed\"} at once, whatever "
+                                "was wrong, in the same time. After a failure the account name waits a moment "
+                                "(doubling per failure) and repeated failures ban it; many names from one "
+                                "address ban the address. Meanwhile logins are refused at once with 429 and "
+                                "Retry-After, without looking at the credentials."),
         "delete": _op("logout", "Log out (forget the session token: it is stateless and short-lived)",
                       _NO_CONTENT, tags=["session"], public=True),
     },

@@ -29,7 +29,6 @@ from gateway.config import Config
 from gateway.errors import (AlreadyExists, AuthenticationFailed as GenericAuthFailure, ContentRefused, GatewayError,
                             InstitutionNotActive, IntegrityFailure, InvalidName, NotFound, PermissionDenied,
                             ServiceUnavailable, TooLarge, Unsupported)
-from auth.throttle import Banned
 from gateway.mailbox import Download, Entry, Mailbox, MailboxSession, Upload
 
 log = logging.getLogger("instpages.sftp")
@@ -260,17 +259,12 @@ class _SSHConnection(asyncssh.SSHServer):
                                      "sftp", self._source, methods, "no accepted key")
 
     async def begin_auth(self, username: str) -> bool:
-        """Source networks and bans are checked here, before any credential: a refused source makes every
-        method fail without a password being looked at."""
+        """Source networks are checked here, before any credential: a refused source makes every method fail
+        without a password being looked at. (Bans and delays are the core's, at login: they never refuse keys.)"""
         self._username = username
         mailbox = self.fe.mailbox
         try:
             self._refused = not await self.fe.run(mailbox.source_allowed, username, self._source)
-            if not self._refused:
-                await self.fe.run(mailbox.throttle.check, username, self._source)
-        except Banned as exc:
-            self._refused = True
-            reason = f"{exc.key} is banned"
         except Exception:  # database trouble: refuse rather than let anyone in
             log.exception("source check failed")
             self._refused = True

@@ -49,7 +49,7 @@ from gateway.errors import (AlreadyExists, ContentRefused, GatewayError, Institu
                             Unsupported)
 from gateway.httpauth import MalformedCredentials, basic_header, parse_authorization
 from gateway.mailbox import Entry, Mailbox, MailboxSession
-from gateway.websession import client_certificate
+from gateway.websession import client_certificate, retry_after
 
 log = logging.getLogger("instpages.webdav")
 
@@ -80,8 +80,8 @@ _HTTP: dict[type[GatewayError], int] = {
 class GatewayDAVError(DAVError):
     """A DAV error whose body is the plain-text reason (no server banner, no HTML)."""
 
-    def __init__(self, status: int, message: str):
-        super().__init__(status, context_info=message)
+    def __init__(self, status: int, message: str, headers: list[tuple[str, str]] | None = None):
+        super().__init__(status, context_info=message, add_headers=headers)
         self.message = message
 
 
@@ -494,8 +494,10 @@ class GatewayDomainController(BaseDomainController):
         try:
             session = self.mailbox.login(creds, protocol="webdav", source=source, reuse_seconds=self.cache_seconds)
         except AuthenticationFailed as exc:
-            if exc.delay:
-                time.sleep(min(exc.delay, 10.0))  # slows guessing down
+            if exc.throttled:  # answered at once; drive clients know 401, and Retry-After says when to try again
+                raise GatewayDAVError(401, "too many failed logins; try again later", [
+                    ("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"'),
+                    ("Retry-After", retry_after(exc))]) from None
             return False
         except ServiceUnavailable as exc:
             raise GatewayDAVError(503, exc.message) from None

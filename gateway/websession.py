@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import re
 import secrets
 import time
@@ -112,10 +113,16 @@ def has_eid(mailbox: Mailbox, environ) -> bool:
     return mailbox.presents_eid(client_certificate(environ))
 
 
+def retry_after(exc) -> str:
+    """The Retry-After value (whole seconds, at least 1) of a throttled login refusal."""
+    return str(max(1, math.ceil(getattr(exc, "retry_after", 0) or 0)))
+
+
 def strong_login(mailbox: Mailbox, environ, *, username: str, password: str, number: int = 0, code: str = "",
                  protocol: str = "web", source: str = "") -> MailboxSession:
-    """eID (from the TLS handshake) + password, or password + token code. Raises AuthenticationFailed (with the
-    delay to wait before answering) or ServiceUnavailable."""
+    """eID (from the TLS handshake) + password, or password + token code. Raises AuthenticationFailed (answered
+    at once: ``throttled`` with ``retry_after`` when the name or address may not try now) or
+    ServiceUnavailable."""
     cert = client_certificate(environ)
     if mailbox.presents_eid(cert):
         creds = EidCredentials(username, password, cert)

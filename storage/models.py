@@ -315,11 +315,14 @@ class DevicePassword(Base):
 
 
 class LoginFailure(Base):
-    """Failed logins counted per account name and per source address (shared by every gateway process)."""
+    """Failed logins counted per account name and per source address (shared by every gateway process);
+    auth/throttle.py says what the keys and counts mean."""
 
     __tablename__ = "login_failures"
 
-    key: Mapped[str] = mapped_column(String(200), primary_key=True)  # "account:<name>" or "source:<address>"
+    #: "account:<name>", "source:<address>", or "seen:<address>|<name>" (a known name failed from there)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    #: failures of a name; the score of an address
     count: Mapped[int] = mapped_column(Integer, default=0)
     first_at: Mapped[float] = mapped_column(sa.Float)
     last_at: Mapped[float] = mapped_column(sa.Float)

@@ -549,8 +549,11 @@ class Repository:
         c.execute(TCH.delete().where(TCH.c.account_id == account_id))
         c.execute(TCH.insert().values(account_id=account_id, number=number, expires_at=expires_at))
 
-    def clear_token_challenge(self, c: Connection, account_id: int) -> None:
-        c.execute(TCH.delete().where(TCH.c.account_id == account_id))
+    def clear_token_challenge(self, c: Connection, account_id: int, number: int | None = None) -> bool:
+        q = TCH.delete().where(TCH.c.account_id == account_id)
+        if number is not None:
+            q = q.where(TCH.c.number == number)
+        return c.execute(q).rowcount > 0
 
     def add_device_password(self, c: Connection, account_id: int, label: str, lookup: str, secret_hash: str,
                             expires_at: datetime, kind: str = "webdav") -> int:
@@ -579,28 +582,55 @@ class Repository:
     def failure(self, c: Connection, key: str):
         return c.execute(sa.select(LF).where(LF.c.key == key)).first()
 
+    def failures(self, c: Connection, keys: Iterable[str]) -> dict:
+        keys = list(keys)
+        return {r.key: r for r in c.execute(sa.select(LF).where(LF.c.key.in_(keys)))} if keys else {}
+
     def record_failure(self, c: Connection, key: str, now: float, window: float, ban_after: int,
-                       ban_seconds: float) -> tuple[int, float]:
-        """Count one failure for ``key``; returns (failures in the window, banned until)."""
+                       ban_seconds: float, weight: int = 1) -> tuple[int, float]:
+        """Add ``weight`` to ``key``'s count; returns (count in the window, banned until). The count starts again
+        after ``window`` seconds, and after a ban has run out. Reaching ``ban_after`` (0: never) bans the key for
+        ``ban_seconds``; a ban that is running is never extended."""
         row = c.execute(sa.select(LF).where(LF.c.key == key).with_for_update()).first()
-        if row is None or now - row.first_at > window:
-            count, first = 1, now
+        served = row is not None and 0 < row.banned_until <= now
+        if row is None or now - row.first_at > window or served:
+            count, first = weight, now
         else:
-            count, first = row.count + 1, row.first_at
-        banned = now + ban_seconds if count >= ban_after else (row.banned_until if row else 0.0)
+            count, first = row.count + weight, row.first_at
+        banned = row.banned_until if row is not None and row.banned_until > now else 0.0
+        if not banned and ban_after and count >= ban_after:
+            banned = now + ban_seconds
         if row is None:
             try:
                 with c.begin_nested():
                     c.execute(LF.insert().values(key=key, count=count, first_at=first, last_at=now, banned_until=banned))
             except IntegrityError:  # a concurrent first failure: count on top of it
-                return self.record_failure(c, key, now, window, ban_after, ban_seconds)
+                return self.record_failure(c, key, now, window, ban_after, ban_seconds, weight)
         else:
             c.execute(LF.update().where(LF.c.key == key).values(count=count, first_at=first, last_at=now,
                                                                 banned_until=banned))
         return count, banned
 
-    def clear_failures(self, c: Connection, key: str) -> None:
-        c.execute(LF.delete().where(LF.c.key == key))
+    def clear_failures(self, c: Connection, key: str) -> bool:
+        return c.execute(LF.delete().where(LF.c.key == key)).rowcount > 0
+
+    def clear_failures_under(self, c: Connection, prefix: str) -> int:
+        return c.execute(LF.delete().where(LF.c.key.startswith(prefix, autoescape=True))).rowcount
+
+    def failure_rows(self, c: Connection, prefixes: Sequence[str], now: float, counting_since: float | None = None
+                     ) -> list:
+        """Rows under these key prefixes banned at ``now`` (and, with ``counting_since``, those whose last failure
+        came after it), the longest ban first."""
+        live = LF.c.banned_until > now
+        if counting_since is not None:
+            live = sa.or_(live, LF.c.last_at > counting_since)
+        return list(c.execute(sa.select(LF).where(
+            sa.or_(*[LF.c.key.startswith(p, autoescape=True) for p in prefixes]), live)
+            .order_by(LF.c.banned_until.desc(), LF.c.key)))
+
+    def purge_failures(self, c: Connection, before: float) -> int:
+        """Forget counts whose last failure and ban both ended before ``before``."""
+        return c.execute(LF.delete().where(LF.c.last_at < before, LF.c.banned_until < before)).rowcount
 
     # -- audit -----------------------------------------------------------------------------------------------
     def audit(self, c: Connection, rec: AuditRecord) -> int:

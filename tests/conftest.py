@@ -238,6 +238,7 @@ def start_gateway(data_dir: Path, *, env: dict | None = None, database_url: str 
     env.setdefault("INSTPAGES_AUTH_SECOND_FACTOR", "off")
     env.setdefault("INSTPAGES_AUTH_FAILURE_DELAY_BASE", "0")
     env.setdefault("INSTPAGES_AUTH_BAN_AFTER", "100000")
+    env.setdefault("INSTPAGES_AUTH_SOURCE_BAN_SCORE", "100000")
     if database_url:
         env["INSTPAGES_STORAGE_DATABASE_URL"] = database_url
     cfg = load_config(None, env=env, overrides={"data_dir": str(data_dir)})
@@ -323,7 +324,7 @@ def spawn_gateway():
         port = free_port()
         env = dict(os.environ, INSTPAGES_DATA_DIR=str(data_dir), INSTPAGES_SFTP_PORT=str(port),
                    INSTPAGES_WEBDAV_PORT=str(free_port()), INSTPAGES_AUTH_SECOND_FACTOR="off",
-                   INSTPAGES_AUTH_FAILURE_DELAY_BASE="0",
+                   INSTPAGES_AUTH_FAILURE_DELAY_BASE="0", INSTPAGES_AUTH_SOURCE_BAN_SCORE="100000",
                    PYTHONPATH=str(ROOT), **(extra_env or {}))
         log = data_dir.parent / f"serve-{len(procs)}.log"
         with open(log, "wb") as fh:

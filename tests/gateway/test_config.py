@@ -132,6 +132,10 @@ BAD_FILES = {
     "no time to log in": ("[sftp]\nlogin_timeout = 0\n", "sftp.login_timeout"),
     "pattern matching every name": ("[documents]\ntemporary_patterns = [\"*\"]\n", "documents.temporary_patterns"),
     "pattern with a folder": ("[documents]\ntemporary_patterns = [\"tmp/*\"]\n", "documents.temporary_patterns"),
+    "source ban score zero": ("[auth]\nsource_ban_score = 0\n", "auth.source_ban_score"),
+    "negative source score": ("[auth]\nsource_score_unknown_name = -1\n", "auth.source_score_unknown_name"),
+    "exempt network not a range": ("[auth]\nsource_exempt_networks = [\"10.0.0.0/33\"]\n",
+                                   "auth.source_exempt_networks"),
 }
 
 

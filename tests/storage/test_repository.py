@@ -176,3 +176,35 @@ def test_upgrade_from_the_first_revision_keeps_data(tmp_path):
         assert repo.account_by_name(c, "arch").institution_id == C1
         assert c.execute(sa.text("PRAGMA foreign_keys")).scalar() == 1
     engine.dispose()
+
+
+def test_failure_counts_bans_do_not_extend_and_end(repo):
+    """The login throttle's rows (auth/throttle.py): weights add up, a running ban is never extended, counting
+    starts again after the window and after a ban ran out; lifting and purging forget."""
+    now = 1000.0
+    with repo.write() as c:
+        assert repo.record_failure(c, "source:192.0.2.1", now, 600, 12, 60, weight=3) == (3, 0.0)
+        assert repo.record_failure(c, "source:192.0.2.1", now + 1, 600, 12, 60, weight=3) == (6, 0.0)
+        assert repo.record_failure(c, "source:192.0.2.1", now + 2, 600, 12, 60, weight=6) == (12, now + 62)
+        # inside the ban: counted, but the ban keeps its end
+        assert repo.record_failure(c, "source:192.0.2.1", now + 30, 600, 12, 60, weight=3) == (15, now + 62)
+        # the ban ran out: a fresh count
+        assert repo.record_failure(c, "source:192.0.2.1", now + 70, 600, 12, 60, weight=3) == (3, 0.0)
+        # ban_after 0: never banned; the window restarts the count
+        assert repo.record_failure(c, "seen:192.0.2.1|jan", now, 600, 0, 0) == (1, 0.0)
+        assert repo.record_failure(c, "seen:192.0.2.1|jan", now + 1, 600, 0, 0) == (2, 0.0)
+        assert repo.record_failure(c, "seen:192.0.2.1|jan", now + 700, 600, 0, 0) == (1, 0.0)
+        assert repo.record_failure(c, "account:jan_%", now, 600, 1, 60) == (1, now + 60)
+    with repo.read() as c:
+        assert set(repo.failures(c, ["account:jan_%", "source:192.0.2.1", "account:x"])) == {
+            "account:jan_%", "source:192.0.2.1"}
+        assert [r.key for r in repo.failure_rows(c, ["account:"], now + 10)] == ["account:jan_%"]
+        assert [r.key for r in repo.failure_rows(c, ["source:"], now + 10)] == []
+        assert [r.key for r in repo.failure_rows(c, ["source:"], now + 10, counting_since=now)] == [
+            "source:192.0.2.1"]
+    with repo.write() as c:
+        # prefixes are literal: "_" and "%" match only themselves
+        assert repo.clear_failures_under(c, "account:jan%") == 0
+        assert repo.clear_failures_under(c, "seen:192.0.2.1|") == 1
+        assert repo.purge_failures(c, now + 65) == 1  # the account row: last failure and ban both over
+        assert repo.clear_failures(c, "source:192.0.2.1") and not repo.clear_failures(c, "source:192.0.2.1")
