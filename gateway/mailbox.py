@@ -129,13 +129,13 @@ class Mailbox:
         counted), the source networks of the account and its centres, the credentials (``auth.authenticator``,
         which also applies the per-kind factor policy). Every failure is recorded with its reason; failures of
         guessable credentials are counted. The raised AuthenticationFailed says whether it was throttled and when
-        the client may try again (``auth.throttle``). ``reuse_seconds`` > 0 lets a protocol that sends the same credentials with
-        every request (HTTP Basic) skip re-verifying them for that long: the proof is remembered under an HMAC
+        the client may try again (``auth.throttle``). ``reuse_seconds`` > 0 lets a protocol that sends the same
+        credentials with every request (HTTP Basic) skip re-verifying them for that long: the proof is remembered
+        under an HMAC
         of the credentials, in memory only, and the login is recorded once. Every reuse still checks the
         account (enabled, its ranges) at once and its centres' ranges within ``INSTITUTION_TTL``; grants and the
         directory are read again every ``PRINCIPAL_TTL``."""
         key = None
-        username = getattr(creds, "username", "") or ""
         if reuse_seconds > 0:
             key = self._credential_key(creds, protocol, source)
             hit = self._remembered(key, reuse_seconds, source)
@@ -639,13 +639,18 @@ class MailboxSession:
             self._audit_now("upload", "denied", path, detail=err.message)
             raise err
         inst = self._authorize(Action.UPLOAD, path, audit_denial=True)
+        self._check_new_name("upload", path, is_folder=False)
+        return path, inst
+
+    def _check_new_name(self, action: str, path: VPath, *, is_folder: bool) -> None:
+        """The naming rules for something about to be created; a refusal is recorded under ``action``."""
         cfg = self.mailbox.config.documents
         try:
-            vpath.check_new_name(path, max_depth=cfg.max_depth, max_name_length=cfg.max_name_length, is_folder=False)
+            vpath.check_new_name(path, max_depth=cfg.max_depth, max_name_length=cfg.max_name_length,
+                                 is_folder=is_folder)
         except InvalidName as exc:
-            self._audit_now("upload", "refused", path, detail=exc.message)
+            self._audit_now(action, "refused", path, detail=exc.message)
             raise
-        return path, inst
 
     def may_upload(self, raw) -> None:
         """The checks :meth:`open_upload` starts with (refusals recorded), for a front-end whose server looks the
@@ -677,12 +682,7 @@ class MailboxSession:
         to. Returns the path and the centre."""
         path = self._item(raw, AlreadyExists("this folder already exists"), PermissionDenied())
         inst = self._authorize(Action.MKDIR, path, audit_denial=True)
-        cfg = self.mailbox.config.documents
-        try:
-            vpath.check_new_name(path, max_depth=cfg.max_depth, max_name_length=cfg.max_name_length, is_folder=True)
-        except InvalidName as exc:
-            self._audit_now("mkdir", "refused", path, detail=exc.message)
-            raise
+        self._check_new_name("mkdir", path, is_folder=True)
         return path, inst
 
     def may_mkdir(self, raw) -> None:

@@ -123,8 +123,15 @@ def request_path(raw: str | bytes) -> str:
         raise NotFound()
     if not text:
         return text
-    stack: list[str] = []
     comps = text.split("/")
+    stack = _without_dot_segments(comps)
+    folder = comps[-1] in ("", ".", "..")
+    return "/" + "/".join(stack) + ("/" if stack and folder else "")
+
+
+def _without_dot_segments(comps: list[str]) -> list[str]:
+    """Path components with empty and ``.`` ones dropped and ``..`` resolved, never above the root."""
+    stack: list[str] = []
     for comp in comps:
         if comp in ("", "."):
             continue
@@ -133,8 +140,7 @@ def request_path(raw: str | bytes) -> str:
                 stack.pop()
             continue
         stack.append(comp)
-    folder = comps[-1] in ("", ".", "..")
-    return "/" + "/".join(stack) + ("/" if stack and folder else "")
+    return stack
 
 
 def check_new_name(path: VPath, *, max_depth: int, max_name_length: int, is_folder: bool) -> None:
@@ -170,13 +176,4 @@ def normalize(raw: str | bytes) -> str:
         text = _decode(raw)
     except NotFound:
         text = "/"
-    stack: list[str] = []
-    for comp in text.split("/"):
-        if comp in ("", "."):
-            continue
-        if comp == "..":
-            if stack:
-                stack.pop()
-            continue
-        stack.append(comp)
-    return "/" + "/".join(stack)
+    return "/" + "/".join(_without_dot_segments(text.split("/")))
