@@ -131,10 +131,9 @@ class Mailbox:
         guessable credentials are counted. The raised AuthenticationFailed says whether it was throttled and when
         the client may try again (``auth.throttle``). ``reuse_seconds`` > 0 lets a protocol that sends the same
         credentials with every request (HTTP Basic) skip re-verifying them for that long: the proof is remembered
-        under an HMAC
-        of the credentials, in memory only, and the login is recorded once. Every reuse still checks the
-        account (enabled, its ranges) at once and its centres' ranges within ``INSTITUTION_TTL``; grants and the
-        directory are read again every ``PRINCIPAL_TTL``."""
+        under an HMAC of the credentials, in memory only, and the login is recorded once. Every reuse still checks
+        the account (enabled, its ranges) at once and its centres' ranges within ``INSTITUTION_TTL``; grants and
+        the directory are read again every ``PRINCIPAL_TTL``."""
         key = None
         if reuse_seconds > 0:
             key = self._credential_key(creds, protocol, source)
