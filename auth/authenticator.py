@@ -23,26 +23,8 @@ from auth.clientcert import ClientCertificates, NotAnEid
 from auth.factors import method_allowed
 from auth.principal import Role
 from auth.secondfactor import ApiTokens, DevicePasswords, TokenCards
-from gateway.errors import AuthenticationFailed as _GenericFailure
-from gateway.errors import ServiceUnavailable
+from storage.errors import AuthenticationFailed, Conflict, ServiceUnavailable
 from storage.repository import Repository
-
-
-class AuthenticationFailed(_GenericFailure):
-    def __init__(self, reason: str, *, unknown_name: bool = False):
-        super().__init__()  # generic message for the client
-        self.reason = reason  # server-side only
-        #: the name is no account (it scores higher against the source address: auth.throttle)
-        self.unknown_name = unknown_name
-        #: refused before the credentials were looked at: the name or the address is in its delay or banned
-        self.throttled = False
-        #: seconds a front-end that holds no thread (SFTP, asyncio) may wait before answering; web front-ends
-        #: answer at once
-        self.delay = 0.0
-        #: seconds until the name or address may try again (HTTP Retry-After of a throttled refusal)
-        self.retry_after = 0.0
-        #: the canonical account refused, when known (for the record)
-        self.account = ""
 
 
 @dataclass(frozen=True)
@@ -272,7 +254,6 @@ class GatewayAuthenticator:
 
     def _provision(self, user):
         """First login of a directory person: an account row (role staff) to hang grants and records on."""
-        from storage.repository import Conflict
 
         with self.repo.write() as c:
             try:

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from gateway.crl import RevocationList
+from auth.crl import RevocationList
 
 log = logging.getLogger("instpages.clientcert")
 

@@ -15,7 +15,7 @@
 - **Failures.** Wrong password, unknown, ambiguous or disabled entries raise
   :class:`auth.authenticator.AuthenticationFailed` (reason server-side only). An empty password is refused
   before any network traffic (an LDAP bind with a DN and no password is an *unauthenticated* bind that some
-  servers accept). A directory that cannot be reached raises :class:`gateway.errors.ServiceUnavailable`
+  servers accept). A directory that cannot be reached raises :class:`storage.errors.ServiceUnavailable`
   ("authentication service unavailable"), logged at WARNING without secrets; it is never a login.
 - **Timeouts and failover.** URIs are tried in order (recently failed ones last). Every connection has
   ``OPT_NETWORK_TIMEOUT`` and ``OPT_TIMEOUT`` and every synchronous call a client-side timeout. libldap does not
@@ -44,8 +44,7 @@ import ldap
 import ldap.dn
 import ldap.filter
 
-from auth.authenticator import AuthenticationFailed
-from gateway.errors import ConfigError, ServiceUnavailable
+from storage.errors import AuthenticationFailed, ConfigError, ServiceUnavailable
 
 log = logging.getLogger("instpages.ldap")
 

@@ -26,25 +26,12 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from auth.networks import Network, in_networks
+from storage.errors import Throttled
 from storage.repository import Repository
 
 ACCOUNT = "account:"
 SOURCE = "source:"
 SEEN = "seen:"  # "seen:<address>|<name>": a known name already failed from this address inside the window
-
-
-class Throttled(Exception):
-    """A login refused before its credentials were looked at; ``until`` is when ``key`` may try again."""
-
-    def __init__(self, key: str, until: float, banned: bool):
-        super().__init__(key)
-        self.key = key
-        self.until = until
-        self.banned = banned
-
-
-# the name older code and callers use
-Banned = Throttled
 
 
 @dataclass(frozen=True)

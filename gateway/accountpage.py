@@ -14,17 +14,40 @@ from __future__ import annotations
 import html
 import time
 
-from auth.authenticator import AuthenticationFailed
-from gateway.admin import Administration, AdminError
-from gateway.errors import GatewayError, ServiceUnavailable
+from gateway.admin import Administration
+from gateway.httpauth import session_cookie
 from gateway.mailbox import Mailbox
-from gateway.httpauth import MalformedCredentials, session_cookie
 from gateway.websession import SessionSigner, WebSession, has_eid, read_form, retry_after, strong_login
+from storage import errors
+from storage.errors import AuthenticationFailed, GatewayError, MalformedCredentials, lookup
 
 COOKIE = "ip_account"
 SESSION_SECONDS = 900
 CSP = "default-src 'none'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 PAGES = ("/", "/login", "/logout", "/create", "/revoke")
+
+_REFUSED = "Refused"
+_UNAVAILABLE = ("503 Service Unavailable", "Unavailable")
+#: the one table from the core's errors (storage.errors) to this page's answer (status, title), looked up along the
+#: error's MRO; the error's message is the text. tests/test_errors.py checks that it answers every error.
+ERRORS: dict[type[GatewayError], tuple[str, str]] = {
+    errors.AdminError: ("400 Bad Request", _REFUSED),  # the whole administrative family, as always
+    errors.ServiceUnavailable: _UNAVAILABLE,
+    errors.ConfigError: _UNAVAILABLE,
+    errors.NotFound: ("404 Not Found", "Not found"),
+    errors.PermissionDenied: ("403 Forbidden", _REFUSED),
+    errors.AuthenticationFailed: ("403 Forbidden", _REFUSED),
+    errors.Throttled: ("429 Too Many Requests", _REFUSED),
+    errors.InstitutionNotActive: ("403 Forbidden", _REFUSED),
+    errors.Unsupported: ("403 Forbidden", _REFUSED),
+    errors.AlreadyExists: ("409 Conflict", _REFUSED),
+    errors.Conflict: ("409 Conflict", _REFUSED),
+    errors.ContentRefused: ("415 Unsupported Media Type", _REFUSED),
+    errors.TooLarge: ("413 Content Too Large", _REFUSED),
+    errors.InvalidName: ("400 Bad Request", _REFUSED),
+    errors.MalformedRequest: ("400 Bad Request", _REFUSED),
+    errors.IntegrityFailure: ("500 Internal Server Error", "Error"),
+}
 
 _PAGE = """<!DOCTYPE html>
 <html lang="nl"><head><meta charset="utf-8"><title>Institutional Pages - {title}</title></head>
@@ -48,6 +71,10 @@ class AccountPage:
                                 ("Content-Security-Policy", CSP), ("X-Content-Type-Options", "nosniff"),
                                 ("Referrer-Policy", "no-referrer"), ("Cache-Control", "no-store"), *headers])
         return [data]
+
+    def _refused(self, start_response, exc: GatewayError):
+        status, title = lookup(ERRORS, exc) or ("500 Internal Server Error", "Error")
+        return self._page(start_response, title, f"<p>{html.escape(exc.message)}</p>", status)
 
     def __call__(self, environ, start_response):
         method = environ.get("REQUEST_METHOD")
@@ -75,9 +102,8 @@ class AccountPage:
             # disabled, logged out or outside its ranges since: the session ends here (the core recorded why)
             return self._login_form(environ, start_response, "Your session has ended; log in again.",
                                     headers=(("Set-Cookie", self._cookie("", max_age=0)),))
-        except ServiceUnavailable as exc:
-            return self._page(start_response, "Unavailable", f"<p>{html.escape(exc.message)}</p>",
-                              "503 Service Unavailable")
+        except GatewayError as exc:
+            return self._refused(start_response, exc)
         name = principal.name
         admin = Administration(self.mailbox, protocol="web", source=source, principal=principal)
         if method == "POST":
@@ -96,9 +122,10 @@ class AccountPage:
                         '<p><a href="./">Back</a></p>'))
                 if path == "/revoke":
                     admin.revoke_device_password(name, int(form.get("id", "0")))
-            except (AdminError, ValueError) as exc:
-                msg = exc.message if isinstance(exc, GatewayError) else "bad request"
-                return self._page(start_response, "Refused", f"<p>{html.escape(msg)}</p>", "400 Bad Request")
+            except GatewayError as exc:
+                return self._refused(start_response, exc)
+            except ValueError:
+                return self._page(start_response, "Refused", "<p>bad request</p>", "400 Bad Request")
         return self._overview(start_response, session, admin)
 
     def _cookie(self, value: str, max_age: int | None = None) -> str:
@@ -152,8 +179,7 @@ class AccountPage:
                                         headers=[("Retry-After", retry_after(exc))])
             return self._login_form(environ, start_response, "Login failed.", username if not nrn else "")
         except GatewayError as exc:
-            return self._page(start_response, "Unavailable", f"<p>{html.escape(exc.message)}</p>",
-                              "503 Service Unavailable")
+            return self._refused(start_response, exc)
         p = session.principal
         cookie = self.signer.issue(p.account_id, p.name).value
         start_response("303 See Other", [("Location", "./"), ("Set-Cookie", self._cookie(cookie)),

@@ -24,37 +24,16 @@ from gateway import enterprise
 from gateway import path as vpath
 from auth.networks import parse_networks
 from gateway.content import ContentPolicy
-from gateway.errors import GatewayError, NotFound
-from gateway.lifecycle import IllegalTransition, next_status
+from gateway.lifecycle import next_status
 from gateway.mailbox import Mailbox
-from storage.repository import AuditRecord, Conflict, Repository, utcnow
+from storage.errors import (AdminConflict, AdminError, AdminForbidden, AdminNotFound, CentreNotFound, Conflict,
+                            GatewayError, IllegalTransition, NotFound)
+from storage.repository import AuditRecord, Repository, utcnow
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
 LANGUAGES = ("nl", "fr")
-
-
-class AdminError(GatewayError):
-    """A refused administrative request; the message says why."""
-
-
-class AdminNotFound(AdminError):
-    """No such centre (or account) -- also the answer for a centre the caller may not know about."""
-
-
-class CentreNotFound(AdminNotFound):
-    """The one answer for a centre that does not exist, is not an id, or is not the caller's to know about."""
-
-
-class AdminForbidden(AdminError):
-    """The caller may not do this."""
-
-    default_message = "not allowed"
-
-
-class AdminConflict(AdminError):
-    """The request does not fit the current state (an illegal transition, a concurrent change)."""
 
 
 def grant_end(until: date | str | None) -> datetime | None:

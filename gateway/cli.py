@@ -13,7 +13,7 @@ from pathlib import Path
 from gateway import terminal
 from gateway.admin import Administration
 from gateway.config import Config, load_config
-from gateway.errors import GatewayError
+from storage.errors import GatewayError
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from gateway.errors import ConfigError
+from storage.errors import ConfigError
 
 ENV_PREFIX = "INSTPAGES_"
 

@@ -34,13 +34,15 @@ import jinja2
 
 from auth.policy import STATUSES, AdminAction
 from gateway import i18n
-from gateway.admin import (LANGUAGES, AdminConflict, AdminError, AdminForbidden, AdminNotFound, Administration)
-from gateway.errors import AuthenticationFailed, GatewayError, MalformedRequest, ServiceUnavailable
-from gateway.httpauth import MalformedCredentials, session_cookie
+from gateway.admin import LANGUAGES, Administration
+from gateway.httpauth import session_cookie
 from gateway.lifecycle import VERBS, allowed_verbs
 from gateway.mailbox import Mailbox
 from gateway.websession import (SessionSigner, WebSession, cookie_value, has_eid, read_form, retry_after,
                                 strong_login)
+from storage import errors
+from storage.errors import (AdminError, AdminNotFound, AuthenticationFailed, GatewayError, MalformedCredentials,
+                            MalformedRequest, ServiceUnavailable, lookup)
 from storage.repository import as_utc
 
 log = logging.getLogger("instpages.console")
@@ -68,6 +70,36 @@ ACTIONS = ("transition", "designate", "undesignate", "consultant", "contacts", "
 _DONE = {"transition", "activated", "activated_nomail", "designate", "undesignate", "consultant", "contacts",
          "grant", "revoke", "restore", "notify-test"}
 _CENTRE_PATH = re.compile(r"/centres/([^/]+)(?:/([^/]+))?/?")
+
+_NOT_FOUND = ("404 Not Found", "notfound.title")
+_FORBIDDEN = ("403 Forbidden", "error.forbidden")
+_CONFLICT = ("409 Conflict", "error.conflict")
+_BAD_REQUEST = ("400 Bad Request", "error.bad_request")
+#: a server fault: logged, and shown as a refusal with the error's message
+_SERVER_FAULT = ("500 Internal Server Error", "error.title")
+#: the one table from the core's errors (storage.errors) to the console's answer (status, title key), looked up
+#: along the error's MRO; tests/test_errors.py checks that it answers every error
+ERRORS: dict[type[GatewayError], tuple[str, str]] = {
+    errors.AdminError: _BAD_REQUEST,
+    errors.AdminNotFound: _NOT_FOUND,
+    errors.AdminForbidden: _FORBIDDEN,
+    errors.AdminConflict: _CONFLICT,
+    errors.ServiceUnavailable: ("503 Service Unavailable", "error.unavailable"),
+    errors.NotFound: _NOT_FOUND,
+    errors.PermissionDenied: _FORBIDDEN,
+    errors.AuthenticationFailed: _FORBIDDEN,
+    errors.Throttled: _FORBIDDEN,
+    errors.InstitutionNotActive: _FORBIDDEN,
+    errors.Unsupported: _FORBIDDEN,
+    errors.AlreadyExists: _CONFLICT,
+    errors.Conflict: _CONFLICT,
+    errors.ContentRefused: ("415 Unsupported Media Type", "error.bad_request"),
+    errors.TooLarge: ("413 Content Too Large", "error.bad_request"),
+    errors.InvalidName: _BAD_REQUEST,
+    errors.MalformedRequest: _BAD_REQUEST,
+    errors.IntegrityFailure: _SERVER_FAULT,
+    errors.ConfigError: _SERVER_FAULT,
+}
 
 STYLESHEET = b"""\
 :root { --ink: #1d2733; --muted: #5b6673; --line: #d5dbe2; --accent: #1f4e79; --bg: #f6f8fa; }
@@ -492,19 +524,9 @@ class Console:
                              back=req.base + "/")
 
     def _refused(self, req: Req, ctx: dict, exc: GatewayError, centre) -> Page:
-        if isinstance(exc, AdminNotFound):
-            status, title = "404 Not Found", "notfound.title"
-        elif isinstance(exc, AdminForbidden):
-            status, title = "403 Forbidden", "error.forbidden"
-        elif isinstance(exc, AdminConflict):
-            status, title = "409 Conflict", "error.conflict"
-        elif isinstance(exc, AdminError):
-            status, title = "400 Bad Request", "error.bad_request"
-        elif isinstance(exc, ServiceUnavailable):
-            status, title = "503 Service Unavailable", "error.unavailable"
-        else:
+        status, title = lookup(ERRORS, exc) or _SERVER_FAULT
+        if status == _SERVER_FAULT[0]:
             log.warning("console: %s %s: %s", req.method, req.path, exc.message)
-            status, title = "500 Internal Server Error", "error.title"
         if centre is not None:
             return self._message(req, ctx, status, title, exc.message, back=f"{req.base}/centres/{centre.id}",
                                  back_key="nav.back_centre")

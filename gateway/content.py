@@ -1,7 +1,7 @@
 """The content rule: only PDF documents, recognised by their content (never by their name), and no active content.
 
 ``check_content(stream, size, policy)`` validates the *plaintext* of an upload and either returns its content type
-or raises :class:`~gateway.errors.ContentRefused` with a short, specific reason that is safe to show the sender.
+or raises :class:`~storage.errors.ContentRefused` with a short, specific reason that is safe to show the sender.
 
 What is checked, in this order (cheapest first):
 
@@ -45,7 +45,7 @@ from typing import BinaryIO
 import pikepdf
 from pikepdf import Array, Dictionary, Name, Stream, String
 
-from gateway.errors import ConfigError, ContentRefused
+from storage.errors import ConfigError, ContentRefused
 
 __all__ = [
     "ContentPolicy",

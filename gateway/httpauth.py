@@ -12,7 +12,7 @@ import binascii
 import re
 from dataclasses import dataclass, field
 
-from gateway.errors import MalformedRequest
+from storage.errors import MalformedCredentials
 
 MAX_HEADER = 8192
 _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
@@ -20,14 +20,6 @@ _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9!#$%&'*+\-.^_`|~]*")
 #: what the gateway's own session values consist of (base64url, ".", hex)
 _SESSION_VALUE = re.compile(r"[A-Za-z0-9_\-.]{1,512}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-class MalformedCredentials(MalformedRequest):
-    """Credentials that are not even well-formed; ``reason`` is for the record."""
-
-    def __init__(self, reason: str):
-        super().__init__("authentication failed")
-        self.reason = reason
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 from gateway import tls
 from gateway.tlsaccept import Handshaker, HandshakingServer
 from gateway.config import Config
-from gateway.errors import MalformedRequest
+from storage.errors import MalformedRequest
 from gateway.mailbox import Mailbox
 from auth.networks import client_address
 from gateway.accountpage import AccountPage

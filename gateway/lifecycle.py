@@ -8,6 +8,8 @@ cannot skip its request, and nothing goes back to paper. Uploads and reads follo
 """
 from __future__ import annotations
 
+from storage.errors import IllegalTransition
+
 VERBS = ("request", "activate", "suspend")
 
 _TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
@@ -26,10 +28,6 @@ _WHY = {
     ("suspend", "requested"): "only an active centre can be suspended",
     ("suspend", "suspended"): "it is already suspended",
 }
-
-
-class IllegalTransition(ValueError):
-    pass
 
 
 def next_status(current: str, verb: str) -> str:

@@ -16,22 +16,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
-from auth.authenticator import (AuthenticationFailed, Authenticator, CertificateCredentials,
-                                ClientCertificateCredentials, Credentials, EidCredentials, PasswordCredentials,
-                                PublicKeyCredentials, TokenCredentials)
+from auth.authenticator import (Authenticator, CertificateCredentials, ClientCertificateCredentials, Credentials,
+                                EidCredentials, PasswordCredentials, PublicKeyCredentials, TokenCredentials)
 from auth.networks import in_networks, parse_networks, source_refusal
-from auth.throttle import LoginThrottle, Throttled
+from auth.throttle import LoginThrottle
 from auth.policy import (Action, Decision, LockTarget, decide, decide_lock, held_back_by_others_locks,
                          sees_only_own_documents)
 from auth.principal import Grant, Principal, Role
 from gateway import path as vpath
 from gateway.config import Config
 from gateway.content import ContentPolicy, check_content
-from gateway.errors import (AlreadyExists, ContentRefused, GatewayError, InstitutionNotActive, InvalidName, NotFound,
-                            PermissionDenied, ServiceUnavailable, TooLarge, Unsupported)
 from gateway.path import VPath
 from storage.blobstore import BlobRef, BlobStore
-from storage.repository import AuditRecord, Conflict, DocumentRow, Repository, as_utc, utcnow
+from storage.errors import (AlreadyExists, AuthenticationFailed, Conflict, ContentRefused, GatewayError,
+                            InstitutionNotActive, InvalidName, NotFound, PermissionDenied, ServiceUnavailable,
+                            Throttled, TooLarge)
+from storage.repository import AuditRecord, DocumentRow, Repository, as_utc, utcnow
 
 log = logging.getLogger("instpages.mailbox")
 

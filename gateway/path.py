@@ -13,7 +13,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from gateway import enterprise
-from gateway.errors import InvalidName, NotFound
+from storage.errors import InvalidName, NotFound
 
 # "/" separates components; "\\" would be a separator for Windows clients. Other characters Windows dislikes
 # (< > : " | ? *) are allowed: POD MI's file names are theirs, and every page escapes names.

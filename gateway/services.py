@@ -14,7 +14,7 @@ from auth.authenticator import GatewayAuthenticator
 from auth.clientcert import ClientCertificates
 from auth.secondfactor import DevicePasswords, TokenCards
 from gateway.config import Config
-from gateway.errors import ConfigError
+from storage.errors import ConfigError
 from gateway.mailbox import Mailbox
 from storage.blobstore import LocalBlobStore
 from storage.db import create_engine

@@ -2,7 +2,7 @@
 
 It only translates: SSH authentication into one ``Mailbox.login``, SFTP requests into ``MailboxSession`` calls
 (run in worker threads, so database, disk and crypto never stall the event loop), and core errors into SFTP
-status codes through the one table ``_STATUS``. Permissions and the audit record live in the core.
+status codes through the one table ``ERRORS``. Permissions and the audit record live in the core.
 """
 from __future__ import annotations
 
@@ -21,15 +21,13 @@ import asyncssh
 from asyncssh import SFTPAttrs, SFTPName
 
 from auth.attempts import ConnectionAttempts
-from auth.authenticator import (AuthenticationFailed, CertificateCredentials, PasswordCredentials,
-                                PublicKeyCredentials, TokenCredentials)
+from auth.authenticator import CertificateCredentials, PasswordCredentials, PublicKeyCredentials, TokenCredentials
 from gateway import path as vpath
 from gateway import sshcompat  # noqa: F401  (asyncssh adjustments, installed at import)
 from gateway.config import Config
-from gateway.errors import (AlreadyExists, AuthenticationFailed as GenericAuthFailure, ContentRefused, GatewayError,
-                            InstitutionNotActive, IntegrityFailure, InvalidName, NotFound, PermissionDenied,
-                            ServiceUnavailable, TooLarge, Unsupported)
 from gateway.mailbox import Download, Entry, Mailbox, MailboxSession, Upload
+from storage import errors
+from storage.errors import AuthenticationFailed, GatewayError, TooLarge, Unsupported, lookup
 
 log = logging.getLogger("instpages.sftp")
 
@@ -51,27 +49,32 @@ MAC_ALGS = ["hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com",
 SIGNATURE_ALGS = ["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
                   "rsa-sha2-512", "rsa-sha2-256", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com"]
 
-# The one translation table: core error -> SFTP status. The message of the core error is sent as the reason.
-_STATUS: dict[type[GatewayError], type[asyncssh.SFTPError]] = {
-    NotFound: asyncssh.SFTPNoSuchFile,
-    PermissionDenied: asyncssh.SFTPPermissionDenied,
-    InstitutionNotActive: asyncssh.SFTPPermissionDenied,
-    AlreadyExists: asyncssh.SFTPFileAlreadyExists,     # v3 clients see FX_FAILURE + the message
-    ContentRefused: asyncssh.SFTPFailure,
-    TooLarge: asyncssh.SFTPQuotaExceeded,
-    InvalidName: asyncssh.SFTPInvalidFilename,
-    Unsupported: asyncssh.SFTPOpUnsupported,
-    IntegrityFailure: asyncssh.SFTPFailure,
-    ServiceUnavailable: asyncssh.SFTPFailure,
-    GenericAuthFailure: asyncssh.SFTPPermissionDenied,
+# The one translation table: core error (storage.errors) -> SFTP status, looked up along the error's MRO. The
+# message of the core error is sent as the reason. tests/test_errors.py checks that it answers every error.
+ERRORS: dict[type[GatewayError], type[asyncssh.SFTPError]] = {
+    errors.NotFound: asyncssh.SFTPNoSuchFile,
+    errors.PermissionDenied: asyncssh.SFTPPermissionDenied,
+    errors.InstitutionNotActive: asyncssh.SFTPPermissionDenied,
+    errors.AlreadyExists: asyncssh.SFTPFileAlreadyExists,     # v3 clients see FX_FAILURE + the message
+    errors.ContentRefused: asyncssh.SFTPFailure,
+    errors.TooLarge: asyncssh.SFTPQuotaExceeded,
+    errors.InvalidName: asyncssh.SFTPInvalidFilename,
+    errors.Unsupported: asyncssh.SFTPOpUnsupported,
+    errors.IntegrityFailure: asyncssh.SFTPFailure,
+    errors.ServiceUnavailable: asyncssh.SFTPFailure,
+    errors.AuthenticationFailed: asyncssh.SFTPPermissionDenied,
+    errors.Throttled: asyncssh.SFTPPermissionDenied,
+    errors.MalformedRequest: asyncssh.SFTPFailure,
+    errors.ConfigError: asyncssh.SFTPFailure,
+    errors.Conflict: asyncssh.SFTPFailure,
+    errors.AdminError: asyncssh.SFTPFailure,
+    errors.AdminNotFound: asyncssh.SFTPNoSuchFile,
+    errors.AdminForbidden: asyncssh.SFTPPermissionDenied,
 }
 
 
 def to_sftp_error(exc: GatewayError) -> asyncssh.SFTPError:
-    for cls in type(exc).__mro__:
-        if cls in _STATUS:
-            return _STATUS[cls](exc.message)
-    return asyncssh.SFTPFailure(exc.message)
+    return (lookup(ERRORS, exc) or asyncssh.SFTPFailure)(exc.message)
 
 
 def _attrs(entry: Entry) -> SFTPAttrs:

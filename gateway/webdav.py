@@ -1,7 +1,7 @@
 """The WebDAV front-end: wsgidav with our own DAV provider over the mailbox core.
 
 Like the SFTP front-end it only translates: HTTP Basic credentials into one ``Mailbox.login``, DAV requests into
-``MailboxSession`` calls, and core errors into HTTP statuses through the one table ``_HTTP``. Nothing here
+``MailboxSession`` calls, and core errors into HTTP statuses through the one table ``ERRORS``. Nothing here
 decides who may do what, and nothing proceeds as "anonymous": a request without a core session never reaches
 the provider.
 
@@ -38,18 +38,18 @@ from wsgidav.request_resolver import RequestResolver
 from wsgidav.wsgidav_app import WsgiDAVApp
 from xml.etree.ElementTree import ParseError
 
-from auth.authenticator import (AuthenticationFailed, ClientCertificateCredentials, DevicePasswordCredentials,
-                                EidCredentials, PasswordCredentials)
+from auth.authenticator import (ClientCertificateCredentials, DevicePasswordCredentials, EidCredentials,
+                                PasswordCredentials)
 from auth.networks import client_address
 from auth.secondfactor import DevicePasswords
 from gateway import path as vpath
 from gateway.davstate import DbLockStorage, DbPropertyManager, GatewayLockManager, LockPrincipal
-from gateway.errors import (AlreadyExists, ContentRefused, GatewayError, InstitutionNotActive, IntegrityFailure,
-                            InvalidName, MalformedRequest, NotFound, PermissionDenied, ServiceUnavailable, TooLarge,
-                            Unsupported)
-from gateway.httpauth import MalformedCredentials, basic_header, parse_authorization
+from gateway.httpauth import basic_header, parse_authorization
 from gateway.mailbox import Entry, Mailbox, MailboxSession
 from gateway.websession import client_certificate, retry_after
+from storage import errors
+from storage.errors import (AlreadyExists, AuthenticationFailed, GatewayError, MalformedCredentials, NotFound,
+                            ServiceUnavailable, lookup)
 
 log = logging.getLogger("instpages.webdav")
 
@@ -61,19 +61,29 @@ DAV_METHODS = "OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, COPY
 _JUNK_PREFIXES = ("._",)
 _JUNK_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini", ".localized"}
 
-# The one translation table: core error -> HTTP status. The error's message becomes the plain-text body.
-_HTTP: dict[type[GatewayError], int] = {
-    NotFound: HTTP_NOT_FOUND,
-    PermissionDenied: HTTP_FORBIDDEN,
-    InstitutionNotActive: HTTP_FORBIDDEN,
-    AlreadyExists: HTTP_CONFLICT,
-    ContentRefused: 415,
-    TooLarge: 413,
-    InvalidName: HTTP_BAD_REQUEST,
-    MalformedRequest: HTTP_BAD_REQUEST,
-    Unsupported: HTTP_FORBIDDEN,
-    IntegrityFailure: HTTP_INTERNAL_ERROR,
-    ServiceUnavailable: 503,
+# The one translation table: core error (storage.errors) -> HTTP status, looked up along the error's MRO. The
+# error's message becomes the plain-text body. tests/test_errors.py checks that it answers every error; only a
+# server fault (damaged stored bytes, bad configuration) is a 500.
+ERRORS: dict[type[GatewayError], int] = {
+    errors.NotFound: HTTP_NOT_FOUND,
+    errors.PermissionDenied: HTTP_FORBIDDEN,
+    errors.InstitutionNotActive: HTTP_FORBIDDEN,
+    errors.AlreadyExists: HTTP_CONFLICT,
+    errors.ContentRefused: 415,
+    errors.TooLarge: 413,
+    errors.InvalidName: HTTP_BAD_REQUEST,
+    errors.MalformedRequest: HTTP_BAD_REQUEST,
+    errors.Unsupported: HTTP_FORBIDDEN,
+    errors.IntegrityFailure: HTTP_INTERNAL_ERROR,
+    errors.ServiceUnavailable: 503,
+    errors.AuthenticationFailed: 401,
+    errors.Throttled: 401,
+    errors.ConfigError: HTTP_INTERNAL_ERROR,
+    errors.Conflict: HTTP_CONFLICT,
+    errors.AdminError: HTTP_BAD_REQUEST,
+    errors.AdminNotFound: HTTP_NOT_FOUND,
+    errors.AdminForbidden: HTTP_FORBIDDEN,
+    errors.AdminConflict: HTTP_CONFLICT,
 }
 
 
@@ -98,10 +108,7 @@ DAVError.get_response_page = _plain_error_page
 
 
 def to_dav_error(exc: GatewayError) -> DAVError:
-    for cls in type(exc).__mro__:
-        if cls in _HTTP:
-            return GatewayDAVError(_HTTP[cls], exc.message)
-    return GatewayDAVError(HTTP_INTERNAL_ERROR, exc.message)
+    return GatewayDAVError(lookup(ERRORS, exc) or HTTP_INTERNAL_ERROR, exc.message)
 
 
 def _core(fn, *args):
@@ -567,7 +574,7 @@ def _on_collection(environ) -> bool:
 
 class CoreErrors(BaseMiddleware):
     """Just inside wsgidav's ErrorPrinter: a core error that escaped through wsgidav's own code (a malformed body
-    read by wsgidav, say, which it wraps as a 500) is answered with its status from ``_HTTP``."""
+    read by wsgidav, say, which it wraps as a 500) is answered with its status from ``ERRORS``."""
 
     def is_disabled(self):
         return False

@@ -31,7 +31,7 @@ Layout on disk (:class:`LocalBlobStore`): ``root/tmp/<id>.tmp`` while being writ
 once committed; files 0600, directories 0700; file fsynced before the rename, directory fsynced after.
 
 Any authentication failure, a bad header, an impossible size or a plaintext whose SHA-256 differs from
-``BlobRef.sha256`` raises :class:`~gateway.errors.IntegrityFailure`.
+``BlobRef.sha256`` raises :class:`~storage.errors.IntegrityFailure`.
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ from typing import Iterator, Protocol, runtime_checkable
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from gateway.errors import IntegrityFailure, NotFound
+from storage.errors import IntegrityFailure, NotFound
 from storage.keyring import Keyring
 
 __all__ = [

@@ -35,7 +35,7 @@ from typing import Iterator, Mapping
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from gateway.errors import ConfigError, IntegrityFailure
+from storage.errors import ConfigError, IntegrityFailure
 
 __all__ = ["Keyring", "KEY_SIZE"]
 

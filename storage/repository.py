@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from storage import db
+from storage.errors import Conflict
 from storage.models import (Account, AuditEvent, AuditHead, ClientCertificate, DevicePassword, Document, Folder, Grant,
                             Institution, LoginFailure, OutboxMessage, SSHKey, StatusChange, TokenCard, TokenChallenge,
                             TokenCode)
@@ -51,10 +52,6 @@ def as_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
-class Conflict(Exception):
-    """A uniqueness rule of the database refused the change (the caller decides what it means)."""
 
 
 @dataclass(frozen=True, slots=True)

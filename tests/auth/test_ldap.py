@@ -12,9 +12,8 @@ import ldap.dn
 import ldap.ldapobject
 import pytest
 
-from auth.authenticator import AuthenticationFailed
 from auth.ldap import Directory, DirectoryUser, LDAPSettings, centre_access
-from gateway.errors import ConfigError, ServiceUnavailable
+from storage.errors import AuthenticationFailed, ConfigError, ServiceUnavailable
 from tests.ldapserver import (  # noqa: F401  (slapd: the session fixture)
     ADMIN_GROUP, ALICE_NRN, BOB_NRN, DUPONT_DN, PASSWORDS, REMOVE_GROUP, STAFF_GROUP, free_port, slapd,
 )

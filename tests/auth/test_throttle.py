@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from auth.networks import parse_networks
-from auth.throttle import LoginThrottle, Throttled, source_subject
+from auth.throttle import LoginThrottle, source_subject
+from storage.errors import Throttled
 from storage.db import create_engine
 from storage.repository import Repository
 

@@ -12,9 +12,10 @@ import pytest
 from auth.authenticator import TokenCredentials
 from auth.policy import AdminAction, Decision, decide_admin
 from auth.principal import Principal, Role
-from gateway.admin import (Administration, AdminConflict, AdminError, AdminForbidden, AdminNotFound)
+from gateway.admin import Administration
 from gateway.enterprise import with_check
-from gateway.lifecycle import IllegalTransition, allowed_verbs, next_status
+from gateway.lifecycle import allowed_verbs, next_status
+from storage.errors import AdminConflict, AdminError, AdminForbidden, AdminNotFound, IllegalTransition
 from storage.repository import utcnow
 from tests.conftest import (CENTRE_A, CENTRE_B, CENTRE_PAPER, STAFF_PASSWORD, populate, start_gateway)
 from tests.ldapserver import ALICE_NRN, PASSWORDS, gateway_env, slapd  # noqa: F401
@@ -180,7 +181,7 @@ def test_revoked_and_disabled_administrators_lose_their_powers(gw):
     assert former.principal.administered() == frozenset()
     with pytest.raises(AdminNotFound):
         former.access(CENTRE_B)
-    from auth.authenticator import AuthenticationFailed
+    from storage.errors import AuthenticationFailed
     with pytest.raises(AuthenticationFailed):
         _admin(gw, "gone")
 
@@ -262,7 +263,7 @@ def test_directory_admin_group_and_strong_login(tmp_path, slapd):  # noqa: F811
         with g.repo.read() as c:
             alice_id = g.repo.account_by_name(c, "alice").id
         # a wrong password from the directory is a failed login, recorded
-        from auth.authenticator import AuthenticationFailed
+        from storage.errors import AuthenticationFailed
         number = mailbox.token_challenge("alice")
         with pytest.raises(AuthenticationFailed):
             mailbox.login(TokenCredentials("alice", "wrong-password", number, card.get(number, "")), protocol="web",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import Config, load_config
-from gateway.errors import ConfigError
+from storage.errors import ConfigError
 from tests.conftest import PYTHON, ROOT
 
 

@@ -21,7 +21,7 @@ from gateway.content import (
     ContentPolicy,
     check_content,
 )
-from gateway.errors import ConfigError, ContentRefused, IntegrityFailure
+from storage.errors import ConfigError, ContentRefused, IntegrityFailure
 from tests import pdfsamples as samples
 
 ALLOW_ACTIVE = ContentPolicy(allow_active_content=True)

@@ -28,7 +28,7 @@ import asyncssh
 import pytest
 
 from auth.authenticator import hash_password
-from gateway.admin import AdminError
+from storage.errors import AdminError
 from storage.repository import DP, TCH
 from tests import pdfsamples
 from tests.conftest import CENTRE_A, CENTRE_B, SFTP_OPTS, keygen, populate, ssh_env, start_gateway

@@ -5,12 +5,12 @@ import hashlib
 
 import pytest
 
-from auth.authenticator import AuthenticationFailed, PasswordCredentials, PublicKeyCredentials
-from gateway.admin import AdminError, Administration
+from auth.authenticator import PasswordCredentials, PublicKeyCredentials
+from gateway.admin import Administration
 from gateway.config import load_config
-from gateway.errors import (AlreadyExists, ContentRefused, InstitutionNotActive, NotFound, PermissionDenied,
-                            TooLarge)
 from gateway.services import build
+from storage.errors import (AdminError, AlreadyExists, AuthenticationFailed, ContentRefused, InstitutionNotActive,
+                            NotFound, PermissionDenied, TooLarge)
 from tests import pdfsamples
 
 A, B, PAPER = "0212345668", "0207123407", "0207999969"

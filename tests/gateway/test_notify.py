@@ -246,6 +246,6 @@ def test_mail_off_queues_nothing_and_says_so(make_gateway):
     gw.admin.transition(CENTRE_PAPER, "request", "r")
     _, _, outbox_id = gw.admin.transition(CENTRE_PAPER, "activate", "forms")
     assert outbox_id is None
-    from gateway.admin import AdminConflict
+    from storage.errors import AdminConflict
     with pytest.raises(AdminConflict, match="mail is not configured"):
         gw.admin.notify_test(CENTRE_PAPER)

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from gateway.admin import AdminError
+from storage.errors import AdminError
 from tests import pdfsamples
 from tests.conftest import CENTRE_A, STAFF_PASSWORD
 from tests.machinecert import make_cert

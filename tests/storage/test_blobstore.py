@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import ConfigError, IntegrityFailure, NotFound
+from storage.errors import ConfigError, IntegrityFailure, NotFound
 from storage import blobstore
 from storage.blobstore import HEADER_SIZE, TAG_SIZE, BlobRef, BlobStore, LocalBlobStore
 from storage.keyring import Keyring

@@ -10,7 +10,8 @@ from alembic.script import ScriptDirectory
 
 from storage.db import alembic_config, create_engine
 from storage.models import Base
-from storage.repository import AuditRecord, Conflict, Repository
+from storage.errors import Conflict
+from storage.repository import AuditRecord, Repository
 
 C1, C2 = "0212345668", "0207123407"
 
