@@ -330,7 +330,7 @@ class Console:
     def _guarded(self, req: Req, ctx: dict, centre, produce) -> Page:
         try:
             return produce()
-        except (AdminError, GatewayError) as exc:
+        except GatewayError as exc:
             return self._refused(req, ctx, exc, centre)
 
     # -- sessions ------------------------------------------------------------------------------------------------

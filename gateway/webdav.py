@@ -76,8 +76,8 @@ ERRORS: dict[type[GatewayError], int] = {
     errors.Unsupported: HTTP_FORBIDDEN,
     errors.IntegrityFailure: HTTP_INTERNAL_ERROR,
     errors.ServiceUnavailable: 503,
-    errors.AuthenticationFailed: 401,
-    errors.Throttled: 401,
+    errors.AuthenticationFailed: HTTP_FORBIDDEN,  # inside a session; the login itself answers its own 401
+    errors.Throttled: HTTP_FORBIDDEN,
     errors.ConfigError: HTTP_INTERNAL_ERROR,
     errors.Conflict: HTTP_CONFLICT,
     errors.AdminError: HTTP_BAD_REQUEST,
