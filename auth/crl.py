@@ -1,4 +1,5 @@
-"""Certificate revocation for client certificates, checked by the gateway rather than by OpenSSL.
+"""Certificate revocation for client certificates (for :mod:`auth.clientcert`), checked by the gateway rather
+than by OpenSSL.
 
 OpenSSL's CRL checking (VERIFY_CRL_CHECK_LEAF) demands a CRL for the issuer of every client certificate, which
 would lock out machine accounts whose pinned certificates have none. Here a certificate is refused only when a

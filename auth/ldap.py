@@ -13,7 +13,7 @@
   characters and spaces (``"ａｌｉｃｅ"`` and ``"alice "`` find ``uid=alice``), which must not become a second spelling
   of an account.
 - **Failures.** Wrong password, unknown, ambiguous or disabled entries raise
-  :class:`auth.authenticator.AuthenticationFailed` (reason server-side only). An empty password is refused
+  :class:`storage.errors.AuthenticationFailed` (reason server-side only). An empty password is refused
   before any network traffic (an LDAP bind with a DN and no password is an *unauthenticated* bind that some
   servers accept). A directory that cannot be reached raises :class:`storage.errors.ServiceUnavailable`
   ("authentication service unavailable"), logged at WARNING without secrets; it is never a login.
