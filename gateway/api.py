@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+from http import HTTPStatus
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -82,12 +83,6 @@ ERRORS: dict[type[GatewayError], int] = {
     errors.IntegrityFailure: 500,
     errors.ConfigError: 500,
 }
-
-REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad Request",
-           401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
-           413: "Content Too Large", 415: "Unsupported Media Type", 500: "Internal Server Error",
-           503: "Service Unavailable"}
-
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()):
@@ -289,7 +284,7 @@ class RestApi:
             body = json.dumps(reply.data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
             headers.append(("Content-Type", "application/json; charset=utf-8"))
         headers.append(("Content-Length", str(len(body))))
-        start_response(f"{reply.status} {REASONS.get(reply.status, 'Error')}", headers)
+        start_response(f"{reply.status} {HTTPStatus(reply.status).phrase}", headers)
         return [body]
 
     def _handle(self, environ, method: str) -> Reply:

@@ -149,9 +149,13 @@ def test_one_persons_wrong_passwords_ban_that_name_only_never_keys_or_other_peop
         assert r.status == 401 and (retry_after(r) or 0) > 60 and r.elapsed < 2, r
         a = token_login(g, "jan")
         assert a.status == 429 and int(a.headers["retry-after"]) > 60, a.raw
+    shown = subprocess.run(["curl", "-sk", "-i", "-H", "Content-Type: application/json", "-d",
+                            '{"username": "jan", "password": "x", "number": 1, "code": "0"}',
+                            f"https://127.0.0.1:{g.dav_port}/api/session"], capture_output=True, text=True, timeout=30)
+    assert shown.stdout.splitlines()[0] == "HTTP/1.1 429 Too Many Requests", shown.stdout[:200]
     assert tuple(failure_row(g, "account:jan")) == tuple(jan_row), "attempts during the ban changed it"
     failed = logins(g, "jan", "failed")
-    assert sum("account:jan is banned" in e.detail for e in failed) == 5 + 6, [e.detail for e in failed[:8]]
+    assert sum("account:jan is banned" in e.detail for e in failed) == 5 + 7, [e.detail for e in failed[:8]]
     assert sum("wrong password" in e.detail for e in failed) == 5
 
     # the operator sees the ban and lifts it, both on the record
