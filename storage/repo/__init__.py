@@ -1,0 +1,9 @@
+"""The metadata repository, one module per aggregate; :mod:`storage.repository` composes them into one class.
+
+- ``base``: the tables, the read/write transactions, ``utcnow``/``as_utc`` and ``Conflict``, shared by all;
+- ``institutions``: the centres, their status and history; ``grants``: who may reach which centre;
+- ``accounts``: account rows; ``credentials``: SSH keys, certificates, token cards, device passwords, API tokens;
+- ``folders`` and ``documents``: a centre's mailbox tree and the documents' lifecycle;
+- ``notifications``: digest cursors and the mail outbox; ``davstate``: reads over the WebDAV locks;
+- ``failures``: failed-login counts and bans; ``audit``: the hash-chained audit trail.
+"""

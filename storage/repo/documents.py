@@ -1,0 +1,169 @@
+"""Documents: their rows through the lifecycle (pending -> committed|staged -> archived|aborted), listings,
+lookups by name, and the queries housekeeping and recovery run over them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from storage.repo.base import D, F, Conflict, _B, as_utc, utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentRow:
+    id: int
+    institution_id: str
+    folder: str
+    name: str
+    state: str
+    blob_id: str
+    size: int
+    sha256: str
+    key_id: str
+    wrapped_key: bytes
+    content_type: str
+    uploaded_by: int
+    created_at: datetime
+    committed_at: datetime | None
+    archived_at: datetime | None
+    first_fetched_at: datetime | None
+
+    @classmethod
+    def from_row(cls, r) -> "DocumentRow":
+        return cls(r.id, r.institution_id, r.folder, r.name, r.state, r.blob_id, r.size, r.sha256, r.key_id,
+                   bytes(r.wrapped_key or b""), r.content_type, r.uploaded_by, as_utc(r.created_at),
+                   as_utc(r.committed_at), as_utc(r.archived_at), as_utc(r.first_fetched_at))
+
+
+_DOC_COLS = (D.c.id, D.c.institution_id, D.c.folder, D.c.name, D.c.state, D.c.blob_id, D.c.size, D.c.sha256,
+             D.c.key_id, D.c.wrapped_key, D.c.content_type, D.c.uploaded_by, D.c.created_at, D.c.committed_at,
+             D.c.archived_at, D.c.first_fetched_at)
+
+_Q_VISIBLE_DOC = sa.select(*_DOC_COLS).where(D.c.institution_id == _B("i"), D.c.folder == _B("f"),
+                                             D.c.name == _B("n"), D.c.state.in_(("committed", "staged")))
+_Q_LISTING = sa.select(D.c.id, D.c.name, D.c.size, D.c.committed_at, D.c.sha256, D.c.content_type, D.c.state,
+                       D.c.uploaded_by).where(D.c.institution_id == _B("i"), D.c.folder == _B("f"),
+                                              D.c.state.in_(("committed", "staged")))
+_Q_MARK_FETCHED = (D.update().where(D.c.id == _B("d"), D.c.first_fetched_at.is_(None))
+                   .values(first_fetched_at=_B("t"), first_fetched_by=_B("by")))
+
+
+class DocumentsRepo:
+    """Document rows; a name taken by a visible document raises :class:`Conflict`."""
+
+    def visible_document(self, c: Connection, institution_id: str, folder: str, name: str) -> DocumentRow | None:
+        r = c.execute(_Q_VISIBLE_DOC, {"i": institution_id, "f": folder, "n": name}).first()
+        return DocumentRow.from_row(r) if r else None
+
+    def document(self, c: Connection, document_id: int) -> DocumentRow | None:
+        r = c.execute(sa.select(*_DOC_COLS).where(D.c.id == document_id)).first()
+        return DocumentRow.from_row(r) if r else None
+
+    def documents_in(self, c: Connection, institution_id: str, folder: str,
+                     uploaded_by: int | None = None) -> list[DocumentRow]:
+        q = sa.select(*_DOC_COLS).where(D.c.institution_id == institution_id, D.c.folder == folder,
+                                        D.c.state.in_(("committed", "staged")))
+        if uploaded_by is not None:
+            q = q.where(D.c.uploaded_by == uploaded_by)
+        return [DocumentRow.from_row(r) for r in c.execute(q)]
+
+    def listing(self, c: Connection, institution_id: str, folder: str) -> list:
+        """The columns a directory listing shows, for every visible document of a folder (no key material, no
+        per-row objects: a 10,000-document folder is listed often)."""
+        return c.execute(_Q_LISTING, {"i": institution_id, "f": folder}).all()
+
+    def has_children(self, c: Connection, institution_id: str, folder: str) -> bool:
+        if c.execute(sa.select(D.c.id).where(D.c.institution_id == institution_id, D.c.folder == folder,
+                                             D.c.state.in_(("committed", "staged"))).limit(1)).first():
+            return True
+        return c.execute(sa.select(F.c.id).where(F.c.institution_id == institution_id,
+                                                 F.c.path.startswith(folder + "/", autoescape=True)).limit(1)).first() is not None
+
+    def create_pending(self, c: Connection, *, institution_id: str, folder: str, name: str, blob_id: str,
+                       uploaded_by: int, node_id: str) -> int:
+        return c.execute(D.insert().values(institution_id=institution_id, folder=folder, name=name, state="pending",
+                                           blob_id=blob_id, size=0, sha256="", key_id="", wrapped_key=b"",
+                                           content_type="", uploaded_by=uploaded_by, node_id=node_id,
+                                           created_at=utcnow())).inserted_primary_key[0]
+
+    def finish_document(self, c: Connection, document_id: int, *, state: str, size: int, sha256: str, key_id: str,
+                        wrapped_key: bytes, content_type: str, folder: str | None = None,
+                        name: str | None = None) -> None:
+        """pending -> committed|staged. Raises Conflict when the name is taken by a visible document."""
+        values = dict(state=state, size=size, sha256=sha256, key_id=key_id, wrapped_key=wrapped_key,
+                      content_type=content_type, committed_at=utcnow())
+        if folder is not None:
+            values["folder"] = folder
+        if name is not None:
+            values["name"] = name
+        try:
+            with c.begin_nested():
+                n = c.execute(D.update().where(D.c.id == document_id, D.c.state == "pending").values(**values)).rowcount
+        except IntegrityError:
+            raise Conflict("name taken") from None
+        if n != 1:
+            raise Conflict("upload is no longer pending")
+
+    def promote_staged(self, c: Connection, document_id: int, folder: str, name: str) -> None:
+        try:
+            with c.begin_nested():
+                n = c.execute(D.update().where(D.c.id == document_id, D.c.state == "staged").values(
+                    state="committed", folder=folder, name=name, committed_at=utcnow())).rowcount
+        except IntegrityError:
+            raise Conflict("name taken") from None
+        if n != 1:
+            raise Conflict("staged upload is gone")
+
+    def set_state(self, c: Connection, document_id: int, from_states: Sequence[str], to_state: str, **extra) -> bool:
+        return c.execute(D.update().where(D.c.id == document_id, D.c.state.in_(list(from_states)))
+                         .values(state=to_state, **extra)).rowcount == 1
+
+    def move_document(self, c: Connection, document_id: int, folder: str, name: str) -> None:
+        try:
+            with c.begin_nested():
+                c.execute(D.update().where(D.c.id == document_id).values(folder=folder, name=name))
+        except IntegrityError:
+            raise Conflict("name taken") from None
+
+    def documents_below(self, c: Connection, institution_id: str, path: str) -> list[DocumentRow]:
+        """Visible documents in folder ``path`` and every folder below it."""
+        q = sa.select(*_DOC_COLS).where(D.c.institution_id == institution_id, D.c.state == "committed", sa.or_(
+            D.c.folder == path, D.c.folder.startswith(path + "/", autoescape=True)))
+        return [DocumentRow.from_row(r) for r in c.execute(q)]
+
+    def archived_documents(self, c: Connection, institution_id: str, folder: str, name: str) -> list[DocumentRow]:
+        q = (sa.select(*_DOC_COLS).where(D.c.institution_id == institution_id, D.c.folder == folder,
+                                         D.c.name == name, D.c.state == "archived").order_by(D.c.archived_at.desc()))
+        return [DocumentRow.from_row(r) for r in c.execute(q)]
+
+    def archived_in(self, c: Connection, institution_id: str, limit: int = 500) -> list:
+        """Archived documents of a centre, newest first: names and dates only."""
+        return list(c.execute(sa.select(D.c.id, D.c.folder, D.c.name, D.c.size, D.c.committed_at, D.c.archived_at,
+                                        D.c.archived_by)
+                              .where(D.c.institution_id == institution_id, D.c.state == "archived")
+                              .order_by(D.c.archived_at.desc(), D.c.id.desc()).limit(limit)))
+
+    def same_content_exists(self, c: Connection, institution_id: str, folder: str, name: str, sha256: str,
+                            size: int) -> bool:
+        """An identical document (same name and content) was delivered before, visible or archived."""
+        return c.execute(sa.select(D.c.id).where(
+            D.c.institution_id == institution_id, D.c.folder == folder, D.c.name == name, D.c.sha256 == sha256,
+            D.c.size == size, D.c.state.in_(("committed", "archived"))).limit(1)).first() is not None
+
+    def mark_fetched(self, c: Connection, document_id: int, by: str) -> None:
+        c.execute(_Q_MARK_FETCHED, {"d": document_id, "t": utcnow(), "by": by})
+
+    def pending_of_node(self, c: Connection, node_id: str) -> list[tuple[int, str]]:
+        return [(r.id, r.blob_id) for r in c.execute(sa.select(D.c.id, D.c.blob_id).where(
+            D.c.state == "pending", D.c.node_id == node_id))]
+
+    def stale(self, c: Connection, state: str, before: datetime) -> list[tuple[int, str]]:
+        return [(r.id, r.blob_id) for r in c.execute(sa.select(D.c.id, D.c.blob_id).where(
+            D.c.state == state, D.c.created_at < before))]
+
+    def live_blob_ids(self, c: Connection) -> set[str]:
+        return {r[0] for r in c.execute(sa.select(D.c.blob_id).where(D.c.state != "aborted"))}
