@@ -1,0 +1,41 @@
+"""``audit ...``: the record -- its newest events listed, its hash chain checked."""
+from __future__ import annotations
+
+import sys
+
+from gateway.admin import Administration
+from gateway.commands.base import EXIT_ERROR, administration, command, print_table
+from storage.errors import GatewayError
+
+
+def add_audit(sub, common) -> None:
+    au = sub.add_parser("audit", parents=[common], help="the record").add_subparsers(dest="sub", required=True)
+    a = command(au, common, "list", list_events)
+    a.add_argument("--institution")
+    a.add_argument("--limit", type=int, default=50)
+    command(au, common, "verify", verify, help="check the hash chain of the record")
+
+
+@administration
+def list_events(args, admin: Administration) -> int:
+    if args.limit <= 0:
+        raise GatewayError("--limit must be positive")
+    rows = admin.audit_list(args.institution, args.limit)
+    print_table([[str(r.id), r.ts.strftime("%Y-%m-%d %H:%M:%S"), r.actor, r.protocol, r.source, r.action,
+                  r.outcome, r.path, "" if r.bytes is None else str(r.bytes), r.detail] for r in rows],
+                ["ID", "TIME (UTC)", "ACTOR", "VIA", "SOURCE", "ACTION", "OUTCOME", "PATH", "BYTES", "DETAIL"])
+    return 0
+
+
+@administration
+def verify(args, admin: Administration) -> int:
+    n, broken = admin.audit_verify()
+    if broken == -1:
+        print(f"instpages: error: audit record broken: its newest events were removed (the chain head "
+              f"does not match event {n}, the last one present)", file=sys.stderr)
+        return EXIT_ERROR
+    if broken is not None:
+        print(f"instpages: error: audit record broken at event {broken} (after {n} good events)", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"audit record intact: {n} events")
+    return 0

@@ -1,0 +1,41 @@
+"""``ban ...``: failed logins -- the account names and source addresses banned (or counting), and a ban lifted.
+Both are on the record."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from gateway.admin import Administration
+from gateway.commands.base import administration, command, print_table
+
+
+def add_ban(sub, common) -> None:
+    ban = sub.add_parser("ban", parents=[common], help="failed logins: banned account names and source addresses"
+                         ).add_subparsers(dest="sub", required=True)
+    a = command(ban, common, "list", list_bans, help="banned names and addresses (on the record)")
+    a.add_argument("--all", action="store_true", help="also names and addresses with failures in the window")
+    a = command(ban, common, "lift", lift, help="lift a ban and forget the count (on the record)")
+    a.add_argument("target", metavar="NAME|ADDRESS", help="an account name or an IP address")
+
+
+@administration
+def list_bans(args, admin: Administration) -> int:
+    rows = admin.bans(counting=args.all)
+    print_table([[b.kind, _shown(b.subject), str(b.count), _when(b.last_at), _when(b.banned_until)] for b in rows],
+                ["KIND", "NAME OR ADDRESS", "COUNT", "LAST FAILURE (UTC)", "BANNED UNTIL (UTC)"])
+    return 0
+
+
+@administration
+def lift(args, admin: Administration) -> int:
+    lifted = admin.lift_ban(args.target)
+    print(f"{lifted.kind} {lifted.subject}: " + ("ban lifted" if lifted.banned_until else "not banned; count forgotten"))
+    return 0
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def _shown(name: str) -> str:
+    """A name from a failed login: attacker-chosen, so no terminal controls."""
+    return "".join(f"\\x{ord(ch):02x}" if ord(ch) < 32 or 127 <= ord(ch) < 160 else ch for ch in name)

@@ -1,0 +1,43 @@
+"""What the ``instpages`` commands share: the failure exit code, sub-command declaration, the table printer and
+the wrapper that runs a handler against the :class:`~gateway.admin.Administration` service."""
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+
+from gateway import terminal
+from gateway.admin import Administration
+
+EXIT_ERROR = 1
+
+
+def command(group, common: argparse.ArgumentParser, name: str, handler, **kw) -> argparse.ArgumentParser:
+    """The (sub-)command ``name`` of ``group``, run by ``handler``; it takes the common options too."""
+    p = group.add_parser(name, parents=[common], **kw)
+    p.set_defaults(func=handler)
+    return p
+
+
+def administration(handler):
+    """``handler(args, admin)`` as a command: the services built for it and closed after it."""
+    @functools.wraps(handler)
+    def run(args, cfg) -> int:
+        from gateway.services import build
+
+        services = build(cfg)
+        # a command reports the outcome of what it sent itself, in its one line
+        logging.getLogger("instpages.notify").setLevel(logging.ERROR)
+        try:
+            admin = Administration(services.mailbox)
+            return handler(args, admin)
+        finally:
+            services.close()
+    return run
+
+
+def print_table(rows: list[list[str]], header: list[str]) -> None:
+    rows = [[terminal.escape(str(x)) for x in r] for r in rows]  # a cell never breaks or colours its line
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
+    for r in [header, *rows]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip())

@@ -1,0 +1,160 @@
+"""``institution ...``: centres -- added and configured, moved along their lifecycle, their administrators,
+security consultant and notification contacts."""
+from __future__ import annotations
+
+from gateway.admin import Administration
+from gateway.commands.base import administration, command, print_table
+
+STATUSES = ["paper", "requested", "active", "suspended"]
+TRANSITIONS = (("request", "record the centre's request to switch over (paper -> requested)"),
+               ("activate", "activate electronic delivery, all three legislations (requested/suspended -> active); "
+                            "mails the centre's contacts"),
+               ("suspend", "suspend an active centre (active -> suspended)"))
+
+
+def add_institution(sub, common) -> None:
+    inst = sub.add_parser("institution", parents=[common], help="centres").add_subparsers(dest="sub", required=True)
+    a = command(inst, common, "add", add)
+    a.add_argument("id")
+    a.add_argument("--name", required=True)
+    a.add_argument("--status", default="paper", choices=STATUSES)
+    a.add_argument("--content-types", help="accepted content types, comma-separated (default application/pdf)")
+    a.add_argument("--mutable", action="store_true", help="scratch/test centre: a new version archives the old")
+    a.add_argument("--language", choices=["nl", "fr"], help="language of its mails (default nl)")
+    a.add_argument("--contacts", help="comma-separated notification addresses")
+    a = command(inst, common, "configure", configure, help="per-centre settings")
+    a.add_argument("id")
+    a.add_argument("--content-types")
+    a.add_argument("--mutable", dest="mutable", action="store_true", default=None)
+    a.add_argument("--immutable", dest="mutable", action="store_false")
+    a = command(inst, common, "set-networks", set_networks, help="source ranges of a centre (empty: any)")
+    a.add_argument("id")
+    a.add_argument("networks")
+    a = command(inst, common, "set-status", set_status, help="operator override outside the lifecycle")
+    a.add_argument("id")
+    a.add_argument("status", choices=STATUSES)
+    a.add_argument("--reference", default="")
+    for verb, text in TRANSITIONS:
+        a = command(inst, common, verb, transition, help=text)
+        a.add_argument("id")
+        a.add_argument("--reference", required=True, help="free text on the record, e.g. the signed forms received")
+    _add_people(inst, common)
+    command(inst, common, "list", list_centres)
+
+
+def _add_people(inst, common) -> None:
+    """show, and who acts for the centre: local administrators, security consultant, contacts."""
+    command(inst, common, "show", show, help="status, history, administrators, contacts").add_argument("id")
+    for verb, handler, text in (("set-local-admin", set_local_admin, "designate a local administrator"),
+                                ("unset-local-admin", unset_local_admin, "withdraw a local administrator")):
+        a = command(inst, common, verb, handler, help=text)
+        a.add_argument("id")
+        a.add_argument("account")
+    a = command(inst, common, "set-security-consultant", set_security_consultant,
+                help="the centre's security consultant (acts as local administrator while none is designated)")
+    a.add_argument("id")
+    a.add_argument("account", nargs="?", help="omit to clear")
+    a = command(inst, common, "set-contacts", set_contacts, help="notification addresses and language")
+    a.add_argument("id")
+    a.add_argument("--contacts", help="comma-separated e-mail addresses (empty: none)")
+    a.add_argument("--language", choices=["nl", "fr"])
+
+
+@administration
+def add(args, admin: Administration) -> int:
+    inst_id = admin.add_institution(args.id, args.name, args.status, args.content_types, args.mutable)
+    if args.language or args.contacts is not None:
+        admin.set_contacts(inst_id, args.contacts, args.language)
+    print(f"added centre {inst_id} ({args.status})")
+    return 0
+
+
+@administration
+def transition(args, admin: Administration) -> int:
+    """request, activate, suspend: a step of the lifecycle (activation mails the contacts)."""
+    old, new, outbox_id = admin.transition(args.id, args.sub, args.reference)
+    print(f"centre {args.id}: {old} -> {new}")
+    if args.sub == "activate":
+        _activation_notice(admin, outbox_id)
+    return 0
+
+
+def _activation_notice(admin: Administration, outbox_id: int | None) -> None:
+    notifier = admin.mailbox.notifier
+    print("activation notice queued for the centre's contacts" if outbox_id is not None else
+          "no activation notice: " + ("mail is not configured (smtp.host)" if not (notifier and notifier.enabled)
+                                      else "the centre has no notification addresses"))
+    if outbox_id is not None:
+        notifier.deliver_due()
+
+
+@administration
+def show(args, admin: Administration) -> int:
+    o = admin.centre_overview(args.id)
+    c = o["centre"]
+    print(f"centre {c.id}  {c.name}\nstatus      {c.status} (since {c.status_changed_at:%Y-%m-%d %H:%M} UTC, "
+          f"by {c.status_changed_by or '-'}; reference: {c.status_reference or '-'})")
+    print(f"language    {c.language}\ncontacts    {c.contacts.replace(',', ', ') or '-'}")
+    print("local admin " + (", ".join(a.name for a in o["local_admins"]) or "-"))
+    cons = o["consultant"]
+    print("consultant  " + (f"{cons.name}" + (" (acting local administrator)" if o["acting_consultant"] else "")
+                            if cons else "-"))
+    print("history:")
+    print_table([[f"{h.at:%Y-%m-%d %H:%M}", f"{h.from_status} -> {h.to_status}", h.actor, h.reference]
+                 for h in o["history"]], ["WHEN (UTC)", "CHANGE", "BY", "REFERENCE"])
+    return 0
+
+
+@administration
+def set_local_admin(args, admin: Administration) -> int:
+    admin.set_local_admin(args.id, args.account)
+    print(f"{args.account} is a local administrator of centre {args.id}")
+    return 0
+
+
+@administration
+def unset_local_admin(args, admin: Administration) -> int:
+    admin.unset_local_admin(args.id, args.account)
+    print(f"{args.account} is no longer a local administrator of centre {args.id}")
+    return 0
+
+
+@administration
+def set_security_consultant(args, admin: Administration) -> int:
+    admin.set_security_consultant(args.id, args.account)
+    print(f"centre {args.id}: security consultant {args.account or '-'}")
+    return 0
+
+
+@administration
+def set_contacts(args, admin: Administration) -> int:
+    admin.set_contacts(args.id, args.contacts, args.language)
+    print(f"centre {args.id}: contacts updated")
+    return 0
+
+
+@administration
+def set_networks(args, admin: Administration) -> int:
+    admin.set_institution_networks(args.id, args.networks)
+    print(f"centre {args.id}: networks {args.networks or 'any'}")
+    return 0
+
+
+@administration
+def configure(args, admin: Administration) -> int:
+    admin.configure(args.id, content_types=args.content_types, mutable=args.mutable)
+    print(f"centre {args.id} configured")
+    return 0
+
+
+@administration
+def set_status(args, admin: Administration) -> int:
+    old = admin.set_status(args.id, args.status, args.reference)
+    print(f"centre {args.id}: {old} -> {args.status}")
+    return 0
+
+
+@administration
+def list_centres(args, admin: Administration) -> int:
+    print_table([[i.id, i.status, i.name] for i in admin.institutions()], ["ID", "STATUS", "NAME"])
+    return 0

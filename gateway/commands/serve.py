@@ -1,0 +1,53 @@
+"""``init`` (the data folder, database and keys made ready) and ``serve`` (the gateway run, ``--demo`` with the
+demo data set)."""
+from __future__ import annotations
+
+import functools
+
+from gateway.admin import Administration
+from gateway.commands.base import administration, command
+from gateway.config import Config
+from storage.errors import GatewayError
+
+
+def add_init(sub, common) -> None:
+    command(sub, common, "init", init, help="create the data folder, database and keys")
+
+
+def add_serve(sub, common) -> None:
+    s = command(sub, common, "serve", serve, help="run the gateway")
+    s.add_argument("--demo", action="store_true", help="load the demo data set (idempotent) and print how to log in")
+
+
+@administration
+def init(args, admin: Administration) -> int:
+    print(f"initialised {admin.mailbox.config.data_path}")  # building the services did it
+    return 0
+
+
+def serve(args, cfg: Config) -> int:
+    from gateway import server
+    from gateway.services import build
+
+    services = build(cfg)
+    demo_info = None
+    if args.demo:
+        from gateway.demo import ensure_demo
+
+        demo_info = ensure_demo(Administration(services.mailbox, actor="demo"), cfg)
+    try:
+        server.run(cfg, services, on_ready=functools.partial(_ready, cfg, demo_info))
+    except OSError as exc:
+        raise GatewayError(f"cannot start: {exc.strerror or exc}") from None
+    return 0
+
+
+def _ready(cfg: Config, demo_info: str | None, srv) -> None:
+    """The line that says the gateway is up and where (and, with --demo, how to log in)."""
+    dav = (f", WebDAV on {'http' if cfg.webdav.plain_http else 'https'}://{cfg.webdav.host}:"
+           f"{srv.https.port}/dav/" if srv.https else "")
+    print(f"Institutional Pages is running: SFTP on {cfg.sftp.host}:{srv.sftp.port}{dav}"
+          f" (data in {cfg.data_path})", flush=True)
+    if demo_info:
+        print(demo_info.replace("{port}", str(srv.sftp.port))
+              .replace("{dav_port}", str(srv.https.port if srv.https else cfg.webdav.port)), flush=True)
