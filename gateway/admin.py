@@ -11,7 +11,6 @@ import getpass
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time as dtime, timedelta, timezone
-from zoneinfo import ZoneInfo
 
 import asyncssh
 from cryptography import x509
@@ -26,10 +25,10 @@ from auth.networks import parse_networks
 from gateway.content import ContentPolicy
 from gateway.errors import GatewayError, NotFound
 from gateway.lifecycle import IllegalTransition, next_status
+from gateway.localtime import BRUSSELS
 from gateway.mailbox import Mailbox
 from storage.repository import AuditRecord, Conflict, Repository, utcnow
 
-BRUSSELS = ZoneInfo("Europe/Brussels")
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
 LANGUAGES = ("nl", "fr")

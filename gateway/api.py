@@ -33,11 +33,12 @@ from urllib.parse import parse_qs
 from auth.authenticator import ApiTokenCredentials, AuthenticationFailed
 from auth.policy import STATUSES
 from auth.principal import Principal
-from gateway.admin import (BRUSSELS, AdminConflict, AdminError, AdminForbidden, AdminNotFound, Administration,
+from gateway.admin import (AdminConflict, AdminError, AdminForbidden, AdminNotFound, Administration,
                            CentreNotFound)
 from gateway.errors import AuthenticationFailed as GenericAuthenticationFailed
 from gateway.errors import GatewayError, MalformedRequest, NotFound, PermissionDenied, ServiceUnavailable
 from gateway.httpauth import MalformedCredentials, parse_authorization, session_cookie
+from gateway.localtime import last_day
 from gateway.mailbox import Mailbox
 from gateway.openapi import DATE, DOCUMENT_PATH, EMAIL, REFERENCE
 from gateway.websession import SessionSigner, WebSession, has_eid, retry_after, strong_login
@@ -195,9 +196,7 @@ def iso(value: datetime | None) -> str | None:
 
 def _until(expires: datetime | None) -> str | None:
     """The last day (Brussels) of a grant ending at ``expires``: what ``until`` was given as."""
-    if expires is None:
-        return None
-    return (as_utc(expires).astimezone(BRUSSELS) - timedelta(microseconds=1)).date().isoformat()
+    return None if expires is None else last_day(expires)
 
 
 def _no_duplicates(pairs):

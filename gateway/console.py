@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlencode
-from zoneinfo import ZoneInfo
 
 import jinja2
 
@@ -38,6 +37,7 @@ from gateway.admin import (LANGUAGES, AdminConflict, AdminError, AdminForbidden,
 from gateway.errors import AuthenticationFailed, GatewayError, MalformedRequest, ServiceUnavailable
 from gateway.httpauth import MalformedCredentials, session_cookie
 from gateway.lifecycle import VERBS, allowed_verbs
+from gateway.localtime import BRUSSELS, last_day
 from gateway.mailbox import Mailbox
 from gateway.websession import (SessionSigner, WebSession, cookie_value, has_eid, read_form, retry_after,
                                 strong_login)
@@ -58,7 +58,6 @@ SECURITY_HEADERS = [
     ("Cross-Origin-Opener-Policy", "same-origin"),
     ("Cross-Origin-Resource-Policy", "same-origin"),
 ]
-BRUSSELS = ZoneInfo("Europe/Brussels")
 RECORD_LIMIT = 100
 TEMPLATES = Path(__file__).parent / "templates" / "console"
 
@@ -153,9 +152,7 @@ def _when(value) -> str:
 
 def _last_day(value) -> str:
     """A grant ends at the local midnight after its last day: show that day."""
-    if not value:
-        return ""
-    return (as_utc(value).astimezone(BRUSSELS) - timedelta(seconds=1)).date().isoformat()
+    return last_day(value) if value else ""
 
 
 def _size(value) -> str:

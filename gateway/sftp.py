@@ -108,14 +108,13 @@ def _in_connection_cleanup() -> bool:
 class SFTPFrontend:
     """Owns the listener; one per server process."""
 
-    def __init__(self, config: Config, mailbox: Mailbox, executor: Executor):
+    def __init__(self, config: Config, mailbox: Mailbox, executor: Executor,
+                 trusted_ca: dict[str, asyncssh.SSHKey]):
         self.config = config
         self.mailbox = mailbox
         self.executor = executor
-        self.trusted_ca: dict[str, asyncssh.SSHKey] = {}
-        for f in config.sftp.user_ca_keys:
-            for key in asyncssh.read_public_key_list(f):
-                self.trusted_ca[key.get_fingerprint("sha256")] = key
+        #: the SSH user CAs by fingerprint, read once by ``services.load_user_cas``
+        self.trusted_ca = trusted_ca
         self.revoked: frozenset[str] = frozenset()
         self.reload_revoked()
         self._server: asyncssh.SSHAcceptor | None = None
