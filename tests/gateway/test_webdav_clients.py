@@ -33,6 +33,7 @@ import sqlalchemy as sa
 
 from gateway.enterprise import with_check
 from tests.conftest import CENTRE_A
+from tests.davtools import sftp_put
 from tests.pdfsamples import minimal_pdf, not_a_pdf_html
 
 SCRATCH = with_check("03330001")   # any content type, mutable: where litmus must pass everything
@@ -61,17 +62,6 @@ def clients_world(world):
 
 def folder_for(request) -> str:
     return "wdc-" + hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:10]
-
-
-def sftp_put(world, user: str, centre: str, folder: str, files: dict[str, bytes], tmp: Path) -> None:
-    cmds = [f'-mkdir "/{centre}/{folder}"']
-    cmds += [f'-mkdir "/{centre}/{folder}/{sub}"' for sub in sorted({n.rsplit("/", 1)[0] for n in files if "/" in n})]
-    for i, (name, data) in enumerate(files.items()):
-        local = tmp / f"sftp-upload-{i}"
-        local.write_bytes(data)
-        cmds.append(f'put "{local}" "/{centre}/{folder}/{name}"')
-    p = world.sftp(user, "\n".join(cmds) + "\n")
-    assert p.returncode == 0, f"SFTP upload failed: {p.stdout}\n{p.stderr}"
 
 
 def committed(world, centre: str) -> list[tuple[str, str]]:
