@@ -32,7 +32,7 @@ from tests.conftest import CENTRE_A, keygen
 from tests.gateway.test_api import call
 from tests.gateway.test_console import Client, csrf_of
 from tests.gateway.test_login_limits import Answer, VerificationCounter, dav_get
-from tests.gateway.test_login_people import kbd_login, logins, run, wait_logins, wrong_card
+from tests.people import kbd_login, logins, run, wait_logins, wrong_card
 from tests.gateway.test_webdav_machine_cert import make_cert
 from tests.test_cli import after, before, ok
 from tests.test_cli import run as run_cli
