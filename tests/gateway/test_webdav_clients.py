@@ -332,14 +332,12 @@ class Who:
 
 @pytest.fixture(scope="module")
 def mx(world, tmp_path_factory):
-    from tests.machinecert import as_pkcs12, make_cert
+    from tests.machinecert import add_machine, as_pkcs12
 
     tmp = tmp_path_factory.mktemp("matrix")
     a = world.admin
     a.add_institution(MX, "OCMW Klanten", "active")
-    cert = make_cert(tmp, MX_UPLOADER)
-    a.add_account(MX_UPLOADER, "uploader", client_certs=[cert[0].read_text()])
-    world._server.https.refresh_trust()
+    cert = add_machine(world, tmp, MX_UPLOADER)
     who = {"uploader": Who(cert=cert, p12=as_pkcs12(*cert))}
     for name, remove in ((MX_READER, False), (MX_REMOVER, True)):
         a.add_account(name, "staff", password=f"{name}-password-1")
