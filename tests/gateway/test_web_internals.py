@@ -14,8 +14,9 @@ from cheroot import connections, server as cheroot_server, wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 from wsgidav import error_printer, request_server, util
 from wsgidav.dav_error import DAVError, DAVErrorCondition
-from wsgidav.lock_man.lock_manager import LockManager
-from wsgidav.lock_man.lock_storage import LockStorageDict
+from wsgidav.lock_man.lock_manager import LockManager, generate_lock_token
+from wsgidav.lock_man.lock_storage import LockStorageDict, normalize_lock_root, validate_lock
+from wsgidav.xml_tools import xml_to_bytes
 
 from gateway import tlsaccept, webdav
 from gateway.davstate import GatewayLockManager, LockPrincipal
@@ -90,3 +91,16 @@ def test_the_gateway_lock_manager_narrows_those_conflicts_for_a_writer_others_do
     manager, _ = _locked(GatewayLockManager, "alice")
     assert manager._get_write_conflicts("/a/b", "0", [], LockPrincipal("bob", True)).hrefs == ["/a/b"]
     assert manager._get_write_conflicts("/a/b", "0", [], LockPrincipal("bob", False)).hrefs == []
+
+
+def test_the_wsgidav_helpers_davstate_and_webdav_call_take_what_they_are_given():
+    assert isinstance(LockStorageDict.LOCK_TIME_OUT_DEFAULT, (int, float))
+    assert isinstance(LockStorageDict.LOCK_TIME_OUT_MAX, (int, float))
+    assert normalize_lock_root("/a/b/") == "/a/b"
+    assert generate_lock_token().startswith("opaquelocktoken:")
+    assert _params(validate_lock) == ["lock"]
+    assert "pretty" in _params(xml_to_bytes)
+    assert util.read_timeout_value_header("Second-60") == 60
+    assert util.get_http_status_string(423) == "423 Locked"
+    assert util.get_rfc1123_time(0) == "Thu, 01 Jan 1970 00:00:00 GMT"
+    assert util.get_rfc3339_time(0).startswith("1970-01-01T00:00:00")
