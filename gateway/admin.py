@@ -11,7 +11,6 @@ import getpass
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time as dtime, timedelta, timezone
-from zoneinfo import ZoneInfo
 
 import asyncssh
 from cryptography import x509
@@ -25,12 +24,12 @@ from gateway import path as vpath
 from auth.networks import parse_networks
 from gateway.content import ContentPolicy
 from gateway.lifecycle import next_status
+from gateway.localtime import BRUSSELS
 from gateway.mailbox import Mailbox
 from storage.errors import (AdminConflict, AdminError, AdminForbidden, AdminNotFound, CentreNotFound, Conflict,
                             GatewayError, IllegalTransition, NotFound)
 from storage.repository import AuditRecord, Repository, utcnow
 
-BRUSSELS = ZoneInfo("Europe/Brussels")
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
 LANGUAGES = ("nl", "fr")

@@ -27,15 +27,16 @@ import logging
 from http import HTTPStatus
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from typing import Any, Callable
 from urllib.parse import parse_qs
 
 from auth.authenticator import ApiTokenCredentials
 from auth.policy import STATUSES
 from auth.principal import Principal
-from gateway.admin import BRUSSELS, Administration
+from gateway.admin import Administration
 from gateway.httpauth import parse_authorization, session_cookie
+from gateway.localtime import last_day
 from gateway.mailbox import Mailbox
 from gateway.openapi import DATE, DOCUMENT_PATH, EMAIL, REFERENCE
 from gateway.websession import SessionSigner, WebSession, has_eid, retry_after, strong_login
@@ -201,9 +202,7 @@ def iso(value: datetime | None) -> str | None:
 
 def _until(expires: datetime | None) -> str | None:
     """The last day (Brussels) of a grant ending at ``expires``: what ``until`` was given as."""
-    if expires is None:
-        return None
-    return (as_utc(expires).astimezone(BRUSSELS) - timedelta(microseconds=1)).date().isoformat()
+    return None if expires is None else last_day(expires)
 
 
 def _no_duplicates(pairs):

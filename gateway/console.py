@@ -25,10 +25,9 @@ import logging
 import re
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlencode
-from zoneinfo import ZoneInfo
 
 import jinja2
 
@@ -37,6 +36,7 @@ from gateway import i18n
 from gateway.admin import LANGUAGES, Administration
 from gateway.httpauth import session_cookie
 from gateway.lifecycle import VERBS, allowed_verbs
+from gateway.localtime import BRUSSELS, last_day
 from gateway.mailbox import Mailbox
 from gateway.websession import (SessionSigner, WebSession, cookie_value, has_eid, read_form, retry_after,
                                 strong_login)
@@ -60,7 +60,6 @@ SECURITY_HEADERS = [
     ("Cross-Origin-Opener-Policy", "same-origin"),
     ("Cross-Origin-Resource-Policy", "same-origin"),
 ]
-BRUSSELS = ZoneInfo("Europe/Brussels")
 RECORD_LIMIT = 100
 TEMPLATES = Path(__file__).parent / "templates" / "console"
 
@@ -185,9 +184,7 @@ def _when(value) -> str:
 
 def _last_day(value) -> str:
     """A grant ends at the local midnight after its last day: show that day."""
-    if not value:
-        return ""
-    return (as_utc(value).astimezone(BRUSSELS) - timedelta(seconds=1)).date().isoformat()
+    return last_day(value) if value else ""
 
 
 def _size(value) -> str:

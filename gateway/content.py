@@ -46,6 +46,7 @@ import pikepdf
 from pikepdf import Array, Dictionary, Name, Stream, String
 
 from storage.errors import ConfigError, ContentRefused
+from storage.fsio import ReadOnlyStream
 
 __all__ = [
     "ContentPolicy",
@@ -382,22 +383,13 @@ def _read_full(stream: BinaryIO, n: int) -> bytes:
     return b"".join(chunks)
 
 
-class _ReadOnlyView(io.RawIOBase):
+class _ReadOnlyView(ReadOnlyStream):
     """What pikepdf sees: read/readinto/seek/tell over the caller's stream, no fileno(), closing it is a no-op
     for the underlying stream."""
 
     def __init__(self, inner: BinaryIO):
         super().__init__()
         self._inner = inner
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def writable(self) -> bool:
-        return False
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
         view = memoryview(buffer).cast("B")

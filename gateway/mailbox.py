@@ -402,15 +402,9 @@ class Mailbox:
     def recover(self) -> dict[str, int]:
         """Run at start: uploads this node had in flight when it stopped leave nothing behind."""
         report = {"aborted_uploads": 0, "temporary_blobs": 0, "orphan_blobs": 0, "expired_staged": 0}
-        with self.repo.write() as c:
-            pending = self.repo.pending_of_node(c, self.node_id)
-            for doc_id, blob_id in pending:
-                self.repo.set_state(c, doc_id, ("pending",), "aborted")
-                self.repo.audit(c, AuditRecord("upload", "aborted", "", "", "", document_id=doc_id,
-                                               detail="interrupted by a server stop; nothing kept"))
-        for _doc_id, blob_id in pending:
-            self.blobs.delete(blob_id)
-        report["aborted_uploads"] = len(pending)
+        report["aborted_uploads"] = self._abort_uploads(
+            lambda c: self.repo.pending_of_node(c, self.node_id), "pending",
+            "interrupted by a server stop; nothing kept")
         report["temporary_blobs"] = self.blobs.sweep_temporary(older_than=0)
         report["expired_staged"] = self.expire_staged()
         with self.repo.read() as c:
@@ -425,15 +419,20 @@ class Mailbox:
 
     def expire_staged(self) -> int:
         before = utcnow() - timedelta(hours=self.config.documents.staged_ttl_hours)
+        return self._abort_uploads(lambda c: self.repo.stale(c, "staged", before), "staged",
+                                   "staged upload never renamed; expired")
+
+    def _abort_uploads(self, find, state: str, detail: str) -> int:
+        """Abort the uploads ``find(connection)`` lists as ``(document id, blob id)``, each in ``state``, on the
+        record with ``detail``; their blobs are deleted once that is committed. Returns how many."""
         with self.repo.write() as c:
-            stale = self.repo.stale(c, "staged", before)
-            for doc_id, _ in stale:
-                self.repo.set_state(c, doc_id, ("staged",), "aborted")
-                self.repo.audit(c, AuditRecord("upload", "aborted", "", "", "", document_id=doc_id,
-                                               detail="staged upload never renamed; expired"))
-        for _, blob_id in stale:
+            found = find(c)
+            for doc_id, _ in found:
+                self.repo.set_state(c, doc_id, (state,), "aborted")
+                self.repo.audit(c, AuditRecord("upload", "aborted", "", "", "", document_id=doc_id, detail=detail))
+        for _, blob_id in found:
             self.blobs.delete(blob_id)
-        return len(stale)
+        return len(found)
 
 
 class MailboxSession:

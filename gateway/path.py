@@ -85,19 +85,10 @@ def parse(raw: str | bytes, cwd: VPath = ROOT) -> VPath:
     a first component that is not a valid enterprise number.
     """
     text = _decode(raw)
-    if "\x00" in text:
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):  # NUL and every other control character
         raise NotFound()
-    stack: list[str] = [] if text.startswith("/") else ([cwd.institution, *cwd.parts] if cwd.institution else [])
-    for comp in text.split("/"):
-        if comp in ("", "."):
-            continue
-        if comp == "..":
-            if stack:
-                stack.pop()
-            continue
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in comp):
-            raise NotFound()
-        stack.append(comp)
+    start = () if text.startswith("/") or not cwd.institution else (cwd.institution, *cwd.parts)
+    stack = _without_dot_segments(text.split("/"), start)
     if not stack:
         return ROOT
     if not enterprise.is_valid(stack[0]):
@@ -129,9 +120,10 @@ def request_path(raw: str | bytes) -> str:
     return "/" + "/".join(stack) + ("/" if stack and folder else "")
 
 
-def _without_dot_segments(comps: list[str]) -> list[str]:
-    """Path components with empty and ``.`` ones dropped and ``..`` resolved, never above the root."""
-    stack: list[str] = []
+def _without_dot_segments(comps: list[str], start: tuple[str, ...] = ()) -> list[str]:
+    """Path components with empty and ``.`` ones dropped and ``..`` resolved, after ``start`` and never above the
+    root."""
+    stack = list(start)
     for comp in comps:
         if comp in ("", "."):
             continue

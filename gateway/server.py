@@ -23,7 +23,7 @@ class GatewayServer:
         self.config = config
         self.services = services or build(config)
         self.executor = ThreadPoolExecutor(max_workers=config.storage.workers, thread_name_prefix="instpages")
-        self.sftp = SFTPFrontend(config, self.services.mailbox, self.executor)
+        self.sftp = SFTPFrontend(config, self.services.mailbox, self.executor, self.services.user_cas)
         self.https = (HTTPSFrontend(config, self.services.mailbox, self.services.keyring) if config.webdav.enabled
                       else None)
         self._stop = asyncio.Event()

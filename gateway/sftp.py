@@ -11,7 +11,6 @@ import errno
 import logging
 import os
 import stat as statmod
-import sys
 import time
 from concurrent.futures import Executor
 from pathlib import Path
@@ -23,7 +22,7 @@ from asyncssh import SFTPAttrs, SFTPName
 from auth.attempts import ConnectionAttempts
 from auth.authenticator import CertificateCredentials, PasswordCredentials, PublicKeyCredentials, TokenCredentials
 from gateway import path as vpath
-from gateway import sshcompat  # noqa: F401  (asyncssh adjustments, installed at import)
+from gateway import sshcompat  # asyncssh adjustments, installed at import
 from gateway.config import Config
 from gateway.mailbox import Download, Entry, Mailbox, MailboxSession, Upload
 from storage import errors
@@ -37,7 +36,7 @@ log = logging.getLogger("instpages.sftp")
 KEX_ALGS = [  # post-quantum hybrids first, in OpenSSH 10's order
     "mlkem768x25519-sha256",          # OpenSSH >= 9.9, paramiko 5, current rclone
     *(["sntrup761x25519-sha512", "sntrup761x25519-sha512@openssh.com"]  # OpenSSH >= 9.0; asyncssh needs liboqs
-      if b"sntrup761x25519-sha512" in asyncssh.kex.get_kex_algs() else []),
+      if b"sntrup761x25519-sha512" in sshcompat.kex_algorithms() else []),
     "curve25519-sha256",              # no post-quantum protection (warn), but OpenSSH 9.2 (sftp, lftp), curl's
                                       # libssh2 1.10 and rclone 1.60 (Debian 12) have nothing better
     "curve25519-sha256@libssh.org",   # its old name, the only one paramiko < 5 knows (Debian 12's 2.12)
@@ -92,33 +91,16 @@ def _longname(entry: Entry, now: float) -> bytes:
     return f"{mode}    1 pages    pages    {entry.size:>12} {when} {entry.name}".encode()
 
 
-def _in_connection_cleanup() -> bool:
-    """True when asyncssh calls ``close`` because the connection went away (its ``_cleanup``), not because the
-    client sent SSH_FXP_CLOSE. asyncssh closes every open handle on a dropped connection, so without this a cut
-    upload would look like a finished one."""
-    frame = sys._getframe(1)
-    for _ in range(8):
-        if frame is None:
-            return False
-        if frame.f_code.co_name == "_cleanup":
-            return True
-        if frame.f_code.co_name == "_process_close":
-            return False
-        frame = frame.f_back
-    return False
-
-
 class SFTPFrontend:
     """Owns the listener; one per server process."""
 
-    def __init__(self, config: Config, mailbox: Mailbox, executor: Executor):
+    def __init__(self, config: Config, mailbox: Mailbox, executor: Executor,
+                 trusted_ca: dict[str, asyncssh.SSHKey]):
         self.config = config
         self.mailbox = mailbox
         self.executor = executor
-        self.trusted_ca: dict[str, asyncssh.SSHKey] = {}
-        for f in config.sftp.user_ca_keys:
-            for key in asyncssh.read_public_key_list(f):
-                self.trusted_ca[key.get_fingerprint("sha256")] = key
+        #: the SSH user CAs by fingerprint, read once by ``services.load_user_cas``
+        self.trusted_ca = trusted_ca
         self.revoked: frozenset[str] = frozenset()
         self.reload_revoked()
         self._server: asyncssh.SSHAcceptor | None = None
@@ -477,6 +459,12 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         super().__init__(chan)
         self.fe = fe
         self._owner: _SSHConnection = chan.get_connection().get_owner()
+        self._dropped = False
+
+    def connection_dropped(self) -> None:
+        """asyncssh is about to close the handles still open because the connection went away (sshcompat), not
+        because the client sent SSH_FXP_CLOSE: without this a cut upload would look like a finished one."""
+        self._dropped = True
 
     @property
     def session(self) -> MailboxSession:
@@ -593,7 +581,7 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         raise to_sftp_error(err)
 
     async def close(self, file_obj) -> None:
-        dropped = _in_connection_cleanup()
+        dropped = self._dropped
         if isinstance(file_obj, _DownloadHandle):
             await file_obj.close(self.fe, dropped)
             return

@@ -14,12 +14,21 @@ Each adjustment is installed once, at import, and is a no-op for connections who
   answered SSH_FX_BAD_MESSAGE. A write's trailing bytes are ignored here too; nothing else is relaxed.
 - Unexpected exceptions in an SFTP request handler (asyncssh's own or ours) are logged with their traceback and
   answered with a generic failure, instead of sending the exception's text to the client unlogged.
+- A dropped connection: asyncssh closes every open handle through the SFTP server's ``close``, as if the client
+  had sent SSH_FXP_CLOSE, so a cut upload would look like a finished one. Before it does, the SFTP server is told
+  (``server.connection_dropped()``); its ``close`` then knows the handle was not closed by the client.
+- Which key exchange algorithms this asyncssh build has (:func:`kex_algorithms`; the post-quantum ones depend on
+  liboqs).
+
+tests/gateway/test_sshcompat.py checks that every asyncssh internal named here still has the shape relied on.
 """
 from __future__ import annotations
 
+import functools
 import logging
 
 import asyncssh
+import asyncssh.kex
 import asyncssh.sftp as _sftp
 from asyncssh.connection import SSHServerConnection
 from asyncssh.packet import PacketDecodeError, SSHPacket, String, UInt64
@@ -30,6 +39,7 @@ log = logging.getLogger("instpages.sftp")
 def _install_certificate_hooks() -> None:
     original = SSHServerConnection._validate_openssh_certificate
 
+    @functools.wraps(original)  # keeps asyncssh's own at __wrapped__ (tests/gateway/test_sshcompat.py)
     async def checked(self, username, cert):
         owner = self.get_owner()
         is_revoked = getattr(owner, "is_revoked", None)
@@ -51,6 +61,7 @@ def _install_certificate_hooks() -> None:
 def _install_auth_round_hook() -> None:
     original = SSHServerConnection.send_userauth_failure
 
+    @functools.wraps(original)
     def send_userauth_failure(self, partial_success: bool) -> None:
         # asyncssh sets _auth to the method's handler while it runs; None means no offered method ran
         # (the "none" request clients start with, or a method the server does not offer)
@@ -92,13 +103,25 @@ _ORIGINAL_WRITE = _sftp.SFTPServerHandler._packet_handlers[_sftp.FXP_WRITE]
 
 
 class GatewaySFTPHandler(_sftp.SFTPServerHandler):
-    """asyncssh's SFTP server session, with the write parsing and error logging described above."""
+    """asyncssh's SFTP server session, with the write parsing, error logging and drop notice described above."""
+
+    async def _cleanup(self, exc):
+        # asyncssh's _cleanup closes the open handles through the server's close(): say why first
+        dropped = getattr(self._server, "connection_dropped", None)
+        if dropped is not None:
+            dropped()
+        await super()._cleanup(exc)
 
     _packet_handlers = {
         kind: _logged(kind.decode() if isinstance(kind, bytes) else _sftp.SFTPServerHandler._handler_names.get(
             kind, str(kind)), _write_ignoring_padding if kind == _sftp.FXP_WRITE else handler)
         for kind, handler in _sftp.SFTPServerHandler._packet_handlers.items()
     }
+
+
+def kex_algorithms() -> list[bytes]:
+    """The key exchange algorithms this asyncssh build can do."""
+    return asyncssh.kex.get_kex_algs()
 
 
 def install() -> None:

@@ -133,6 +133,15 @@ def _resolve(session: MailboxSession, path: str) -> tuple[vpath.VPath, Entry] | 
         raise to_dav_error(exc) from None
 
 
+def _request_target(environ) -> tuple[MailboxSession, str, vpath.VPath, Entry] | None:
+    """For a middleware past the login: the session, the request's path and what the core finds there; None when
+    nothing is there (the request goes on to wsgidav)."""
+    session: MailboxSession = environ[SESSION_KEY]
+    path = environ.get("PATH_INFO") or "/"
+    found = _resolve(session, path)
+    return None if found is None else (session, path, *found)
+
+
 def _session(environ) -> MailboxSession:
     s = environ.get(SESSION_KEY)
     if s is None:  # never proceed as anonymous
@@ -771,12 +780,10 @@ class FastPropfind(BaseMiddleware):
         wanted = self._wanted(environ)
         if wanted is False:
             return self.next_app(environ, start_response)
-        session: MailboxSession = environ[SESSION_KEY]
-        path = environ.get("PATH_INFO") or "/"
-        found = _resolve(session, path)
-        if found is None:
+        target = _request_target(environ)
+        if target is None:
             return self.next_app(environ, start_response)
-        vp, entry = found
+        session, path, vp, entry = target
         own = "/" if vp.is_root else str(vp) + ("/" if entry.is_folder else "")
         for root in self.locks.roots():
             r = root.rstrip("/") or "/"
@@ -896,12 +903,10 @@ class ListingPage(BaseMiddleware):
     def __call__(self, environ, start_response):
         if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
             return self.next_app(environ, start_response)
-        session: MailboxSession = environ[SESSION_KEY]
-        path = environ.get("PATH_INFO") or "/"
-        found = _resolve(session, path)
-        if found is None:
+        target = _request_target(environ)
+        if target is None:
             return self.next_app(environ, start_response)
-        vp, entry = found
+        session, path, vp, entry = target
         if not entry.is_folder:
             return self.next_app(environ, start_response)
         if not path.endswith("/"):

@@ -56,6 +56,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from storage.errors import IntegrityFailure, NotFound
+from storage.fsio import ReadOnlyStream, fsync_dir, write_all
 from storage.keyring import Keyring
 
 __all__ = [
@@ -177,7 +178,7 @@ class BlobWriter:
                            _FILE_MODE)
         try:
             os.fchmod(self._fd, _FILE_MODE)
-            _write_all(self._fd, self._header)
+            write_all(self._fd, self._header)
         except BaseException:
             self.abort()
             raise
@@ -235,7 +236,7 @@ class BlobWriter:
         n = len(plaintext)
         out = self._out if n == self._chunk_size else memoryview(self._out)[:n + TAG_SIZE]
         self._aead.encrypt_into(_nonce(self._index), plaintext, _aad(self._header, self._index, final), out)
-        _write_all(self._fd, out)
+        write_all(self._fd, out)
         self._index += 1
 
     def finish(self) -> BlobRef:
@@ -287,7 +288,7 @@ class BlobWriter:
             raise ValueError(f"commit() on a {self._state} blob")
         self._store._ensure_dir(self._final_path.parent)
         os.rename(self._temp_path, self._final_path)
-        _fsync_dir(self._final_path.parent)
+        fsync_dir(self._final_path.parent)
         self._state = "committed"
 
     def abort(self) -> None:
@@ -326,7 +327,7 @@ class BlobWriter:
 # ---------------------------------------------------------------------------------------------------------
 
 
-class BlobReader(io.RawIOBase):
+class BlobReader(ReadOnlyStream):
     """Seekable, read-only plaintext view of one blob.
 
     Decrypts only the chunks a read touches, keeping the last decrypted chunk so that small sequential reads
@@ -391,15 +392,6 @@ class BlobReader(io.RawIOBase):
         return f"BlobReader(blob_id={self.ref.blob_id!r}, size={self.size}, pos={self._pos}, closed={self.closed})"
 
     # -- io protocol ---------------------------------------------------------------------------------------
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def writable(self) -> bool:
-        return False
 
     def tell(self) -> int:
         self._check_open()
@@ -622,7 +614,7 @@ class LocalBlobStore(BlobStore):
             os.unlink(path)
         except FileNotFoundError:
             return
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     def exists(self, blob_id: str) -> bool:
         return _valid_id(blob_id) and os.path.isfile(self._final_path(blob_id))
@@ -660,7 +652,7 @@ class LocalBlobStore(BlobStore):
                 continue
             removed += 1
         if removed:
-            _fsync_dir(self._tmp)
+            fsync_dir(self._tmp)
         return removed
 
     # -- internals -----------------------------------------------------------------------------------------
@@ -682,7 +674,7 @@ class LocalBlobStore(BlobStore):
         except FileExistsError:
             return
         os.chmod(path, _DIR_MODE)  # regardless of umask
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
 
 def _expected_digest(sha256_hex: object) -> bytes:
@@ -706,17 +698,3 @@ def _scan_dirs(path: Path, name_len: int) -> list[Path]:
             )
     except FileNotFoundError:
         return []
-
-
-def _write_all(fd: int, data) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

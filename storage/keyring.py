@@ -36,6 +36,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from storage.errors import ConfigError, IntegrityFailure
+from storage.fsio import fsync_dir, write_all
 
 __all__ = ["Keyring", "KEY_SIZE"]
 
@@ -274,7 +275,7 @@ def _create_key_file(directory: Path, keys: dict[str, bytes]) -> str:
                 number += 1
     finally:
         os.unlink(tmp)
-    _fsync_dir(directory)
+    fsync_dir(directory)
     keys[key_id] = key
     return key_id
 
@@ -287,7 +288,7 @@ def _write_current(directory: Path, key_id: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(directory)
+    fsync_dir(directory)
 
 
 def _write_temp(directory: Path, data: bytes) -> Path:
@@ -295,9 +296,7 @@ def _write_temp(directory: Path, data: bytes) -> Path:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         os.fchmod(fd, 0o600)  # regardless of umask
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data)
         os.fsync(fd)
     except BaseException:
         os.close(fd)
@@ -306,11 +305,3 @@ def _write_temp(directory: Path, data: bytes) -> Path:
         raise
     os.close(fd)
     return tmp
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

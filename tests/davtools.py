@@ -1,5 +1,6 @@
 """Shared helpers of the WebDAV tests: curl against a gateway's /dav as a person (Basic) or a machine (a pinned
-client certificate), and the record as the operator reads it with ``instpages audit list``."""
+client certificate), the record as the operator reads it with ``instpages audit list``, and documents put in
+place over SFTP."""
 from __future__ import annotations
 
 import re
@@ -80,3 +81,15 @@ def audit_list(gw, limit: int = 300) -> list[dict[str, str]]:
         cells = [line[a:b].strip() for a, b in zip(starts, starts[1:] + [len(line) + 1])]
         rows.append(dict(zip(_AUDIT_COLUMNS, cells)))
     return rows
+
+
+def sftp_put(world, user: str, centre: str, folder: str, files: dict[str, bytes], tmp: Path) -> None:
+    """Upload ``files`` into /centre/folder (and the subfolders their names need) over OpenSSH sftp as ``user``."""
+    cmds = [f'-mkdir "/{centre}/{folder}"']
+    cmds += [f'-mkdir "/{centre}/{folder}/{sub}"' for sub in sorted({n.rsplit("/", 1)[0] for n in files if "/" in n})]
+    for i, (name, data) in enumerate(files.items()):
+        local = tmp / f"sftp-upload-{i}"
+        local.write_bytes(data)
+        cmds.append(f'put "{local}" "/{centre}/{folder}/{name}"')
+    p = world.sftp(user, "\n".join(cmds) + "\n")
+    assert p.returncode == 0, f"SFTP upload failed: {p.stdout}\n{p.stderr}"

@@ -42,6 +42,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
+
 SLAPD = shutil.which("slapd") or "/usr/sbin/slapd"
 SCHEMA_DIR = "/etc/ldap/schema"
 MODULE_DIR = "/usr/lib/ldap"
@@ -68,14 +70,6 @@ STAFF_GROUP = f"cn=ocmw-0212345668-staff,{GROUPS}"
 REMOVE_GROUP = f"cn=ocmw-0207123407-remove,{GROUPS}"
 ADMIN_GROUP = f"cn=ocmw-0212345668-admin,{GROUPS}"
 UNRELATED_GROUP = f"cn=unrelated,{GROUPS}"
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def ssha(password: str) -> bytes:

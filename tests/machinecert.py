@@ -36,3 +36,12 @@ def as_pkcs12(cert: Path, key: Path) -> Path:
     subprocess.run(["openssl", "pkcs12", "-export", "-in", str(cert), "-inkey", str(key), "-out", str(out),
                     "-passout", "pass:"], check=True, capture_output=True, timeout=30)
     return out
+
+
+def add_machine(gw, tmp_path: Path, name: str, role: str = "uploader") -> tuple[Path, Path]:
+    """A machine account ``name`` (``role``) with a fresh certificate pinned to it, trusted by the running gateway
+    at once; returns the certificate and key files."""
+    cert = make_cert(tmp_path, name)
+    gw.admin.add_account(name, role, client_certs=[cert[0].read_text()])
+    gw._server.https.refresh_trust()
+    return cert

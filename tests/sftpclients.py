@@ -17,6 +17,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncssh
+
 from tests.conftest import SFTP_OPTS, ssh_env
 
 TIMEOUT = 120
@@ -275,3 +277,36 @@ class CurrentRclone(Rclone):
 
 CLIENTS: dict[str, type[Client]] = {c.name: c for c in (OpenSSH, Paramiko, DebianParamiko, AsyncSSH, Curl, Lftp,
                                                         Rclone, CurrentRclone)}
+
+
+# -- an asyncssh SFTP session inside a test ----------------------------------------------------------------------
+@dataclass
+class Result:
+    ok: bool
+    value: object = None
+    code: int | None = None
+    reason: str = ""
+
+    def __str__(self) -> str:
+        return "success" if self.ok else f"SFTP error {self.code} {self.reason!r}"
+
+
+async def attempt(coro) -> Result:
+    try:
+        return Result(True, await coro)
+    except asyncssh.SFTPError as exc:
+        return Result(False, None, exc.code, exc.reason)
+
+
+async def put(sftp, path: str, data: bytes) -> None:
+    async with sftp.open(path, "wb") as f:
+        await f.write(data)
+
+
+async def get(sftp, path: str) -> bytes:
+    async with sftp.open(path, "rb") as f:
+        return await f.read()
+
+
+async def names(sftp, path: str) -> set[str]:
+    return set(await sftp.listdir(path)) - {".", ".."}

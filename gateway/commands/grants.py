@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gateway.admin import Administration
 from gateway.commands.base import administration, command, print_table
+from gateway.localtime import last_day
 
 
 def add_grant(sub, common) -> None:
@@ -33,7 +34,7 @@ def add(args, admin: Administration) -> int:
 @administration
 def list_grants(args, admin: Administration) -> int:
     print_table([[g.name, "read+remove" if g.can_remove else "read", g.granted_by or "-", f"{g.created_at:%Y-%m-%d}",
-                  _last_day(g.expires_at)] for g in admin.access(args.institution)],
+                  last_day(g.expires_at) if g.expires_at else "-"] for g in admin.access(args.institution)],
                 ["ACCOUNT", "ACCESS", "GRANTED BY", "SINCE", "UNTIL"])
     return 0
 
@@ -43,15 +44,3 @@ def revoke(args, admin: Administration) -> int:
     admin.revoke(args.account, args.institution)
     print(f"revoked {args.account}'s access to {args.institution}")
     return 0
-
-
-def _last_day(expires_at) -> str:
-    """A grant's end (the next local midnight) shown as its last day."""
-    if expires_at is None:
-        return "-"
-    from datetime import timedelta
-
-    from gateway.admin import BRUSSELS
-    from storage.repository import as_utc
-
-    return (as_utc(expires_at).astimezone(BRUSSELS) - timedelta(seconds=1)).date().isoformat()

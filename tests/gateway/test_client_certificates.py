@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from tests.conftest import CENTRE_A, CENTRE_B, cli, populate, start_gateway
-from tests.gateway.test_login_people import JAN_NRN, JAN_PW, PEOPLE_ENV, add_person, curl, logins
+from tests.conftest import CENTRE_A, CENTRE_B, cli
+from tests.people import JAN_NRN, JAN_PW, curl, logins, start_people_gateway
 from tests.pki import EidPki
 
 
@@ -31,12 +31,7 @@ def pki(tmp_path_factory):
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory, pki):
     """Second factor required, the eID trust anchors and a CRL; Jan Peeters (centre A) with his NRN."""
-    d = tmp_path_factory.mktemp("client-certs")
-    env = dict(PEOPLE_ENV, INSTPAGES_WEBDAV_CLIENT_CA_FILE=str(pki.ca_bundle),
-               INSTPAGES_WEBDAV_CLIENT_CRL_FILES=str(pki.crl))
-    g = start_gateway(d / "var", env=env)
-    populate(g, d)
-    add_person(g, "jan.peeters", JAN_PW, CENTRE_A, nrn=JAN_NRN)
+    g = start_people_gateway(tmp_path_factory.mktemp("client-certs"), pki)
     yield g
     g.stop()
     g.services.close()

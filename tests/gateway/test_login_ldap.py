@@ -219,7 +219,7 @@ def eid_gw(tmp_path_factory, slapd):  # noqa: F811
 
 
 def test_alices_eid_and_password_under_another_spelling_do_not_escape_her_range(eid_gw):
-    from tests.gateway.test_login_people import curl
+    from tests.people import curl
 
     gw = eid_gw
     gw.admin.set_account_networks("alice", "10.9.0.0/16")

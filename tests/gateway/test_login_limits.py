@@ -26,8 +26,8 @@ import auth.authenticator
 import auth.secondfactor
 from tests.conftest import CENTRE_A, CENTRE_B, keygen, start_gateway
 from tests.gateway.test_api import call
-from tests.gateway.test_login_people import (GENERIC_SSH_REFUSAL, challenge_row, curl, kbd_login, logins,
-                                             openssh_token_sftp, run, wait_logins)
+from tests.people import (GENERIC_SSH_REFUSAL, challenge_row, curl, kbd_login, logins, openssh_token_sftp, run,
+                          wait_logins)
 
 BASE_ENV = {
     "INSTPAGES_AUTH_SECOND_FACTOR": "required",

@@ -16,7 +16,7 @@ import pytest
 from gateway.enterprise import with_check
 from tests.conftest import CENTRE_A, CENTRE_B, cli, start_gateway
 from tests.gateway.test_api import api_token, call, card_of, login
-from tests.gateway.test_login_people import curl, logins
+from tests.people import curl, logins
 from tests.pki import EidPki
 
 NET = "10.9.0.0/16"

@@ -21,7 +21,7 @@ import asyncssh
 import pytest
 
 from tests.conftest import CENTRE_A, start_gateway
-from tests.gateway.test_login_people import CODE_PROMPT, KbdClient
+from tests.people import CODE_PROMPT, KbdClient
 
 PW = "tim-an-passw0rd"
 ROUNDS = 15

@@ -22,7 +22,6 @@ import asyncio
 import hashlib
 import stat as statmod
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh
@@ -31,6 +30,7 @@ import pytest
 from gateway.enterprise import with_check
 from tests.conftest import CENTRE_A, CENTRE_B, CENTRE_PAPER, CENTRE_SUSP, SFTP_OPTS, cli, ssh_env
 from tests.pdfsamples import minimal_pdf
+from tests.sftpclients import Result, attempt, get, names, put
 
 #: a well-formed enterprise number that no centre has: the reference for "does not exist"
 GHOST = with_check("09999999")
@@ -120,38 +120,6 @@ CASES = [
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
-@dataclass
-class Result:
-    ok: bool
-    value: object = None
-    code: int | None = None
-    reason: str = ""
-
-    def __str__(self) -> str:
-        return "success" if self.ok else f"SFTP error {self.code} {self.reason!r}"
-
-
-async def attempt(coro) -> Result:
-    try:
-        return Result(True, await coro)
-    except asyncssh.SFTPError as exc:
-        return Result(False, None, exc.code, exc.reason)
-
-
-async def put(sftp, path: str, data: bytes) -> None:
-    async with sftp.open(path, "wb") as f:
-        await f.write(data)
-
-
-async def get(sftp, path: str) -> bytes:
-    async with sftp.open(path, "rb") as f:
-        return await f.read()
-
-
-async def names(sftp, path: str) -> set[str]:
-    return set(await sftp.listdir(path)) - {".", ".."}
-
-
 def folder_for(request) -> str:
     return "mx-" + hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:12]
 

@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh
@@ -21,44 +20,13 @@ import pytest
 from gateway.enterprise import with_check
 from tests import pdfsamples as samples
 from tests.conftest import CENTRE_A, CENTRE_B, SFTP_OPTS, STAFF_PASSWORD, ssh_env
+from tests.sftpclients import attempt, get, names, put
 
 GHOST = with_check("09999999")  # a well-formed enterprise number that no centre has
 A = CENTRE_A
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
-@dataclass
-class Result:
-    ok: bool
-    value: object = None
-    code: int | None = None
-    reason: str = ""
-
-    def __str__(self) -> str:
-        return "success" if self.ok else f"SFTP error {self.code} {self.reason!r}"
-
-
-async def attempt(coro) -> Result:
-    try:
-        return Result(True, await coro)
-    except asyncssh.SFTPError as exc:
-        return Result(False, None, exc.code, exc.reason)
-
-
-async def put(sftp, path: str, data: bytes) -> None:
-    async with sftp.open(path, "wb") as f:
-        await f.write(data)
-
-
-async def get(sftp, path: str) -> bytes:
-    async with sftp.open(path, "rb") as f:
-        return await f.read()
-
-
-async def names(sftp, path: str) -> set[str]:
-    return set(await sftp.listdir(path)) - {".", ".."}
-
-
 def run(coro):
     return asyncio.run(coro)
 

@@ -32,8 +32,8 @@ from tests.conftest import CENTRE_A, keygen
 from tests.gateway.test_api import call
 from tests.gateway.test_console import Client, csrf_of
 from tests.gateway.test_login_limits import Answer, VerificationCounter, dav_get
-from tests.gateway.test_login_people import kbd_login, logins, run, wait_logins, wrong_card
-from tests.gateway.test_webdav_machine_cert import make_cert
+from tests.machinecert import add_machine
+from tests.people import kbd_login, logins, run, wait_logins, wrong_card
 from tests.test_cli import after, before, ok
 from tests.test_cli import run as run_cli
 
@@ -203,9 +203,7 @@ def test_sftp_password_guesses_ban_the_name_not_its_key(make_gateway, tmp_path, 
 def test_many_names_from_one_address_ban_it_for_passwords_not_for_machines(make_gateway, tmp_path):
     g = make_gateway(populated=False, env=SHARED_ENV)
     uploader(g, tmp_path)
-    cert, key = make_cert(tmp_path, "podmi-dav")
-    g.admin.add_account("podmi-dav", "uploader", client_certs=[cert.read_text()])
-    g._server.https.refresh_trust()
+    cert, key = add_machine(g, tmp_path, "podmi-dav")
     piet_secret = person(g, "piet")
     for name in ("eva", "kim", "lou"):
         person(g, name)

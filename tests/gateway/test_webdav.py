@@ -24,7 +24,6 @@ import socket
 import ssl
 import subprocess
 import time
-from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -36,6 +35,7 @@ import sqlalchemy as sa
 
 from gateway.enterprise import with_check
 from tests.conftest import CENTRE_A, CENTRE_B, CENTRE_PAPER, CENTRE_SUSP, STAFF_PASSWORD, start_gateway
+from tests.davtools import Answer, sftp_put
 from tests.pdfsamples import minimal_pdf, not_a_pdf_html, not_a_pdf_zip
 
 #: a well-formed enterprise number no centre has: the reference answer for "does not exist"
@@ -54,20 +54,6 @@ STATUS = {CENTRE_A: "active", CENTRE_B: "active", CENTRE_PAPER: "paper", CENTRE_
 
 
 # -- clients ----------------------------------------------------------------------------------------------------
-@dataclass
-class Resp:
-    status: int
-    headers: dict[str, str]   # lower-case names
-    body: bytes
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8", "replace")
-
-    def __str__(self) -> str:
-        return f"{self.status} {self.text[:300]!r}"
-
-
 class Dav:
     """Requests to the gateway's /dav over TLS, the server certificate verified against the gateway's own."""
 
@@ -85,7 +71,7 @@ class Dav:
         return "/dav" + quote(path)
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
-                user: str | None = None, password: str | None = None, raw_path: bool = False) -> Resp:
+                user: str | None = None, password: str | None = None, raw_path: bool = False) -> Answer:
         hdrs = dict(headers or {})
         if user is not None:
             pw = PASSWORDS.get(user, "") if password is None else password
@@ -95,12 +81,12 @@ class Dav:
             conn.request(method, path if raw_path else self.href(path), body=body, headers=hdrs)
             r = conn.getresponse()
             data = r.read()
-            return Resp(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+            return Answer(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
         finally:
             conn.close()
 
     def curl(self, *args: str, user: str | None = None, password: str | None = None,
-             tmp: Path) -> Resp:
+             tmp: Path) -> Answer:
         """Run curl (verifying the server certificate) and return the final response."""
         hfile, bfile = tmp / "curl-headers", tmp / "curl-body"
         cmd = ["curl", "-sS", "--max-time", "30", "--cacert", self.cafile, "-D", str(hfile), "-o", str(bfile)]
@@ -115,7 +101,7 @@ class Dav:
         for line in lines[1:]:
             k, _, v = line.partition(":")
             headers[k.strip().lower()] = v.strip()
-        return Resp(status, headers, bfile.read_bytes() if bfile.exists() else b"")
+        return Answer(status, headers, bfile.read_bytes() if bfile.exists() else b"")
 
     # -- WebDAV helpers --
     def propfind(self, path: str, depth: str, user: str, password: str | None = None) -> dict[str, dict]:
@@ -177,17 +163,6 @@ def folder_for(request) -> str:
 @pytest.fixture
 def folder(request) -> str:
     return folder_for(request)
-
-
-def sftp_put(world, user: str, centre: str, folder: str, files: dict[str, bytes], tmp: Path) -> None:
-    """Upload ``files`` into /centre/folder over OpenSSH sftp as ``user``."""
-    cmds = [f'-mkdir "/{centre}/{folder}"']
-    for i, (name, data) in enumerate(files.items()):
-        local = tmp / f"sftp-upload-{i}"
-        local.write_bytes(data)
-        cmds.append(f'put "{local}" "/{centre}/{folder}/{name}"')
-    p = world.sftp(user, "\n".join(cmds) + "\n")
-    assert p.returncode == 0, f"SFTP upload failed: {p.stdout}\n{p.stderr}"
 
 
 def documents(world, centre: str, folder: str, state: str | None = "committed") -> dict[str, list]:
@@ -907,7 +882,7 @@ class _Links(HTMLParser):
             self.links += [v for k, v in attrs if k == "href"]
 
 
-def check_safe_page(r: Resp) -> _Links:
+def check_safe_page(r: Answer) -> _Links:
     assert r.status == 200, r
     assert r.headers["content-type"].startswith("text/html")
     csp = r.headers.get("content-security-policy", "")

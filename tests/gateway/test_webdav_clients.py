@@ -33,6 +33,7 @@ import sqlalchemy as sa
 
 from gateway.enterprise import with_check
 from tests.conftest import CENTRE_A
+from tests.davtools import sftp_put
 from tests.pdfsamples import minimal_pdf, not_a_pdf_html
 
 SCRATCH = with_check("03330001")   # any content type, mutable: where litmus must pass everything
@@ -61,17 +62,6 @@ def clients_world(world):
 
 def folder_for(request) -> str:
     return "wdc-" + hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:10]
-
-
-def sftp_put(world, user: str, centre: str, folder: str, files: dict[str, bytes], tmp: Path) -> None:
-    cmds = [f'-mkdir "/{centre}/{folder}"']
-    cmds += [f'-mkdir "/{centre}/{folder}/{sub}"' for sub in sorted({n.rsplit("/", 1)[0] for n in files if "/" in n})]
-    for i, (name, data) in enumerate(files.items()):
-        local = tmp / f"sftp-upload-{i}"
-        local.write_bytes(data)
-        cmds.append(f'put "{local}" "/{centre}/{folder}/{name}"')
-    p = world.sftp(user, "\n".join(cmds) + "\n")
-    assert p.returncode == 0, f"SFTP upload failed: {p.stdout}\n{p.stderr}"
 
 
 def committed(world, centre: str) -> list[tuple[str, str]]:
@@ -342,14 +332,12 @@ class Who:
 
 @pytest.fixture(scope="module")
 def mx(world, tmp_path_factory):
-    from tests.machinecert import as_pkcs12, make_cert
+    from tests.machinecert import add_machine, as_pkcs12
 
     tmp = tmp_path_factory.mktemp("matrix")
     a = world.admin
     a.add_institution(MX, "OCMW Klanten", "active")
-    cert = make_cert(tmp, MX_UPLOADER)
-    a.add_account(MX_UPLOADER, "uploader", client_certs=[cert[0].read_text()])
-    world._server.https.refresh_trust()
+    cert = add_machine(world, tmp, MX_UPLOADER)
     who = {"uploader": Who(cert=cert, p12=as_pkcs12(*cert))}
     for name, remove in ((MX_READER, False), (MX_REMOVER, True)):
         a.add_account(name, "staff", password=f"{name}-password-1")

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from gateway.enterprise import with_check
 from tests.conftest import CENTRE_B, STAFF_PASSWORD
 from tests.davtools import audit_list, dav_curl, lock, lock_token
-from tests.machinecert import make_cert
+from tests.machinecert import add_machine
 from tests.pdfsamples import minimal_pdf
 
 LK = with_check("03440001")         # a centre of this module's own: mailbox-wide locks touch nobody else
@@ -38,9 +38,7 @@ def lk(world, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("locks")
     a = world.admin
     a.add_institution(LK, "OCMW Slotenmakers", "active")
-    cert = make_cert(tmp, UPLOADER)
-    a.add_account(UPLOADER, "uploader", client_certs=[cert[0].read_text()])
-    world._server.https.refresh_trust()
+    cert = add_machine(world, tmp, UPLOADER)
     for name in (READER, OTHER, WRITER, WRITER2, REMOVER):
         a.add_account(name, "staff", password=PW)
     a.grant(READER, LK)

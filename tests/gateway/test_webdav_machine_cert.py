@@ -8,7 +8,7 @@ import pytest
 from storage.errors import AdminError
 from tests import pdfsamples
 from tests.conftest import CENTRE_A, STAFF_PASSWORD
-from tests.machinecert import make_cert
+from tests.machinecert import add_machine, make_cert
 
 
 def curl(*args):
@@ -17,9 +17,7 @@ def curl(*args):
 
 
 def test_uploader_puts_by_webdav_with_its_pinned_certificate(world, tmp_path):
-    cert, key = make_cert(tmp_path, "podmi-dav")
-    world.admin.add_account("podmi-dav", "uploader", client_certs=[cert.read_text()])
-    world._server.https.refresh_trust()
+    cert, key = add_machine(world, tmp_path, "podmi-dav")
     pdf = pdfsamples.minimal_pdf("by webdav with a certificate")
     (tmp_path / "doc.pdf").write_bytes(pdf)
     url = f"{world.dav_url}/{CENTRE_A}/dav-cert/doc.pdf"

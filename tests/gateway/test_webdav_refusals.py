@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import CENTRE_A, CENTRE_B, CENTRE_PAPER, STAFF_PASSWORD, keygen
 from tests.davtools import audit_list, dav_curl, lock
-from tests.machinecert import make_cert
+from tests.machinecert import add_machine
 from tests.pdfsamples import minimal_pdf
 
 UPLOADER = "rf-podmi"                                 # POD MI over WebDAV: a pinned client certificate
@@ -28,10 +28,8 @@ PDF = minimal_pdf("refusals on the record")
 def rf(world, tmp_path_factory):
     """The machine certificate, the mover's key, and one folder of A seeded by podmi over SFTP."""
     tmp = tmp_path_factory.mktemp("refusals")
-    cert = make_cert(tmp, UPLOADER)
+    cert = add_machine(world, tmp, UPLOADER)
     a = world.admin
-    a.add_account(UPLOADER, "uploader", client_certs=[cert[0].read_text()])
-    world._server.https.refresh_trust()
     key = keygen(tmp / MOVER)
     a.add_account(MOVER, "staff", None, [key.with_suffix(".pub").read_text()], MOVER_PW, allow_keys=True)
     a.grant(MOVER, CENTRE_A, can_write=True, can_remove=True)

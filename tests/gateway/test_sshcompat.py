@@ -1,0 +1,105 @@
+"""The asyncssh internals gateway/sshcompat.py relies on still have the shape it relies on.
+
+Each test names one internal; when an asyncssh upgrade changes it, the test says which adjustment to revisit
+instead of an SFTP test failing somewhere far from the cause. (The SFTP tests check the behaviour itself.)
+"""
+from __future__ import annotations
+
+import inspect
+
+import asyncssh
+import asyncssh.connection
+import asyncssh.kex
+import asyncssh.sftp as sftp_module
+from asyncssh.connection import SSHConnection, SSHServerConnection
+from asyncssh.packet import PacketDecodeError, SSHPacket, String, UInt64
+from asyncssh.public_key import SSHOpenSSHCertificate
+
+from gateway import sshcompat
+
+
+def _params(fn) -> list[str]:
+    return list(inspect.signature(fn, follow_wrapped=False).parameters)
+
+
+ASYNCSSH_HANDLER = sshcompat.GatewaySFTPHandler.__bases__[0]
+
+
+def test_the_adjustments_are_installed_once_and_replace_asyncssh_s_own():
+    sshcompat.install()  # a second call changes nothing
+    assert SSHServerConnection._instpages_compat is True
+    assert sftp_module.SFTPServerHandler is sshcompat.GatewaySFTPHandler
+    assert ASYNCSSH_HANDLER.__module__ == "asyncssh.sftp" and ASYNCSSH_HANDLER.__name__ == "SFTPServerHandler"
+    validate = SSHServerConnection._validate_openssh_certificate
+    failure = SSHServerConnection.send_userauth_failure
+    assert validate.__wrapped__.__module__ == failure.__wrapped__.__module__ == "asyncssh.connection"
+    assert not hasattr(validate.__wrapped__, "__wrapped__")  # wrapped once, not once per install()
+
+
+def test_certificate_validation_is_an_async_method_taking_the_username_and_the_certificate():
+    original = SSHServerConnection._validate_openssh_certificate.__wrapped__
+    assert inspect.iscoroutinefunction(original)
+    assert _params(original) == ["self", "username", "cert"]
+    # the hook reads the certified key, the principals and the signing CA's key of what it is given
+    assert "self.key = key" in inspect.getsource(asyncssh.SSHCertificate.__init__)
+    source = inspect.getsource(SSHOpenSSHCertificate.__init__)
+    assert "self.principals = principals" in source and "self.signing_key = signing_key" in source
+    assert callable(SSHServerConnection.get_owner)
+
+
+def test_a_refused_userauth_request_is_sent_by_send_userauth_failure_which_clears_auth():
+    original = SSHServerConnection.send_userauth_failure.__wrapped__
+    assert original is SSHConnection.__dict__["send_userauth_failure"]
+    assert _params(original) == ["self", "partial_success"]
+    assert "self._auth = None" in inspect.getsource(original)
+    # _auth holds the running method's handler: set when a method starts, None in a fresh connection
+    module = inspect.getsource(asyncssh.connection)
+    assert "self._auth = lookup_server_auth(" in module
+    assert "self._auth: Optional[Auth] = None" in inspect.getsource(SSHConnection.__init__)
+
+
+def test_sftp_requests_are_dispatched_through_a_class_table_of_coroutines_by_packet_type():
+    table = ASYNCSSH_HANDLER._packet_handlers
+    assert isinstance(table, dict) and sftp_module.FXP_WRITE in table
+    assert ASYNCSSH_HANDLER._handler_names[sftp_module.FXP_WRITE] == "FXP_WRITE"
+    for kind, handler in table.items():
+        assert isinstance(kind, (int, bytes)), kind
+        assert inspect.iscoroutinefunction(handler), kind
+        assert _params(handler) == ["self", "packet"], kind
+    # our table covers every request asyncssh's does
+    assert set(sshcompat.GatewaySFTPHandler._packet_handlers) == set(table)
+    assert "self._packet_handlers.get(" in inspect.getsource(ASYNCSSH_HANDLER)
+
+
+def test_a_write_request_is_handle_offset_data_and_read_with_the_packet_getters():
+    write = ASYNCSSH_HANDLER._packet_handlers[sftp_module.FXP_WRITE]
+    source = inspect.getsource(write)
+    assert source.index("get_string()") < source.index("get_uint64()") < source.rindex("get_string()")
+    assert "packet.check_end()" in source  # what refused the padded writes
+    packet = SSHPacket(String(b"h") + UInt64(7) + String(b"data") + b"\0\0")
+    assert (packet.get_string(), packet.get_uint64(), packet.get_string()) == (b"h", 7, b"data")
+    assert issubclass(PacketDecodeError, Exception)
+
+
+def test_a_dropped_session_closes_its_open_handles_in_cleanup_through_the_server():
+    cleanup = ASYNCSSH_HANDLER.__dict__["_cleanup"]
+    assert inspect.iscoroutinefunction(cleanup)
+    assert _params(cleanup) == ["self", "exc"]
+    source = inspect.getsource(cleanup)
+    assert "self._file_handles" in source and "self._server.close(file_obj)" in source
+    assert "self._server = server" in inspect.getsource(ASYNCSSH_HANDLER.__init__)
+    # a client's SSH_FXP_CLOSE goes elsewhere, so it is never taken for a drop
+    assert "self._server.close(file_obj)" in inspect.getsource(ASYNCSSH_HANDLER._process_close)
+    assert "self._cleanup(" in inspect.getsource(sftp_module.SFTPHandler.recv_packets)
+
+
+def test_asyncssh_creates_the_sftp_session_by_its_module_level_name():
+    source = inspect.getsource(sftp_module._sftp_handler)
+    assert "handler = SFTPServerHandler(sftp_server, reader, writer, sftp_version)" in source
+    assert _params(ASYNCSSH_HANDLER.__init__) == ["self", "server", "reader", "writer", "sftp_version"]
+
+
+def test_the_key_exchange_algorithms_are_listed_as_bytes():
+    algs = sshcompat.kex_algorithms()
+    assert algs == asyncssh.kex.get_kex_algs()
+    assert b"curve25519-sha256" in algs and all(isinstance(a, bytes) for a in algs)
