@@ -8,10 +8,10 @@ from pathlib import Path
 
 import asyncssh
 
-from gateway.admin import Administration
+from gateway.admin.service import Administration
 from gateway.config import Config
-from gateway.enterprise import with_check
-from gateway.mailbox import MailboxSession
+from gateway.core.enterprise import with_check
+from gateway.core.mailbox import MailboxSession
 
 CENTRES = [
     (with_check("02123456"), "OCMW Demostad", "active"),

@@ -8,9 +8,9 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 
 from gateway.config import Config
-from gateway.https import HTTPSFrontend
+from gateway.web.https import HTTPSFrontend
 from gateway.services import Services, build
-from gateway.sftp import SFTPFrontend
+from gateway.sftp.frontend import SFTPFrontend
 
 log = logging.getLogger("instpages.server")
 
@@ -58,7 +58,7 @@ class GatewayServer:
     async def _notifications(self) -> None:
         """Digests are queued and the outbox is sent every ``notifications.poll_seconds``; expired grants are
         removed on the same beat (they stop working at their end already: load_principal filters them)."""
-        from gateway.admin import Administration
+        from gateway.admin.service import Administration
 
         loop = asyncio.get_running_loop()
         notifier = self.services.mailbox.notifier

@@ -15,7 +15,7 @@ from auth.clientcert import ClientCertificates
 from auth.secondfactor import DevicePasswords, TokenCards
 from gateway.config import Config
 from storage.errors import ConfigError
-from gateway.mailbox import Mailbox
+from gateway.core.mailbox import Mailbox
 from storage.blobstore import LocalBlobStore
 from storage.db import create_engine
 from storage.keyring import Keyring
@@ -78,7 +78,7 @@ def build(config: Config, *, initialize: bool = True) -> Services:
         devices=DevicePasswords(repo, days=a.device_password_days), directory=build_directory(config),
         second_factor_required=a.second_factor == "required", client_certs=load_client_certificates(config))
     mailbox = Mailbox(config, repo, blobs, authenticator)
-    from gateway.notify import Notifier
+    from gateway.admin.notify import Notifier
 
     mailbox.notifier = Notifier(config, repo)
     return Services(config, repo, blobs, keyring, mailbox, cas)

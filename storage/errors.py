@@ -209,4 +209,4 @@ class AdminConflict(AdminError):
 
 
 class IllegalTransition(AdminConflict, ValueError):
-    """A centre status change the lifecycle (gateway.lifecycle) does not allow; the message says why."""
+    """A centre status change the lifecycle (gateway.core.lifecycle) does not allow; the message says why."""

@@ -29,9 +29,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from gateway.admin import Administration
+from gateway.admin.service import Administration
 from gateway.config import load_config
-from gateway.enterprise import with_check
+from gateway.core.enterprise import with_check
 from gateway.server import GatewayServer
 from gateway.services import build
 

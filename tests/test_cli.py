@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.enterprise import with_check
+from gateway.core.enterprise import with_check
 from tests.conftest import PYTHON, ROOT, SFTP_OPTS, free_port, keygen, ssh_env
 from tests.pdfsamples import minimal_pdf
 
@@ -242,7 +242,7 @@ def test_errors_print_one_line_and_exit_non_zero(site, case):
 def test_document_restore_brings_back_an_archived_document(site):
     """Deliver and archive through the core (as SFTP would), then restore with the CLI."""
     from gateway.config import load_config
-    from gateway.mailbox import MailboxSession
+    from gateway.core.mailbox import MailboxSession
     from gateway.services import build
 
     d = site.data_dir

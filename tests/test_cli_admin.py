@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.enterprise import with_check
+from gateway.core.enterprise import with_check
 from tests.test_cli import after, clean_env, ok
 
 A = with_check("02123456")        # 0212345668

@@ -8,7 +8,9 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from gateway import accountpage, api, console, sftp, webdav
+from gateway.dav import app as webdav
+from gateway.sftp import frontend as sftp
+from gateway.web import accountpage, api, console
 from storage import errors
 from storage.errors import GatewayError, lookup
 
@@ -54,7 +56,7 @@ def test_the_tree_holds_every_error_of_the_domain():
 def test_the_old_homes_hand_out_the_same_classes():
     from auth.authenticator import AuthenticationFailed
     from auth.throttle import Throttled
-    from gateway.lifecycle import IllegalTransition, next_status
+    from gateway.core.lifecycle import IllegalTransition, next_status
     from storage.repository import Conflict
     assert AuthenticationFailed is errors.AuthenticationFailed
     assert Throttled is errors.Throttled and errors.Banned is errors.Throttled

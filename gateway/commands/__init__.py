@@ -2,7 +2,7 @@
 parser (``set_defaults(func=...)``) and runs the one the operator named.
 
 - ``base``: what every command shares -- the exit code of a failure, the table printer, the wrapper that hands a
-  handler the :class:`~gateway.admin.Administration` service;
+  handler the :class:`~gateway.admin.service.Administration` service;
 - ``serve``: ``init`` and ``serve`` (with ``--demo``);
 - ``centres``: ``institution ...`` -- centres, their lifecycle, settings and people;
 - ``accounts``: ``account ...``;

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from gateway.admin import Administration
+from gateway.admin.service import Administration
 from gateway.commands.base import administration, command, print_table
 from storage.errors import GatewayError
 

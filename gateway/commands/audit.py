@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from gateway.admin import Administration
+from gateway.admin.service import Administration
 from gateway.commands.base import EXIT_ERROR, administration, command, print_table
 from storage.errors import GatewayError
 

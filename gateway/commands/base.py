@@ -1,5 +1,5 @@
 """What the ``instpages`` commands share: the failure exit code, sub-command declaration, the table printer and
-the wrapper that runs a handler against the :class:`~gateway.admin.Administration` service."""
+the wrapper that runs a handler against the :class:`~gateway.admin.service.Administration` service."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,7 @@ import functools
 import logging
 
 from gateway import terminal
-from gateway.admin import Administration
+from gateway.admin.service import Administration
 
 EXIT_ERROR = 1
 

@@ -2,7 +2,7 @@
 security consultant and notification contacts."""
 from __future__ import annotations
 
-from gateway.admin import Administration
+from gateway.admin.service import Administration
 from gateway.commands.base import administration, command, print_table
 
 STATUSES = ["paper", "requested", "active", "suspended"]

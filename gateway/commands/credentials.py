@@ -2,7 +2,7 @@
 cards, device passwords for drive mounts (WebDAV only) and API tokens for scripts using the REST API."""
 from __future__ import annotations
 
-from gateway.admin import Administration
+from gateway.admin.service import Administration
 from gateway.commands.base import administration, command, print_table
 from storage.errors import GatewayError
 

@@ -1,7 +1,7 @@
 """``document ...``: documents -- a removed (archived) document restored at its path."""
 from __future__ import annotations
 
-from gateway.admin import Administration
+from gateway.admin.service import Administration
 from gateway.commands.base import administration, command
 
 

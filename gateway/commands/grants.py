@@ -2,9 +2,9 @@
 revoked."""
 from __future__ import annotations
 
-from gateway.admin import Administration
+from gateway.admin.service import Administration
 from gateway.commands.base import administration, command, print_table
-from gateway.localtime import last_day
+from gateway.core.localtime import last_day
 
 
 def add_grant(sub, common) -> None:

@@ -2,7 +2,7 @@
 the list of queued and sent mails."""
 from __future__ import annotations
 
-from gateway.admin import Administration
+from gateway.admin.service import Administration
 from gateway.commands.base import administration, command, print_table
 from storage.errors import GatewayError
 

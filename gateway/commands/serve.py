@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from gateway.admin import Administration
+from gateway.admin.service import Administration
 from gateway.commands.base import administration, command
 from gateway.config import Config
 from storage.errors import GatewayError

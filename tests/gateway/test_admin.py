@@ -12,9 +12,9 @@ import pytest
 from auth.authenticator import TokenCredentials
 from auth.policy import AdminAction, Decision, decide_admin
 from auth.principal import Principal, Role
-from gateway.admin import Administration
-from gateway.enterprise import with_check
-from gateway.lifecycle import allowed_verbs, next_status
+from gateway.admin.service import Administration
+from gateway.core.enterprise import with_check
+from gateway.core.lifecycle import allowed_verbs, next_status
 from storage.errors import AdminConflict, AdminError, AdminForbidden, AdminNotFound, IllegalTransition
 from storage.repository import utcnow
 from tests.conftest import (CENTRE_A, CENTRE_B, CENTRE_PAPER, STAFF_PASSWORD, populate, start_gateway)

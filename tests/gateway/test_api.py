@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.enterprise import with_check
-from gateway.mailbox import MailboxSession
-from gateway.websession import SessionSigner
+from gateway.core.enterprise import with_check
+from gateway.core.mailbox import MailboxSession
+from gateway.web.websession import SessionSigner
 from tests.conftest import (CENTRE_A, CENTRE_B, CENTRE_PAPER, STAFF_PASSWORD, SMTPCapture, populate,
                             start_gateway, token_card)
 from tests.pdfsamples import minimal_pdf
@@ -147,7 +147,7 @@ def admin_a(gw):
 
 # -- the document, headers, routing -------------------------------------------------------------------------------
 def test_openapi_document_is_served_without_login_and_covers_every_route(gw):
-    from gateway.api import ROUTES
+    from gateway.web.api import ROUTES
 
     a = call(gw.dav_port, "GET", "/openapi.json")
     assert a.status == 200 and a.headers["content-type"] == JSON_TYPE

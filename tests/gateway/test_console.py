@@ -13,10 +13,10 @@ from datetime import date, timedelta
 
 import pytest
 
-from gateway import i18n
-from gateway.enterprise import with_check
-from gateway.mailbox import MailboxSession
-from gateway.websession import SessionSigner
+from gateway.web import i18n
+from gateway.core.enterprise import with_check
+from gateway.core.mailbox import MailboxSession
+from gateway.web.websession import SessionSigner
 from tests import pdfsamples
 from tests.conftest import CENTRE_A, CENTRE_B, CENTRE_PAPER, STAFF_PASSWORD, populate, start_gateway, token_card
 from tests.pki import EidPki, national_register_number

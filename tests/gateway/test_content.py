@@ -1,4 +1,4 @@
-"""The content rule (gateway/content.py) against the samples of tests/pdfsamples.py."""
+"""The content rule (gateway/core/content.py) against the samples of tests/pdfsamples.py."""
 from __future__ import annotations
 
 import builtins
@@ -12,7 +12,7 @@ import time
 import pikepdf
 import pytest
 
-from gateway.content import (
+from gateway.core.content import (
     ANY_TYPE,
     PDF_TYPE,
     REASON_EMPTY,

@@ -18,7 +18,7 @@ from typing import Callable
 import pytest
 import sqlalchemy as sa
 
-from gateway.enterprise import with_check
+from gateway.core.enterprise import with_check
 from storage.models import Base
 from tests.conftest import CENTRE_A, CENTRE_B, STAFF_PASSWORD, SMTPCapture
 from tests.gateway.test_api import api_token, archive_document, call, core_session, login, start_api_gateway

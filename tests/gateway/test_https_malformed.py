@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from gateway.websession import SessionSigner
+from gateway.web.websession import SessionSigner
 from tests import pdfsamples
 from tests.conftest import CENTRE_A, STAFF_PASSWORD
 from tests.rawhttp import Response, request, send

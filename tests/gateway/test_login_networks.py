@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from gateway.enterprise import with_check
+from gateway.core.enterprise import with_check
 from tests.conftest import CENTRE_A, CENTRE_B, cli, start_gateway
 from tests.gateway.test_api import api_token, call, card_of, login
 from tests.people import curl, logins

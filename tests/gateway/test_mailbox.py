@@ -6,7 +6,7 @@ import hashlib
 import pytest
 
 from auth.authenticator import PasswordCredentials, PublicKeyCredentials
-from gateway.admin import Administration
+from gateway.admin.service import Administration
 from gateway.config import load_config
 from gateway.services import build
 from storage.errors import (AdminError, AlreadyExists, AuthenticationFailed, ContentRefused, InstitutionNotActive,
@@ -40,7 +40,7 @@ def session(services, name):
     mb = services.mailbox
     with mb.repo.read() as c:
         acc = mb.repo.account_by_name(c, name)
-    from gateway.mailbox import MailboxSession
+    from gateway.core.mailbox import MailboxSession
     return MailboxSession(mb, mb.load_principal(acc.id, "test"), "test", "127.0.0.1")
 
 

@@ -9,11 +9,11 @@ from datetime import timedelta
 
 import pytest
 
-from gateway.admin import Administration
+from gateway.admin.service import Administration
 from gateway.config import load_config
-from gateway.notify import Notifier, render
+from gateway.admin.notify import Notifier, render
 from storage.repository import utcnow
-from gateway.tls import ensure_self_signed
+from gateway.web.tls import ensure_self_signed
 from tests.conftest import (CENTRE_A, CENTRE_B, CENTRE_PAPER, SMTPCapture, populate, start_gateway)
 from tests.pdfsamples import minimal_pdf
 

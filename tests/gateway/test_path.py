@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway import enterprise
+from gateway.core import enterprise
 from storage.errors import InvalidName, NotFound
-from gateway.path import ROOT, VPath, check_new_name, is_temporary_name, normalize, parse
+from gateway.core.path import ROOT, VPath, check_new_name, is_temporary_name, normalize, parse
 
 C = enterprise.with_check("02123456")
 

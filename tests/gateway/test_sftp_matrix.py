@@ -27,7 +27,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from gateway.enterprise import with_check
+from gateway.core.enterprise import with_check
 from tests.conftest import CENTRE_A, CENTRE_B, CENTRE_PAPER, CENTRE_SUSP, SFTP_OPTS, cli, ssh_env
 from tests.pdfsamples import minimal_pdf
 from tests.sftpclients import Result, attempt, get, names, put

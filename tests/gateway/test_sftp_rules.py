@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from gateway.enterprise import with_check
+from gateway.core.enterprise import with_check
 from tests import pdfsamples as samples
 from tests.conftest import CENTRE_A, CENTRE_B, SFTP_OPTS, STAFF_PASSWORD, ssh_env
 from tests.sftpclients import attempt, get, names, put

@@ -1,4 +1,4 @@
-"""The asyncssh internals gateway/sshcompat.py relies on still have the shape it relies on.
+"""The asyncssh internals gateway/sftp/sshcompat.py relies on still have the shape it relies on.
 
 Each test names one internal; when an asyncssh upgrade changes it, the test says which adjustment to revisit
 instead of an SFTP test failing somewhere far from the cause. (The SFTP tests check the behaviour itself.)
@@ -15,7 +15,7 @@ from asyncssh.connection import SSHConnection, SSHServerConnection
 from asyncssh.packet import PacketDecodeError, SSHPacket, String, UInt64
 from asyncssh.public_key import SSHOpenSSHCertificate
 
-from gateway import sshcompat
+from gateway.sftp import sshcompat
 
 
 def _params(fn) -> list[str]:

@@ -1,8 +1,8 @@
 """The cheroot and wsgidav internals the HTTPS front-end relies on still have the shape it relies on.
 
-gateway/tlsaccept.py replaces cheroot's connection manager accept (``_from_server_socket``, installed as the
-server's ``_connections``) and hands finished handshakes back to the server; gateway/davstate.py narrows
-wsgidav's lock manager's ``_get_write_conflicts``; gateway/webdav.py replaces ``DAVError.get_response_page`` and
+gateway/web/tlsaccept.py replaces cheroot's connection manager accept (``_from_server_socket``, installed as the
+server's ``_connections``) and hands finished handshakes back to the server; gateway/dav/state.py narrows
+wsgidav's lock manager's ``_get_write_conflicts``; gateway/dav/app.py replaces ``DAVError.get_response_page`` and
 reads ``wsgidav.all_input_read``. Each test names one of them, so that an upgrade that changes it says where to
 look (the HTTPS and WebDAV tests check the behaviour itself).
 """
@@ -18,15 +18,16 @@ from wsgidav.lock_man.lock_manager import LockManager, generate_lock_token
 from wsgidav.lock_man.lock_storage import LockStorageDict, normalize_lock_root, validate_lock
 from wsgidav.xml_tools import xml_to_bytes
 
-from gateway import tlsaccept, webdav
-from gateway.davstate import GatewayLockManager, LockPrincipal
+from gateway.dav import app as webdav
+from gateway.web import tlsaccept
+from gateway.dav.state import GatewayLockManager, LockPrincipal
 
 
 def _params(fn) -> list[str]:
     return list(inspect.signature(fn).parameters)
 
 
-# -- cheroot (gateway/tlsaccept.py) ----------------------------------------------------------------------------
+# -- cheroot (gateway/web/tlsaccept.py) ----------------------------------------------------------------------------
 def test_cheroot_server_keeps_its_connection_manager_in_connections_made_by_prepare():
     assert "self._connections = connections.ConnectionManager(self)" in inspect.getsource(wsgi.Server.prepare)
     assert _params(connections.ConnectionManager.__init__) == ["self", "server"]
@@ -52,7 +53,7 @@ def test_cheroot_takes_a_handed_over_connection_with_put_conn_or_process_conn():
     assert _params(BuiltinSSLAdapter.makefile)[:2] == ["self", "sock"]
 
 
-# -- wsgidav (gateway/webdav.py, gateway/davstate.py) ------------------------------------------------------------
+# -- wsgidav (gateway/dav/app.py, gateway/dav/state.py) ------------------------------------------------------------
 def test_wsgidav_renders_errors_with_get_response_page_which_webdav_replaces():
     assert DAVError.get_response_page is webdav._plain_error_page
     assert "e.get_response_page()" in inspect.getsource(error_printer)

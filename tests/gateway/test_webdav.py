@@ -33,7 +33,7 @@ import defusedxml.ElementTree as SafeET
 import pytest
 import sqlalchemy as sa
 
-from gateway.enterprise import with_check
+from gateway.core.enterprise import with_check
 from tests.conftest import CENTRE_A, CENTRE_B, CENTRE_PAPER, CENTRE_SUSP, STAFF_PASSWORD, start_gateway
 from tests.davtools import Answer, sftp_put
 from tests.pdfsamples import minimal_pdf, not_a_pdf_html, not_a_pdf_zip

@@ -31,7 +31,7 @@ from urllib.parse import quote, unquote
 import pytest
 import sqlalchemy as sa
 
-from gateway.enterprise import with_check
+from gateway.core.enterprise import with_check
 from tests.conftest import CENTRE_A
 from tests.davtools import sftp_put
 from tests.pdfsamples import minimal_pdf, not_a_pdf_html

@@ -17,7 +17,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from gateway.enterprise import with_check
+from gateway.core.enterprise import with_check
 from tests.conftest import CENTRE_B, STAFF_PASSWORD
 from tests.davtools import audit_list, dav_curl, lock, lock_token
 from tests.machinecert import add_machine

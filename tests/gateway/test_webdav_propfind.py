@@ -8,8 +8,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from gateway.enterprise import with_check
-from gateway.webdav import create_app
+from gateway.core.enterprise import with_check
+from gateway.dav.app import create_app
 from tests import pdfsamples
 
 PW = "propfind-password-1"

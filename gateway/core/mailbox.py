@@ -23,10 +23,10 @@ from auth.throttle import LoginThrottle
 from auth.policy import (Action, Decision, LockTarget, decide, decide_lock, held_back_by_others_locks,
                          sees_only_own_documents)
 from auth.principal import Grant, Principal, Role
-from gateway import path as vpath
+from gateway.core import path as vpath
 from gateway.config import Config
-from gateway.content import ContentPolicy, check_content
-from gateway.path import VPath
+from gateway.core.content import ContentPolicy, check_content
+from gateway.core.path import VPath
 from storage.blobstore import BlobRef, BlobStore
 from storage.errors import (AlreadyExists, AuthenticationFailed, Conflict, ContentRefused, GatewayError,
                             InstitutionNotActive, InvalidName, NotFound, PermissionDenied, ServiceUnavailable,
@@ -102,7 +102,7 @@ class Mailbox:
         self._login_locks_guard = threading.Lock()
         self._secret = os.urandom(32)
         self._inst_lock = threading.Lock()
-        #: gateway.notify.Notifier, when the services wiring made one (activation notices, test mails)
+        #: gateway.admin.notify.Notifier, when the services wiring made one (activation notices, test mails)
         self.notifier = None
 
     # -- login -----------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 document of the REST API (served at ``GET /api/openapi.json``; see :mod:`gateway.api`).
+"""The OpenAPI 3.1 document of the REST API (served at ``GET /api/openapi.json``; see :mod:`gateway.web.api`).
 
 The patterns below are also what the API itself checks request fields against, so that the document and the
 server accept exactly the same requests.
@@ -13,7 +13,7 @@ TEXT = r"^[^\x00-\x1f\x7f]*$"
 _SPACE = r"\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 #: a reference says something: at least one character that is neither a control character nor whitespace
 REFERENCE = rf"^[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f{_SPACE}][^\x00-\x1f\x7f]*$"
-#: the core's e-mail address rule (gateway.admin._EMAIL), anchored the same way in every regex dialect
+#: the core's e-mail address rule (gateway.admin.service._EMAIL), anchored the same way in every regex dialect
 EMAIL = (r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
          r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
 ACCOUNT = r"^[A-Za-z0-9._@-]{1,64}$"

@@ -34,12 +34,12 @@ from urllib.parse import parse_qs
 from auth.authenticator import ApiTokenCredentials
 from auth.policy import STATUSES
 from auth.principal import Principal
-from gateway.admin import Administration
-from gateway.httpauth import parse_authorization, session_cookie
-from gateway.localtime import last_day
-from gateway.mailbox import Mailbox
-from gateway.openapi import DATE, DOCUMENT_PATH, EMAIL, REFERENCE
-from gateway.websession import SessionSigner, WebSession, has_eid, retry_after, strong_login
+from gateway.admin.service import Administration
+from gateway.web.httpauth import parse_authorization, session_cookie
+from gateway.core.localtime import last_day
+from gateway.core.mailbox import Mailbox
+from gateway.web.openapi import DATE, DOCUMENT_PATH, EMAIL, REFERENCE
+from gateway.web.websession import SessionSigner, WebSession, has_eid, retry_after, strong_login
 from storage import errors
 from storage.errors import AuthenticationFailed, CentreNotFound, GatewayError, MalformedCredentials, lookup
 from storage.repository import as_utc
@@ -418,7 +418,7 @@ class RestApi:
 
     # -- public --------------------------------------------------------------------------------------------
     def _openapi(self, req: Request) -> Reply:
-        from gateway.openapi import DOCUMENT
+        from gateway.web.openapi import DOCUMENT
 
         return Reply(200, DOCUMENT)
 

@@ -21,10 +21,10 @@ from asyncssh import SFTPAttrs, SFTPName
 
 from auth.attempts import ConnectionAttempts
 from auth.authenticator import CertificateCredentials, PasswordCredentials, PublicKeyCredentials, TokenCredentials
-from gateway import path as vpath
-from gateway import sshcompat  # asyncssh adjustments, installed at import
+from gateway.core import path as vpath
+from gateway.sftp import sshcompat  # asyncssh adjustments, installed at import
 from gateway.config import Config
-from gateway.mailbox import Download, Entry, Mailbox, MailboxSession, Upload
+from gateway.core.mailbox import Download, Entry, Mailbox, MailboxSession, Upload
 from storage import errors
 from storage.errors import AuthenticationFailed, GatewayError, TooLarge, Unsupported, lookup
 

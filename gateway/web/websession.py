@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from auth.authenticator import EidCredentials, TokenCredentials
-from gateway.httpauth import cookies
-from gateway.mailbox import Mailbox, MailboxSession
+from gateway.web.httpauth import cookies
+from gateway.core.mailbox import Mailbox, MailboxSession
 
 MAX_FORM = 16 * 1024
 #: the form of a signed value: base64url payload, ".", 32 hex digits of MAC
@@ -80,7 +80,8 @@ class SessionSigner:
 
 
 def cookie_value(environ, name: str) -> str:
-    """A cookie's value as sent (any bytes); session cookies are read with :func:`gateway.httpauth.session_cookie`."""
+    """A cookie's value as sent (any bytes); session cookies are read with
+    :func:`gateway.web.httpauth.session_cookie`."""
     return cookies(environ).get(name, "")
 
 

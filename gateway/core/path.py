@@ -12,7 +12,7 @@ import fnmatch
 import unicodedata
 from dataclasses import dataclass
 
-from gateway import enterprise
+from gateway.core import enterprise
 from storage.errors import InvalidName, NotFound
 
 # "/" separates components; "\\" would be a separator for Windows clients. Other characters Windows dislikes

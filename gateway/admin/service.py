@@ -19,13 +19,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from auth.authenticator import hash_password
 from auth.policy import STATUSES, AdminAction, Decision, decide_admin
 from auth.principal import Principal, Role
-from gateway import enterprise
-from gateway import path as vpath
+from gateway.core import enterprise
+from gateway.core import path as vpath
 from auth.networks import parse_networks
-from gateway.content import ContentPolicy
-from gateway.lifecycle import next_status
-from gateway.localtime import BRUSSELS
-from gateway.mailbox import Mailbox
+from gateway.core.content import ContentPolicy
+from gateway.core.lifecycle import next_status
+from gateway.core.localtime import BRUSSELS
+from gateway.core.mailbox import Mailbox
 from storage.errors import (AdminConflict, AdminError, AdminForbidden, AdminNotFound, CentreNotFound, Conflict,
                             GatewayError, IllegalTransition, NotFound)
 from storage.repository import AuditRecord, Repository, utcnow

@@ -1,7 +1,7 @@
 """The HTTPS port: cheroot serving WebDAV under ``/dav``, the account page, the console and the REST API.
 
 cheroot runs its own worker threads; the WSGI application calls the (synchronous, thread-safe) core directly.
-TLS handshakes happen off cheroot's accept thread, each with a deadline (:mod:`gateway.tlsaccept`).
+TLS handshakes happen off cheroot's accept thread, each with a deadline (:mod:`gateway.web.tlsaccept`).
 """
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ import threading
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
-from gateway import tls
-from gateway.tlsaccept import Handshaker, HandshakingServer
+from gateway.web import tls
+from gateway.web.tlsaccept import Handshaker, HandshakingServer
 from gateway.config import Config
 from storage.errors import MalformedRequest
-from gateway.mailbox import Mailbox
+from gateway.core.mailbox import Mailbox
 from auth.networks import client_address
-from gateway.accountpage import AccountPage
-from gateway.webdav import DAV_METHODS, create_app
+from gateway.web.accountpage import AccountPage
+from gateway.dav.app import DAV_METHODS, create_app
 
 log = logging.getLogger("instpages.https")
 
@@ -167,9 +167,9 @@ class HTTPSFrontend:
                                   block_size=cfg.block_size, trusted_proxies=config.auth.trusted_proxies)
         self.account_app = with_source(AccountPage(mailbox, keyring.derive(b"account-cookie"),
                                                    secure_cookie=not cfg.plain_http), config.auth.trusted_proxies)
-        from gateway.api import RestApi
-        from gateway.console import Console
-        from gateway.websession import SessionSigner
+        from gateway.web.api import RestApi
+        from gateway.web.console import Console
+        from gateway.web.websession import SessionSigner
 
         # one key for the console's cookie and the API's session tokens: the same strong login serves both
         signer = SessionSigner(keyring.derive(b"web-session"), seconds=cfg.session_seconds)

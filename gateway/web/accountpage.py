@@ -14,10 +14,10 @@ from __future__ import annotations
 import html
 import time
 
-from gateway.admin import Administration
-from gateway.httpauth import session_cookie
-from gateway.mailbox import Mailbox
-from gateway.websession import SessionSigner, WebSession, has_eid, read_form, retry_after, strong_login
+from gateway.admin.service import Administration
+from gateway.web.httpauth import session_cookie
+from gateway.core.mailbox import Mailbox
+from gateway.web.websession import SessionSigner, WebSession, has_eid, read_form, retry_after, strong_login
 from storage import errors
 from storage.errors import AuthenticationFailed, GatewayError, MalformedCredentials, lookup
 

@@ -42,11 +42,11 @@ from auth.authenticator import (ClientCertificateCredentials, DevicePasswordCred
                                 PasswordCredentials)
 from auth.networks import client_address
 from auth.secondfactor import DevicePasswords
-from gateway import path as vpath
-from gateway.davstate import DbLockStorage, DbPropertyManager, GatewayLockManager, LockPrincipal
-from gateway.httpauth import basic_header, parse_authorization
-from gateway.mailbox import Entry, Mailbox, MailboxSession
-from gateway.websession import client_certificate, retry_after
+from gateway.core import path as vpath
+from gateway.dav.state import DbLockStorage, DbPropertyManager, GatewayLockManager, LockPrincipal
+from gateway.web.httpauth import basic_header, parse_authorization
+from gateway.core.mailbox import Entry, Mailbox, MailboxSession
+from gateway.web.websession import client_certificate, retry_after
 from storage import errors
 from storage.errors import (AlreadyExists, AuthenticationFailed, GatewayError, MalformedCredentials, NotFound,
                             ServiceUnavailable, lookup)
@@ -680,7 +680,7 @@ class WriteChecks(BaseMiddleware):
 
     LOCK asks the core whether the account may lock there, and for how long (the Timeout header becomes what it
     grants). Locks are held under the canonical account name, which carries whether other accounts' locks hold the
-    account's writes back (never POD MI's deliveries: :class:`gateway.davstate.GatewayLockManager`)."""
+    account's writes back (never POD MI's deliveries: :class:`gateway.dav.state.GatewayLockManager`)."""
 
     def __init__(self, wsgidav_app, next_app, config):
         super().__init__(wsgidav_app, next_app, config)

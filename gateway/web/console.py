@@ -4,18 +4,18 @@ Server-rendered pages (Jinja2, HTML autoescaped), plain forms and links: every t
 the pages carry none (the Content-Security-Policy forbids it). Changes are POSTs carrying a CSRF token derived
 from the session, answered by a redirect (303) to the page that shows the result.
 
-Login is the strong login of the other web pages (``gateway.websession.strong_login``): the user name first, then
+Login is the strong login of the other web pages (``gateway.web.websession.strong_login``): the user name first, then
 the password with the code of the token card whose number the page asks -- or, with an eID certificate in the TLS
 handshake, the password alone. The session is a signed cookie (``ip_console``; HttpOnly, SameSite=Strict, Secure)
 and the principal is loaded again on every request, so a disabled account, a withdrawn designation or a changed
 grant takes effect at once.
 
-Everything the console does goes through :class:`gateway.admin.Administration`, which decides (delegation policy),
-records and refuses; the pages only choose which forms to show. A centre the user may not administer answers
+Everything the console does goes through :class:`gateway.admin.service.Administration`, which decides (delegation
+policy), records and refuses; the pages only choose which forms to show. A centre the user may not administer answers
 exactly as one that does not exist -- the same 404 page, whatever the id was.
 
 Language: ``?lang=nl|fr|en`` (remembered in the ``ip_lang`` cookie), else the browser's Accept-Language, else
-English. Labels live in :mod:`gateway.i18n`; the core's messages are shown as they are (English).
+English. Labels live in :mod:`gateway.web.i18n`; the core's messages are shown as they are (English).
 """
 from __future__ import annotations
 
@@ -32,13 +32,13 @@ from urllib.parse import parse_qs, quote, urlencode
 import jinja2
 
 from auth.policy import STATUSES, AdminAction
-from gateway import i18n
-from gateway.admin import LANGUAGES, Administration
-from gateway.httpauth import session_cookie
-from gateway.lifecycle import VERBS, allowed_verbs
-from gateway.localtime import BRUSSELS, last_day
-from gateway.mailbox import Mailbox
-from gateway.websession import (SessionSigner, WebSession, cookie_value, has_eid, read_form, retry_after,
+from gateway.web import i18n
+from gateway.admin.service import LANGUAGES, Administration
+from gateway.web.httpauth import session_cookie
+from gateway.core.lifecycle import VERBS, allowed_verbs
+from gateway.core.localtime import BRUSSELS, last_day
+from gateway.core.mailbox import Mailbox
+from gateway.web.websession import (SessionSigner, WebSession, cookie_value, has_eid, read_form, retry_after,
                                 strong_login)
 from storage import errors
 from storage.errors import (AdminError, AdminNotFound, AuthenticationFailed, GatewayError, MalformedCredentials,

@@ -58,7 +58,7 @@ __all__ = [
     "REASON_ENCRYPTED",
 ]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("gateway.content")  # its name from before the move to gateway/core/
 
 PDF_TYPE = "application/pdf"
 ANY_TYPE = "application/octet-stream"  # returned for non-PDF content accepted by a "*" policy
