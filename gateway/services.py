@@ -91,7 +91,8 @@ def build_directory(config: Config):
     c = config.ldap
     if not c.enabled:
         return None
-    from auth.ldap import Directory, LDAPSettings
+    from auth.ldap.directory import Directory
+    from auth.ldap.settings import LDAPSettings
 
     return Directory(LDAPSettings(
         uris=c.uris, start_tls=c.start_tls, ca_file=c.ca_file, bind_dn=c.bind_dn, bind_password=c.bind_password,
