@@ -162,7 +162,7 @@ class GatewayAuthenticator:
         self.tokens = tokens or TokenCards(repo)
         self.devices = devices or DevicePasswords(repo)
         self.api_tokens = api_tokens or ApiTokens(repo, days=365)
-        self.directory = directory  # auth.ldap.Directory, or None
+        self.directory = directory  # auth.ldap.directory.Directory, or None
         self.second_factor_required = second_factor_required
 
     # -- lookups ---------------------------------------------------------------------------------------------

@@ -14,10 +14,11 @@ from auth.authenticator import GatewayAuthenticator
 from auth.clientcert import ClientCertificates
 from auth.secondfactor import DevicePasswords, TokenCards
 from gateway.config import Config
-from storage.errors import ConfigError
 from gateway.core.mailbox import Mailbox
-from storage.blobstore import LocalBlobStore
+from storage.blobs.local import LocalBlobStore
+from storage.blobs.store import BlobStore
 from storage.db import create_engine
+from storage.errors import ConfigError
 from storage.keyring import Keyring
 from storage.repository import Repository
 
@@ -28,12 +29,13 @@ log = logging.getLogger("instpages.services")
 class Services:
     config: Config
     repo: Repository
-    blobs: LocalBlobStore
+    blobs: BlobStore
     keyring: Keyring
     mailbox: Mailbox
     user_cas: dict[str, asyncssh.SSHKey]
 
     def close(self) -> None:
+        self.blobs.close()
         self.repo.engine.dispose()
 
 
@@ -89,7 +91,8 @@ def build_directory(config: Config):
     c = config.ldap
     if not c.enabled:
         return None
-    from auth.ldap import Directory, LDAPSettings
+    from auth.ldap.directory import Directory
+    from auth.ldap.settings import LDAPSettings
 
     return Directory(LDAPSettings(
         uris=c.uris, start_tls=c.start_tls, ca_file=c.ca_file, bind_dn=c.bind_dn, bind_password=c.bind_password,

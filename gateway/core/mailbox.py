@@ -27,7 +27,7 @@ from gateway.core import path as vpath
 from gateway.config import Config
 from gateway.core.content import ContentPolicy, check_content
 from gateway.core.path import VPath
-from storage.blobstore import BlobRef, BlobStore
+from storage.blobs.store import BlobRef, BlobStore
 from storage.errors import (AlreadyExists, AuthenticationFailed, Conflict, ContentRefused, GatewayError,
                             InstitutionNotActive, InvalidName, NotFound, PermissionDenied, ServiceUnavailable,
                             Throttled, TooLarge)

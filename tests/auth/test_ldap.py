@@ -12,7 +12,9 @@ import ldap.dn
 import ldap.ldapobject
 import pytest
 
-from auth.ldap import Directory, DirectoryUser, LDAPSettings, centre_access
+from auth.ldap.directory import Directory
+from auth.ldap.person import DirectoryUser, centre_access
+from auth.ldap.settings import LDAPSettings
 from storage.errors import AuthenticationFailed, ConfigError, ServiceUnavailable
 from tests.ldapserver import (  # noqa: F401  (slapd: the session fixture)
     ADMIN_GROUP, ALICE_NRN, BOB_NRN, DUPONT_DN, PASSWORDS, REMOVE_GROUP, STAFF_GROUP, free_port, slapd,

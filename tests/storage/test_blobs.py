@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from storage.blobs import reader as blobstore
+from storage.blobs.chunks import HEADER_SIZE, TAG_SIZE
+from storage.blobs.local import LocalBlobStore
+from storage.blobs.store import BlobRef, BlobStore
 from storage.errors import ConfigError, IntegrityFailure, NotFound
-from storage import blobstore
-from storage.blobstore import HEADER_SIZE, TAG_SIZE, BlobRef, BlobStore, LocalBlobStore
 from storage.keyring import Keyring
 
 CS = 1024  # small chunks keep multi-chunk cases cheap

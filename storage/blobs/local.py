@@ -1,0 +1,207 @@
+"""Blobs in a local folder: the :class:`~storage.blobs.store.BlobStore` the gateway uses today.
+
+Layout: ``root/tmp/<id>.tmp`` while being written, ``root/<id[:2]>/<id[2:4]>/<id>`` once committed; files 0600,
+directories 0700; a file is fsynced before the rename that commits it, its directory after.  The bytes are the
+encrypted format of :mod:`storage.blobs.chunks`, written by :class:`~storage.blobs.writer.BlobWriter` and read by
+:class:`~storage.blobs.reader.BlobReader` with ``pread``.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from storage.blobs.chunks import DEFAULT_CHUNK_SIZE, check_chunk_size
+from storage.blobs.reader import BlobReader
+from storage.blobs.store import BlobRef, BlobStore, new_blob_id, valid_blob_id
+from storage.blobs.writer import BlobWriter, HashPool
+from storage.errors import NotFound
+from storage.fsio import fsync_dir, write_all
+from storage.keyring import Keyring
+
+_TMP_SUFFIX = ".tmp"
+_FILE_MODE = 0o600
+_DIR_MODE = 0o700
+
+
+class FileSource:
+    """A blob file opened for reading at offsets (``preadv``); NotFound when there is no such file."""
+
+    def __init__(self, path: Path):
+        try:
+            self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            raise NotFound() from None
+        try:
+            self.size = os.fstat(self._fd).st_size
+        except BaseException:
+            self.close()
+            raise
+
+    def read_into(self, buf, offset: int) -> int:
+        return os.preadv(self._fd, [buf], offset)
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+class TempFileSink:
+    """A new blob as ``root/tmp/<id>.tmp`` (created exclusively, 0600), renamed into place on commit."""
+
+    def __init__(self, temp_path: Path, final_path: Path):
+        self._temp_path = temp_path
+        self._final_path = final_path
+        self._committed = False
+        self._fd: int | None = os.open(
+            temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, _FILE_MODE)
+        try:
+            os.fchmod(self._fd, _FILE_MODE)
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, data) -> None:
+        write_all(self._fd, data)
+
+    def finish(self) -> None:
+        os.fsync(self._fd)
+        self.close()
+
+    def open_source(self) -> FileSource:
+        return FileSource(self._final_path if self._committed else self._temp_path)
+
+    def commit(self) -> None:
+        ensure_dir(self._final_path.parent)
+        os.rename(self._temp_path, self._final_path)
+        fsync_dir(self._final_path.parent)
+        self._committed = True
+
+    def abort(self) -> None:
+        self.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._temp_path)
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+class LocalBlobStore(BlobStore):
+    """Blobs as files under ``root``: ``root/tmp/<id>.tmp`` while written, ``root/<id[:2]>/<id[2:4]>/<id>`` after.
+
+    Large writes are hashed on the store's own :class:`~storage.blobs.writer.HashPool`, shut down by :meth:`close`.
+    """
+
+    def __init__(self, root: Path, keyring: Keyring, chunk_size: int = DEFAULT_CHUNK_SIZE):
+        self.root = Path(root)
+        self.keyring = keyring
+        self.chunk_size = check_chunk_size(chunk_size)
+        self._tmp = self.root / "tmp"
+        ensure_dir(self._tmp)
+        self._hash_pool = HashPool()
+
+    def __repr__(self) -> str:
+        return f"LocalBlobStore(root={str(self.root)!r}, chunk_size={self.chunk_size})"
+
+    def create(self) -> BlobWriter:
+        ensure_dir(self._tmp)
+        blob_id = new_blob_id()
+        sink = TempFileSink(self._temp_path(blob_id), self._final_path(blob_id))
+        return BlobWriter(blob_id, sink, self.keyring, self.chunk_size, self._hash_pool)
+
+    def open(self, ref: BlobRef, verify: bool = True) -> BlobReader:
+        if not valid_blob_id(ref.blob_id):
+            raise NotFound()
+        return BlobReader(FileSource(self._final_path(ref.blob_id)), ref, self.keyring, verify)
+
+    def delete(self, blob_id: str) -> None:
+        if not valid_blob_id(blob_id):
+            return
+        path = self._final_path(blob_id)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return
+        fsync_dir(path.parent)
+
+    def exists(self, blob_id: str) -> bool:
+        return valid_blob_id(blob_id) and os.path.isfile(self._final_path(blob_id))
+
+    def list_ids(self) -> Iterator[str]:
+        for first in _scan_dirs(self.root, 2):
+            for second in _scan_dirs(first, 2):
+                with os.scandir(second) as entries:
+                    names = sorted(e.name for e in entries if e.is_file(follow_symlinks=False))
+                for name in names:
+                    if valid_blob_id(name) and name[:2] == first.name and name[2:4] == second.name:
+                        yield name
+
+    def sweep_temporary(self, older_than: float = 0) -> int:
+        """Delete temporary blobs (crash leftovers) not modified for ``older_than`` seconds; returns the count.
+
+        ``older_than=0`` also removes blobs being written right now: use it only when no writer is active
+        (at start-up).
+        """
+        now = time.time()
+        removed = 0
+        try:
+            entries = list(os.scandir(self._tmp))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            if not entry.name.endswith(_TMP_SUFFIX):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+                if not stat.S_ISREG(st.st_mode) or now - st.st_mtime < older_than:
+                    continue
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
+            removed += 1
+        if removed:
+            fsync_dir(self._tmp)
+        return removed
+
+    def close(self) -> None:
+        self._hash_pool.close()
+
+    # -- internals -----------------------------------------------------------------------------------------
+
+    def _temp_path(self, blob_id: str) -> Path:
+        return self._tmp / f"{blob_id}{_TMP_SUFFIX}"
+
+    def _final_path(self, blob_id: str) -> Path:
+        return self.root / blob_id[:2] / blob_id[2:4] / blob_id
+
+
+def ensure_dir(path: Path) -> None:
+    """Create ``path`` and missing parents with mode 0700, fsyncing each parent that gained an entry."""
+    if path.is_dir():
+        return
+    if path.parent != path:
+        ensure_dir(path.parent)
+    try:
+        os.mkdir(path, _DIR_MODE)
+    except FileExistsError:
+        return
+    os.chmod(path, _DIR_MODE)  # regardless of umask
+    fsync_dir(path.parent)
+
+
+def _scan_dirs(path: Path, name_len: int) -> list[Path]:
+    try:
+        with os.scandir(path) as entries:
+            return sorted(
+                Path(e.path) for e in entries
+                if len(e.name) == name_len and e.is_dir(follow_symlinks=False)
+                and all(c in "0123456789abcdef" for c in e.name)
+            )
+    except FileNotFoundError:
+        return []
