@@ -471,7 +471,7 @@ def _seed_worker(data_dir: str, env: dict[str, str], uploader: str, items: list[
     from unittest import mock
 
     from gateway.config import load_config
-    from gateway.core.mailbox import MailboxSession
+    from gateway.core.session import MailboxSession
     from gateway.services import build
 
     cfg = load_config(None, env=env, overrides={"data_dir": data_dir})

@@ -11,7 +11,7 @@ import asyncssh
 from gateway.admin.service import Administration
 from gateway.config import Config
 from gateway.core.enterprise import with_check
-from gateway.core.mailbox import MailboxSession
+from gateway.core.session import MailboxSession
 
 CENTRES = [
     (with_check("02123456"), "OCMW Demostad", "active"),

@@ -26,7 +26,8 @@ The tree::
     ├── Unsupported               an operation the gateway does not offer
     ├── IntegrityFailure          stored bytes do not match their hash or tag (a server fault)
     ├── MalformedRequest          the request itself is broken (400)
-    │   └── MalformedCredentials  credentials not even well-formed; ``reason`` for the record
+    │   ├── MalformedCredentials  credentials not even well-formed; ``reason`` for the record
+    │   └── UploadFinished        bytes for, or a commit of, an upload already committed or dropped
     ├── ServiceUnavailable        a backend (directory, database) is unreachable
     ├── ConfigError               bad configuration; the message names the key
     ├── Conflict                  a uniqueness rule of the database refused a change (storage.repository)
@@ -170,6 +171,13 @@ class MalformedCredentials(MalformedRequest):
     def __init__(self, reason: str):
         super().__init__("authentication failed")
         self.reason = reason
+
+
+class UploadFinished(MalformedRequest):
+    """Bytes for an upload, or its commit, after it was committed, refused or aborted (a client that goes on
+    writing to a handle whose upload is over): a request out of order, not a server fault."""
+
+    default_message = "upload already finished"
 
 
 class ServiceUnavailable(GatewayError):

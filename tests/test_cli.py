@@ -242,7 +242,7 @@ def test_errors_print_one_line_and_exit_non_zero(site, case):
 def test_document_restore_brings_back_an_archived_document(site):
     """Deliver and archive through the core (as SFTP would), then restore with the CLI."""
     from gateway.config import load_config
-    from gateway.core.mailbox import MailboxSession
+    from gateway.core.session import MailboxSession
     from gateway.services import build
 
     d = site.data_dir

@@ -45,7 +45,9 @@ from auth.secondfactor import DevicePasswords
 from gateway.core import path as vpath
 from gateway.dav.state import DbLockStorage, DbPropertyManager, GatewayLockManager, LockPrincipal
 from gateway.web.httpauth import basic_header, parse_authorization
-from gateway.core.mailbox import Entry, Mailbox, MailboxSession
+from gateway.core.entry import Entry
+from gateway.core.mailbox import Mailbox
+from gateway.core.session import MailboxSession
 from gateway.web.websession import client_certificate, retry_after
 from storage import errors
 from storage.errors import (AlreadyExists, AuthenticationFailed, GatewayError, MalformedCredentials, NotFound,

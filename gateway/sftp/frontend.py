@@ -24,7 +24,10 @@ from auth.authenticator import CertificateCredentials, PasswordCredentials, Publ
 from gateway.core import path as vpath
 from gateway.sftp import sshcompat  # asyncssh adjustments, installed at import
 from gateway.config import Config
-from gateway.core.mailbox import Download, Entry, Mailbox, MailboxSession, Upload
+from gateway.core.entry import Entry
+from gateway.core.mailbox import Mailbox
+from gateway.core.session import MailboxSession
+from gateway.core.transfer import Download, Upload
 from storage import errors
 from storage.errors import AuthenticationFailed, GatewayError, TooLarge, Unsupported, lookup
 

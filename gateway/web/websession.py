@@ -23,7 +23,8 @@ from urllib.parse import parse_qs
 
 from auth.authenticator import EidCredentials, TokenCredentials
 from gateway.web.httpauth import cookies
-from gateway.core.mailbox import Mailbox, MailboxSession
+from gateway.core.mailbox import Mailbox
+from gateway.core.session import MailboxSession
 
 MAX_FORM = 16 * 1024
 #: the form of a signed value: base64url payload, ".", 32 hex digits of MAC

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from gateway.core.enterprise import with_check
-from gateway.core.mailbox import MailboxSession
+from gateway.core.session import MailboxSession
 from gateway.web.websession import SessionSigner
 from tests.conftest import (CENTRE_A, CENTRE_B, CENTRE_PAPER, STAFF_PASSWORD, SMTPCapture, populate,
                             start_gateway, token_card)

@@ -15,7 +15,7 @@ import pytest
 
 from gateway.web import i18n
 from gateway.core.enterprise import with_check
-from gateway.core.mailbox import MailboxSession
+from gateway.core.session import MailboxSession
 from gateway.web.websession import SessionSigner
 from tests import pdfsamples
 from tests.conftest import CENTRE_A, CENTRE_B, CENTRE_PAPER, STAFF_PASSWORD, populate, start_gateway, token_card

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.core.mailbox import MailboxSession
+from gateway.core.session import MailboxSession
 from tests import pdfsamples
 from tests.conftest import (CENTRE_A, CENTRE_B, CENTRE_PAPER, STAFF_PASSWORD, populate, start_gateway,
                             token_card)

@@ -40,7 +40,7 @@ def session(services, name):
     mb = services.mailbox
     with mb.repo.read() as c:
         acc = mb.repo.account_by_name(c, name)
-    from gateway.core.mailbox import MailboxSession
+    from gateway.core.session import MailboxSession
     return MailboxSession(mb, mb.load_principal(acc.id, "test"), "test", "127.0.0.1")
 
 

@@ -1,0 +1,37 @@
+"""What a front-end is told about a name in the tree: an :class:`Entry` (a centre's mailbox, a folder or a
+document) and the permission bits it shows. Built by the session (:mod:`gateway.core.session`) and the transfers
+(:mod:`gateway.core.transfer`); the front-ends turn it into SFTP attributes or WebDAV properties."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from storage.repository import DocumentRow
+
+FOLDER_MODE_READ = 0o550
+FOLDER_MODE_WRITE = 0o750
+DOCUMENT_MODE = 0o440
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    name: str
+    is_folder: bool
+    size: int = 0
+    mtime: float = 0.0
+    mode: int = FOLDER_MODE_READ
+    document_id: int | None = None
+    sha256: str = ""
+    content_type: str = ""
+    display_name: str = ""  # centres: their name
+
+    @classmethod
+    def of_document(cls, doc: DocumentRow) -> Entry:
+        """The entry of a stored document, as the caller may see it (always read-only)."""
+        return cls(doc.name, False, doc.size, epoch(doc.committed_at), DOCUMENT_MODE, doc.id, doc.sha256,
+                   doc.content_type)
+
+
+def epoch(dt: datetime | None) -> float:
+    """Seconds since the epoch of a stored time (0 when there is none)."""
+    return dt.timestamp() if dt else 0.0

@@ -1,0 +1,213 @@
+"""Transfers of a session: a :class:`Download` of a stored document and an :class:`Upload` in progress.
+
+A session (:mod:`gateway.core.session`) opens them once the operation is authorized; they stream the bytes
+(decrypted on the way out, encrypted on the way in), apply the upload rules (size, content, an identical
+re-send) and put the outcome on the record: complete or aborted, committed, staged or refused.
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from auth.policy import sees_only_own_documents
+from gateway.core.content import check_content
+from gateway.core.entry import DOCUMENT_MODE, Entry
+from gateway.core.path import VPath
+from storage.errors import (AlreadyExists, Conflict, ContentRefused, GatewayError, InstitutionNotActive, TooLarge,
+                            UploadFinished)
+from storage.repository import DocumentRow, utcnow
+
+if TYPE_CHECKING:
+    from gateway.core.session import MailboxSession
+
+
+class Download:
+    """An open document. ``read`` may be called with any offset; the record says complete or aborted."""
+
+    def __init__(self, session: MailboxSession, path: VPath, doc: DocumentRow, reader):
+        self.session = session
+        self.path = path
+        self.doc = doc
+        self.size = doc.size
+        self._reader = reader
+        self._served = 0          # bytes handed out (may exceed size on re-reads)
+        self._contiguous = 0      # highest offset such that [0, offset) was handed out
+        self._closed = False
+        self.failure: str | None = None
+
+    @property
+    def entry(self) -> Entry:
+        return Entry.of_document(self.doc)
+
+    def read(self, offset: int, size: int) -> bytes:
+        """Bytes handed to the client: fetched and counted."""
+        data = self.fetch(offset, size)
+        self.served(offset, len(data))
+        return data
+
+    def fetch(self, offset: int, size: int) -> bytes:
+        """Decrypt ``[offset, offset + size)`` without counting it as served (read-ahead)."""
+        if offset >= self.size or size <= 0:
+            return b""
+        try:
+            return self._reader.read_range(offset, min(size, self.size - offset))
+        except GatewayError as exc:
+            self.failure = exc.message
+            raise
+
+    def served(self, offset: int, n: int) -> None:
+        """Record that the client was sent ``n`` bytes at ``offset`` (the record says complete or aborted)."""
+        self._served += n
+        if offset <= self._contiguous < offset + n:
+            self._contiguous = offset + n
+
+    def close(self, aborted: bool = False) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._reader.close()
+        finally:
+            complete = not aborted and self.failure is None and self._contiguous >= self.size
+            s = self.session
+            with s.repo.write() as c:
+                s.audit(c, "download", "complete" if complete else "aborted", self.path, document_id=self.doc.id,
+                        nbytes=min(self._served, self.size),
+                        detail=self.failure or ("" if complete else "client stopped before the end"))
+                if complete:
+                    s.repo.mark_fetched(c, self.doc.id, s.loaded_principal.name)
+
+
+class Upload:
+    """An upload in progress: bytes go straight into an encrypted temporary blob; nothing is visible until
+    :meth:`commit` has validated and committed it. :meth:`abort` (dropped connection) leaves nothing."""
+
+    def __init__(self, session: MailboxSession, path: VPath, doc_id: int, writer, staged: bool):
+        self.session = session
+        self.path = path
+        self.doc_id = doc_id
+        self._writer = writer
+        self.staged = staged
+        self.max_size = session.mailbox.config.documents.max_size
+        self._done = False
+
+    @property
+    def size(self) -> int:
+        return self._writer.size
+
+    def append(self, data: bytes) -> None:
+        """Sequential bytes (the front-end puts out-of-order writes back in order)."""
+        if self._done:
+            raise UploadFinished()
+        if self._writer.size + len(data) > self.max_size:
+            raise self.refuse(TooLarge(f"document exceeds the maximum size of {self.max_size} bytes"))
+        self._writer.write(data)
+
+    def abort(self, reason: str = "upload interrupted") -> None:
+        if self._done:
+            return
+        self._done = True
+        s = self.session
+        try:
+            self._writer.abort()
+        finally:
+            with s.repo.write() as c:
+                s.repo.set_state(c, self.doc_id, ("pending",), "aborted")
+                s.audit(c, "upload", "aborted", self.path, document_id=self.doc_id, nbytes=self._writer.size,
+                        detail=reason)
+
+    def refuse(self, err: GatewayError) -> GatewayError:
+        """The upload breaks a rule (size, content, name...): drop it and record the refusal with its reason.
+        Returns ``err`` for the caller to raise."""
+        if self._done:
+            return err
+        self._done = True
+        s = self.session
+        self._writer.abort()
+        with s.repo.write() as c:
+            s.repo.set_state(c, self.doc_id, ("pending",), "aborted")
+            s.audit(c, "upload", "refused", self.path, document_id=self.doc_id, nbytes=self._writer.size,
+                    detail=err.message)
+        return err
+
+    def commit(self) -> Entry:
+        """Finish, validate and commit. Returns the visible entry; raises (after cleaning up) on refusal."""
+        if self._done:
+            raise UploadFinished()
+        s = self.session
+        path = self.path
+        ref = self._writer.finish()
+        inst = s.mailbox.institution(path.institution)
+        if inst is None or inst.status != "active":
+            raise self.refuse(InstitutionNotActive(path.institution, inst.status if inst else "unknown"))
+
+        if not self.staged:
+            with s.repo.read() as c:
+                existing = s.repo.visible_document(c, inst.id, path.folder, path.name)
+                same = s.delivered_before(c, inst, path, ref.sha256, ref.size, existing)
+            if same:
+                return self._noop(existing)
+            if existing is not None and not inst.mutable:
+                raise self.refuse(AlreadyExists())
+        try:
+            reader = self._writer.open_reader()
+            try:
+                content_type = check_content(reader, ref.size, s.mailbox.content_policy(inst))
+            finally:
+                reader.close()
+        except ContentRefused as exc:
+            raise self.refuse(exc)
+        self._writer.commit()
+        state = "staged" if self.staged else "committed"
+        try:
+            with s.repo.write() as c:
+                if self.staged:
+                    old = s.repo.visible_document(c, inst.id, path.folder, path.name)
+                    if old is not None and old.state == "staged" and old.uploaded_by == s.loaded_principal.account_id:
+                        s.repo.set_state(c, old.id, ("staged",), "aborted")
+                        replaced = old.blob_id
+                    else:
+                        replaced = None
+                if path.folder:
+                    s.repo.create_folders(c, inst.id, path.folder, s.loaded_principal.name)
+                if inst.mutable and not self.staged:
+                    old = s.repo.visible_document(c, inst.id, path.folder, path.name)
+                    if old is not None and old.state == "committed":
+                        s.repo.set_state(c, old.id, ("committed",), "archived", archived_at=utcnow(),
+                                         archived_by=s.loaded_principal.name)
+                        s.audit(c, "archive", "ok", path, document_id=old.id, nbytes=old.size,
+                                detail="replaced by a new version")
+                s.repo.finish_document(c, self.doc_id, state=state, size=ref.size, sha256=ref.sha256,
+                                       key_id=ref.key_id, wrapped_key=ref.wrapped_key, content_type=content_type)
+                s.audit(c, "upload", "staged" if self.staged else "committed", path, document_id=self.doc_id,
+                        nbytes=ref.size, detail=f"sha256={ref.sha256}")
+        except Conflict:
+            # someone committed the same name meanwhile
+            s.mailbox.blobs.delete(ref.blob_id)
+            with s.repo.read() as c:
+                existing = s.repo.visible_document(c, inst.id, path.folder, path.name)
+                same = s.delivered_before(c, inst, path, ref.sha256, ref.size, existing)
+            if same:
+                return self._noop(existing)
+            raise self.refuse(AlreadyExists())
+        except BaseException:
+            s.mailbox.blobs.delete(ref.blob_id)
+            raise
+        self._done = True
+        if self.staged and replaced:
+            s.mailbox.blobs.delete(replaced)
+        return Entry(path.name, False, ref.size, time.time(), DOCUMENT_MODE, self.doc_id, ref.sha256, content_type)
+
+    def _noop(self, existing: DocumentRow | None) -> Entry:
+        self._done = True
+        s = self.session
+        size = self._writer.size
+        self._writer.abort()
+        with s.repo.write() as c:
+            s.repo.set_state(c, self.doc_id, ("pending",), "aborted")
+            s.audit(c, "upload", "ok", self.path, document_id=existing.id if existing else None, nbytes=size,
+                    detail="identical document already delivered; nothing stored")
+        if existing is not None and (existing.uploaded_by == s.loaded_principal.account_id
+                                     or not sees_only_own_documents(s.loaded_principal)):
+            return Entry.of_document(existing)
+        return Entry(self.path.name, False, size, time.time(), DOCUMENT_MODE)
