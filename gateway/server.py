@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from gateway.config import Config
 from gateway.web.https import HTTPSFrontend
 from gateway.services import Services, build
-from gateway.sftp.frontend import SFTPFrontend
+from gateway.sftp.server import SFTPFrontend
 
 log = logging.getLogger("instpages.server")
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from gateway.dav import app as webdav
-from gateway.sftp import frontend as sftp
+from gateway.dav import errors as webdav
+from gateway.sftp import errors as sftp
 from gateway.web import accountpage, api, console
 from storage import errors
 from storage.errors import GatewayError, lookup

@@ -20,7 +20,8 @@ from storage.errors import MalformedRequest
 from gateway.core.mailbox import Mailbox
 from auth.networks import client_address
 from gateway.web.accountpage import AccountPage
-from gateway.dav.app import DAV_METHODS, create_app
+from gateway.dav.app import create_app
+from gateway.dav.middleware import DAV_METHODS
 
 log = logging.getLogger("instpages.https")
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from gateway.sftp import frontend as sftp
+from gateway.sftp import server as sftp
 from tests.conftest import CENTRE_A
 from tests.sftpclients import CLIENTS
 

@@ -18,7 +18,7 @@ import logging
 import asyncssh
 import pytest
 
-from gateway.sftp.frontend import GatewaySFTPServer
+from gateway.sftp.handler import GatewaySFTPServer
 from tests.conftest import CENTRE_A
 from tests.pdfsamples import minimal_pdf
 from tests.sftpclients import CLIENTS, sha256

@@ -2,9 +2,9 @@
 
 gateway/web/tlsaccept.py replaces cheroot's connection manager accept (``_from_server_socket``, installed as the
 server's ``_connections``) and hands finished handshakes back to the server; gateway/dav/state.py narrows
-wsgidav's lock manager's ``_get_write_conflicts``; gateway/dav/app.py replaces ``DAVError.get_response_page`` and
-reads ``wsgidav.all_input_read``. Each test names one of them, so that an upgrade that changes it says where to
-look (the HTTPS and WebDAV tests check the behaviour itself).
+wsgidav's lock manager's ``_get_write_conflicts``; gateway/dav/errors.py replaces ``DAVError.get_response_page``;
+gateway/dav/provider.py reads ``wsgidav.all_input_read``. Each test names one of them, so that an upgrade that
+changes it says where to look (the HTTPS and WebDAV tests check the behaviour itself).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from wsgidav.lock_man.lock_manager import LockManager, generate_lock_token
 from wsgidav.lock_man.lock_storage import LockStorageDict, normalize_lock_root, validate_lock
 from wsgidav.xml_tools import xml_to_bytes
 
-from gateway.dav import app as webdav
+from gateway.dav import errors as webdav
 from gateway.web import tlsaccept
 from gateway.dav.state import GatewayLockManager, LockPrincipal
 
@@ -53,7 +53,7 @@ def test_cheroot_takes_a_handed_over_connection_with_put_conn_or_process_conn():
     assert _params(BuiltinSSLAdapter.makefile)[:2] == ["self", "sock"]
 
 
-# -- wsgidav (gateway/dav/app.py, gateway/dav/state.py) ------------------------------------------------------------
+# -- wsgidav (gateway/dav/errors.py, provider.py, state.py) --------------------------------------------------------
 def test_wsgidav_renders_errors_with_get_response_page_which_webdav_replaces():
     assert DAVError.get_response_page is webdav._plain_error_page
     assert "e.get_response_page()" in inspect.getsource(error_printer)
