@@ -19,7 +19,7 @@ from gateway.core.content import ContentPolicy
 from gateway.core.lifecycle import next_status
 from storage.errors import AdminConflict, AdminError, AdminForbidden, Conflict, GatewayError, IllegalTransition
 
-#: the e-mail address rule (the REST API's document, gateway/web/openapi.py, states it for every regex dialect)
+#: the e-mail address rule (the REST API's document, gateway/web/api/openapi.py, states it for every regex dialect)
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
 

@@ -175,7 +175,7 @@ class HTTPSFrontend:
         self.account_app = with_source(AccountPage(mailbox, keyring.derive(b"account-cookie"),
                                                    administration=administration, secure_cookie=not cfg.plain_http),
                                        config.auth.trusted_proxies)
-        from gateway.web.api import RestApi
+        from gateway.web.api.app import RestApi
         from gateway.web.console import Console
         from gateway.web.websession import SessionSigner
 
