@@ -8,19 +8,22 @@ First factors: SSH keys and certificates (proven by the SSH layer), pinned TLS c
 (argon2 hashes here, or the organisation's LDAP directory). Second factors: token card codes, the eID
 certificate (its subject serialNumber must be the person's national register number), device passwords.
 Which combinations each kind of account needs is decided by :func:`auth.factors.method_allowed`.
+
+:class:`GatewayAuthenticator` satisfies :class:`auth.interfaces.Authenticator` (the protocol the core holds) and
+:class:`auth.interfaces.AccountProvisioner`; the second-factor services and the directory it is given are declared
+there too, and built in ``gateway/services.py``.
 """
 from __future__ import annotations
 
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import Protocol
-
 import argon2
 
 from auth import clientcert
 from auth.clientcert import ClientCertificates, NotAnEid
 from auth.factors import method_allowed
+from auth.interfaces import ApiTokenService, DevicePasswordService, DirectoryService, TokenCardService
 from auth.principal import Role
 from auth.secondfactor import ApiTokens, DevicePasswords, TokenCards
 from storage.errors import AuthenticationFailed, Conflict, ServiceUnavailable
@@ -109,16 +112,6 @@ class Authenticated:
     device_id: int | None = None
 
 
-class Authenticator(Protocol):
-    def authenticate(self, creds: Credentials, protocol: str = "sftp") -> Authenticated: ...
-
-    def pinned_account(self, certificate: str | bytes): ...
-
-    def eid_nrn(self, certificate: str | bytes) -> str: ...
-
-    def accepts_public_key(self, username: str, fingerprint: str) -> bool: ...
-
-
 _HASHER = argon2.PasswordHasher()
 _dummy_hash: str | None = None
 
@@ -152,16 +145,16 @@ def _verify(stored: str | None, password: str) -> bool:
 
 class GatewayAuthenticator:
     def __init__(self, repo: Repository, trusted_ca_fingerprints: frozenset[str] = frozenset(), *,
-                 tokens: TokenCards | None = None, devices: DevicePasswords | None = None, directory=None,
-                 second_factor_required: bool = True, api_tokens: "ApiTokens | None" = None,
-                 client_certs: ClientCertificates | None = None):
+                 tokens: TokenCardService | None = None, devices: DevicePasswordService | None = None,
+                 directory: DirectoryService | None = None, second_factor_required: bool = True,
+                 api_tokens: ApiTokenService | None = None, client_certs: ClientCertificates | None = None):
         self.repo = repo
         #: the eID trust anchors and CRLs that TLS client certificates are judged by
         self.client_certs = client_certs or ClientCertificates()
         self.trusted_ca_fingerprints = trusted_ca_fingerprints
-        self.tokens = tokens or TokenCards(repo)
-        self.devices = devices or DevicePasswords(repo)
-        self.api_tokens = api_tokens or ApiTokens(repo, days=365)
+        self.tokens: TokenCardService = tokens or TokenCards(repo)
+        self.devices: DevicePasswordService = devices or DevicePasswords(repo)
+        self.api_tokens: ApiTokenService = api_tokens or ApiTokens(repo, days=365)
         self.directory = directory  # auth.ldap.directory.Directory, or None
         self.second_factor_required = second_factor_required
 
@@ -243,7 +236,7 @@ class GatewayAuthenticator:
                 user = self.directory.authenticate(username, password)
             except AuthenticationFailed as exc:
                 return acc, exc
-            acc = acc or self.account(user.username) or self._provision(user)
+            acc = acc or self.account(user.username) or self.provision(user)
             if acc is None or acc.source != "ldap":
                 return None, AuthenticationFailed(f"the directory's {user.username!r} is a local account's name")
             return acc, None
@@ -252,8 +245,9 @@ class GatewayAuthenticator:
                                              unknown_name=acc is None)
         return acc, None
 
-    def _provision(self, user):
-        """First login of a directory person: an account row (role staff) to hang grants and records on."""
+    def provision(self, user):
+        """A directory person seen for the first time (a login, or being designated or given access): an account
+        row (role staff) to hang grants and records on. The account, created or found."""
 
         with self.repo.write() as c:
             try:
@@ -343,7 +337,7 @@ class GatewayAuthenticator:
 # the name the services wiring and older tests use
 LocalAuthenticator = GatewayAuthenticator
 
-__all__ = ["ApiTokenCredentials", "AuthenticationFailed", "Authenticated", "Authenticator", "CertificateCredentials",
+__all__ = ["ApiTokenCredentials", "AuthenticationFailed", "Authenticated", "CertificateCredentials",
            "ClientCertificateCredentials", "DevicePasswordCredentials", "EidCredentials", "GatewayAuthenticator",
            "LocalAuthenticator", "PasswordCredentials", "PublicKeyCredentials", "ServiceUnavailable",
            "TokenCredentials", "hash_password"]

@@ -24,8 +24,8 @@ class GatewayServer:
         self.services = services or build(config)
         self.executor = ThreadPoolExecutor(max_workers=config.storage.workers, thread_name_prefix="instpages")
         self.sftp = SFTPFrontend(config, self.services.mailbox, self.executor, self.services.user_cas)
-        self.https = (HTTPSFrontend(config, self.services.mailbox, self.services.keyring) if config.webdav.enabled
-                      else None)
+        self.https = (HTTPSFrontend(config, self.services.mailbox, self.services.keyring,
+                                    self.services.administration) if config.webdav.enabled else None)
         self._stop = asyncio.Event()
 
     async def start(self) -> None:
@@ -58,11 +58,9 @@ class GatewayServer:
     async def _notifications(self) -> None:
         """Digests are queued and the outbox is sent every ``notifications.poll_seconds``; expired grants are
         removed on the same beat (they stop working at their end already: load_principal filters them)."""
-        from gateway.admin.service import Administration
-
         loop = asyncio.get_running_loop()
         notifier = self.services.mailbox.notifier
-        admin = Administration(self.services.mailbox, actor="system:housekeeping", protocol="system")
+        admin = self.services.administration(actor="system:housekeeping", protocol="system")
         while not self._stop.is_set():
             try:
                 await loop.run_in_executor(self.executor, admin.expire_grants)

@@ -1,6 +1,10 @@
-"""Building the service graph from a Config: keyring, blob store, repository, authenticator, mailbox.
+"""Building the service graph from a Config: keyring, blob store, repository, the second-factor services and
+the directory, the authenticator, the mailbox, the administration's collaborators.
 
-The CLI and the server both call :func:`build`; tests construct the pieces directly.
+The one factory: the CLI and the server both call :func:`build`, and everything the pieces share (the token card,
+device password and API token services, the directory) is built here once and passed in, never reached through
+another object; tests construct the pieces directly. :meth:`Services.administration` is how wiring code gets an
+:class:`~gateway.admin.service.Administration`.
 """
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ import asyncssh
 
 from auth.authenticator import GatewayAuthenticator
 from auth.clientcert import ClientCertificates
-from auth.secondfactor import DevicePasswords, TokenCards
+from auth.secondfactor import ApiTokens, DevicePasswords, TokenCards
+from gateway.admin.base import Collaborators
 from gateway.config import Config
 from gateway.core.mailbox import Mailbox
 from storage.blobs.local import LocalBlobStore
@@ -33,6 +38,15 @@ class Services:
     keyring: Keyring
     mailbox: Mailbox
     user_cas: dict[str, asyncssh.SSHKey]
+    #: what the administration uses besides the mailbox
+    collaborators: Collaborators
+
+    def administration(self, **kw):
+        """An :class:`~gateway.admin.service.Administration` (``actor``, ``protocol``, ``source``, ``principal``
+        as keywords) with this graph's mailbox and collaborators."""
+        from gateway.admin.service import Administration
+
+        return Administration(self.mailbox, collaborators=self.collaborators, **kw)
 
     def close(self) -> None:
         self.blobs.close()
@@ -75,15 +89,20 @@ def build(config: Config, *, initialize: bool = True) -> Services:
     a = config.auth
     if a.second_factor == "off":
         log.warning("auth.second_factor = off: people log in with a password alone. For test set-ups only.")
+    tokens = TokenCards(repo, codes=a.token_codes, challenge_seconds=a.token_challenge_seconds)
+    devices = DevicePasswords(repo, days=a.device_password_days)
+    api_tokens = ApiTokens(repo, days=365)
+    directory = build_directory(config)
     authenticator = GatewayAuthenticator(
-        repo, frozenset(cas), tokens=TokenCards(repo, codes=a.token_codes, challenge_seconds=a.token_challenge_seconds),
-        devices=DevicePasswords(repo, days=a.device_password_days), directory=build_directory(config),
+        repo, frozenset(cas), tokens=tokens, devices=devices, api_tokens=api_tokens, directory=directory,
         second_factor_required=a.second_factor == "required", client_certs=load_client_certificates(config))
     mailbox = Mailbox(config, repo, blobs, authenticator)
     from gateway.admin.notify import Notifier
 
     mailbox.notifier = Notifier(config, repo)
-    return Services(config, repo, blobs, keyring, mailbox, cas)
+    collaborators = Collaborators(tokens=tokens, devices=devices, api_tokens=api_tokens, provisioner=authenticator,
+                                  directory=directory)
+    return Services(config, repo, blobs, keyring, mailbox, cas, collaborators)
 
 
 def build_directory(config: Config):

@@ -10,7 +10,8 @@ import pytest
 
 from gateway.dav import errors as webdav
 from gateway.sftp import errors as sftp
-from gateway.web import accountpage, api, console
+from gateway.web import accountpage, console
+from gateway.web.api import app as api
 from storage import errors
 from storage.errors import GatewayError, lookup
 

@@ -7,7 +7,6 @@ import functools
 import logging
 
 from gateway import terminal
-from gateway.admin.service import Administration
 
 EXIT_ERROR = 1
 
@@ -29,7 +28,7 @@ def administration(handler):
         # a command reports the outcome of what it sent itself, in its one line
         logging.getLogger("instpages.notify").setLevel(logging.ERROR)
         try:
-            admin = Administration(services.mailbox)
+            admin = services.administration()
             return handler(args, admin)
         finally:
             services.close()

@@ -34,7 +34,7 @@ def serve(args, cfg: Config) -> int:
     if args.demo:
         from gateway.demo import ensure_demo
 
-        demo_info = ensure_demo(Administration(services.mailbox, actor="demo"), cfg)
+        demo_info = ensure_demo(services.administration(actor="demo"), cfg)
     try:
         server.run(cfg, services, on_ready=functools.partial(_ready, cfg, demo_info))
     except OSError as exc:

@@ -1,7 +1,7 @@
 """The gateway's one local time zone (Brussels) and what it means for a grant's dates.
 
 A grant "until DATE" lasts through that day in Brussels and is stored as the local midnight after it
-(:func:`gateway.admin.service.grant_end`); :func:`last_day` turns that end back into the day people gave and see.
+(:func:`gateway.admin.grants.grant_end`); :func:`last_day` turns that end back into the day people gave and see.
 """
 from __future__ import annotations
 

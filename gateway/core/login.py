@@ -15,8 +15,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from auth.authenticator import (Authenticator, CertificateCredentials, ClientCertificateCredentials, Credentials,
+from auth.authenticator import (CertificateCredentials, ClientCertificateCredentials, Credentials,
                                 EidCredentials, PasswordCredentials, PublicKeyCredentials, TokenCredentials)
+from auth.interfaces import Authenticator
 from auth.networks import in_networks, parse_networks, source_refusal
 from auth.principal import Grant, Principal, Role
 from auth.throttle import LoginThrottle
@@ -306,7 +307,7 @@ class Logins:
     def _directory_access(self, acc, grants: dict[str, Grant], administers: set[str]) -> None:
         """A directory person: the directory's verdict (raises AuthenticationFailed when removed or disabled
         there) and its group grants, added to ``grants`` and ``administers`` in place."""
-        directory = getattr(self.authenticator, "directory", None)
+        directory = self.authenticator.directory
         user = directory.lookup(acc.name) if directory is not None else None
         if user is None or not user.enabled:
             raise _refused(acc, "removed or disabled in the directory")

@@ -14,7 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from auth.authenticator import Authenticator, Credentials
+from auth.authenticator import Credentials
+from auth.interfaces import Authenticator
 from auth.principal import Principal
 from auth.throttle import LoginThrottle
 from gateway.config import Config

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import time
+from collections.abc import Callable
 
 from gateway.admin.service import Administration
 from gateway.web.httpauth import session_cookie
@@ -56,8 +57,11 @@ _PAGE = """<!DOCTYPE html>
 
 
 class AccountPage:
-    def __init__(self, mailbox: Mailbox, secret: bytes, *, secure_cookie: bool = True):
+    def __init__(self, mailbox: Mailbox, secret: bytes, *, administration: Callable[..., Administration],
+                 secure_cookie: bool = True):
         self.mailbox = mailbox
+        #: the services factory's (``Services.administration``)
+        self.administration = administration
         self.signer = SessionSigner(secret, seconds=SESSION_SECONDS, purpose="account")
         self.secure_cookie = secure_cookie
 
@@ -105,7 +109,7 @@ class AccountPage:
         except GatewayError as exc:
             return self._refused(start_response, exc)
         name = principal.name
-        admin = Administration(self.mailbox, protocol="web", source=source, principal=principal)
+        admin = self.administration(protocol="web", source=source, principal=principal)
         if method == "POST":
             form = read_form(environ)
             if not self.signer.csrf_ok(session, form.get("csrf", "")):

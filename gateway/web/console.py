@@ -27,13 +27,15 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from collections.abc import Callable
 from urllib.parse import parse_qs, quote, urlencode
 
 import jinja2
 
 from auth.policy import STATUSES, AdminAction
 from gateway.web import i18n
-from gateway.admin.service import LANGUAGES, Administration
+from gateway.admin.notify import LANGUAGES
+from gateway.admin.service import Administration
 from gateway.web.httpauth import session_cookie
 from gateway.core.lifecycle import VERBS, allowed_verbs
 from gateway.core.localtime import BRUSSELS, last_day
@@ -201,8 +203,11 @@ def _addresses(contacts: str) -> list[str]:
 
 
 class Console:
-    def __init__(self, mailbox: Mailbox, signer: SessionSigner, *, secure_cookie: bool = True):
+    def __init__(self, mailbox: Mailbox, signer: SessionSigner, *, administration: Callable[..., Administration],
+                 secure_cookie: bool = True):
         self.mailbox = mailbox
+        #: the services factory's (``Services.administration``)
+        self.administration = administration
         self.signer = signer
         self.secure_cookie = secure_cookie
         self._login_key = hmac.new(signer.secret, b"console-login-form", hashlib.sha256).digest()
@@ -349,7 +354,7 @@ class Console:
             # the session ends here
             req.cookies.append(self._cookie(req, COOKIE, "", max_age=0))
             raise _Unauthenticated(True) from None
-        return session, Administration(self.mailbox, protocol="web", source=req.source, principal=principal)
+        return session, self.administration(protocol="web", source=req.source, principal=principal)
 
     def _end(self, session: WebSession, source: str) -> None:
         """Logout: the account's sessions end on every gateway process (the core keeps the moment)."""

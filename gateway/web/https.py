@@ -9,6 +9,8 @@ import logging
 import ssl
 import sys
 import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
@@ -22,6 +24,9 @@ from auth.networks import client_address
 from gateway.web.accountpage import AccountPage
 from gateway.dav.app import create_app
 from gateway.dav.middleware import DAV_METHODS
+
+if TYPE_CHECKING:
+    from gateway.admin.service import Administration
 
 log = logging.getLogger("instpages.https")
 
@@ -161,22 +166,26 @@ def _announced(headers) -> int:
 
 
 class HTTPSFrontend:
-    def __init__(self, config: Config, mailbox: Mailbox, keyring):
+    def __init__(self, config: Config, mailbox: Mailbox, keyring, administration: Callable[..., Administration]):
+        """``administration``: the services factory's (``Services.administration``), for the console, the account
+        page and the REST API."""
         self.config = config
         cfg = config.webdav
         self.dav_app = create_app(mailbox, mount_path="/dav", auth_cache_seconds=cfg.auth_cache_seconds,
                                   block_size=cfg.block_size, trusted_proxies=config.auth.trusted_proxies)
         self.account_app = with_source(AccountPage(mailbox, keyring.derive(b"account-cookie"),
-                                                   secure_cookie=not cfg.plain_http), config.auth.trusted_proxies)
-        from gateway.web.api import RestApi
+                                                   administration=administration, secure_cookie=not cfg.plain_http),
+                                       config.auth.trusted_proxies)
+        from gateway.web.api.app import RestApi
         from gateway.web.console import Console
         from gateway.web.websession import SessionSigner
 
         # one key for the console's cookie and the API's session tokens: the same strong login serves both
         signer = SessionSigner(keyring.derive(b"web-session"), seconds=cfg.session_seconds)
-        self.console_app = with_source(Console(mailbox, signer, secure_cookie=not cfg.plain_http),
+        self.console_app = with_source(Console(mailbox, signer, administration=administration,
+                                               secure_cookie=not cfg.plain_http),
                                        config.auth.trusted_proxies)
-        self.api_app = with_source(RestApi(mailbox, signer), config.auth.trusted_proxies)
+        self.api_app = with_source(RestApi(mailbox, signer, administration=administration), config.auth.trusted_proxies)
         dispatcher = wsgi.PathInfoDispatcher({"/dav": self.dav_app, "/account": self.account_app,
                                               "/console": self.console_app, "/api": self.api_app, "/": root_app})
         self.server = HandshakingServer((cfg.host, cfg.port), ErrorGuard(dispatcher), numthreads=cfg.threads,

@@ -147,7 +147,7 @@ def admin_a(gw):
 
 # -- the document, headers, routing -------------------------------------------------------------------------------
 def test_openapi_document_is_served_without_login_and_covers_every_route(gw):
-    from gateway.web.api import ROUTES
+    from gateway.web.api.routes import ROUTES
 
     a = call(gw.dav_port, "GET", "/openapi.json")
     assert a.status == 200 and a.headers["content-type"] == JSON_TYPE

@@ -13,7 +13,7 @@ TEXT = r"^[^\x00-\x1f\x7f]*$"
 _SPACE = r"\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 #: a reference says something: at least one character that is neither a control character nor whitespace
 REFERENCE = rf"^[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f{_SPACE}][^\x00-\x1f\x7f]*$"
-#: the core's e-mail address rule (gateway.admin.service._EMAIL), anchored the same way in every regex dialect
+#: the core's e-mail address rule (gateway.admin.centres._EMAIL), anchored the same way in every regex dialect
 EMAIL = (r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
          r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
 ACCOUNT = r"^[A-Za-z0-9._@-]{1,64}$"

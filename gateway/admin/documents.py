@@ -1,0 +1,40 @@
+"""Documents, as administration sees them: a centre's archived documents (names and dates, never content) and
+restoring one to where it was."""
+from __future__ import annotations
+
+from auth.policy import AdminAction
+from gateway.admin.base import AdminBase
+from gateway.core import path as vpath
+from storage.errors import AdminConflict, AdminError, AdminNotFound, NotFound
+
+
+class DocumentAdmin(AdminBase):
+    """Archived documents and their restoring."""
+
+    def archived(self, raw_id: str, limit: int = 500) -> list:
+        """Archived documents of a centre (names and dates; restorable)."""
+        inst = self._centre(raw_id, AdminAction.RESTORE)
+        with self.repo.read() as c:
+            return self.repo.archived_in(c, inst.id, limit)
+
+    def restore(self, institution: str, raw_path: str) -> int:
+        inst_id = self._centre(institution, AdminAction.RESTORE).id
+        rel = raw_path if raw_path.startswith("/" + inst_id) else "/" + inst_id + "/" + raw_path.lstrip("/")
+        try:
+            path = vpath.parse(rel)
+        except NotFound:
+            raise AdminError(f"not a document path: {raw_path}") from None
+        if not path.parts or path.institution != inst_id:
+            raise AdminError("give the document's path inside the mailbox")
+        with self.repo.write() as c:
+            archived = self.repo.archived_documents(c, inst_id, path.folder, path.name)
+            if not archived:
+                raise AdminNotFound(f"no archived document {path}")
+            if self.repo.visible_document(c, inst_id, path.folder, path.name) is not None:
+                raise AdminConflict(f"{path} holds another document now; restoring would overwrite it")
+            doc = archived[0]
+            if path.folder:
+                self.repo.create_folders(c, inst_id, path.folder, self.actor)
+            self.repo.set_state(c, doc.id, ("archived",), "committed", archived_at=None, archived_by=None)
+            self._audit(c, "restore", inst_id, str(path), document_id=doc.id)
+        return doc.id
