@@ -162,7 +162,7 @@ class Gateway:
 
     @property
     def admin(self) -> Administration:
-        return Administration(self.services.mailbox, actor="test")
+        return self.services.administration(actor="test")
 
     @property
     def repo(self):

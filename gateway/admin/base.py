@@ -13,7 +13,7 @@ from __future__ import annotations
 import getpass
 from dataclasses import dataclass, field
 
-from auth.interfaces import (AccountProvisioner, ApiTokenService, Authenticator, DevicePasswordService,
+from auth.interfaces import (AccountProvisioner, ApiTokenService, DevicePasswordService,
                              DirectoryService, TokenCardService)
 from auth.networks import parse_networks
 from auth.policy import AdminAction, Decision, decide_admin
@@ -37,13 +37,6 @@ class Collaborators:
     #: the organisation's directory; None when none is configured
     directory: DirectoryService | None = None
 
-    @classmethod
-    def of(cls, authenticator: Authenticator) -> Collaborators:
-        """The ones the core's authenticator holds: for an Administration built by hand around a Mailbox (tests,
-        scripts) rather than by the services factory."""
-        return cls(authenticator.tokens, authenticator.devices, authenticator.api_tokens, authenticator,
-                   authenticator.directory)
-
 
 @dataclass
 class AdminBase:
@@ -53,8 +46,8 @@ class AdminBase:
     source: str = "local"
     #: who acts, for delegated operations; None = the operator on the gateway host
     principal: Principal | None = None
-    #: None: the ones of the mailbox's authenticator (:meth:`Collaborators.of`)
-    collaborators: Collaborators | None = field(default=None, repr=False)
+    #: the auth services it uses, given by the one factory (:meth:`gateway.services.Services.administration`)
+    collaborators: Collaborators = field(kw_only=True, repr=False)
 
     def __post_init__(self):
         if self.principal is not None and not self.actor:
@@ -64,8 +57,6 @@ class AdminBase:
                 self.actor = "cli:" + getpass.getuser()
             except Exception:  # pragma: no cover - no passwd entry
                 self.actor = "cli"
-        if self.collaborators is None:
-            self.collaborators = Collaborators.of(self.mailbox.authenticator)
 
     @property
     def repo(self) -> Repository:

@@ -102,7 +102,7 @@ def _admin(gw, name: str) -> Administration:
     mailbox = gw.services.mailbox
     with gw.repo.read() as c:
         acc = gw.repo.account_by_name(c, name)
-    return Administration(mailbox, protocol="test", source="127.0.0.1",
+    return gw.services.administration(protocol="test", source="127.0.0.1",
                           principal=mailbox.load_principal(acc.id, "test", "127.0.0.1"))
 
 
@@ -215,7 +215,7 @@ def test_a_grant_stops_at_its_end_date_and_housekeeping_records_it(gw):
         c.execute(Grant.__table__.update().where(Grant.__table__.c.account_id == target)
                   .values(expires_at=utcnow() - timedelta(seconds=1)))
     assert CENTRE_A not in {g.institution_id for g in mailbox.load_principal(target, "t").grants}
-    assert Administration(mailbox, actor="system:housekeeping").expire_grants() == 1
+    assert gw.services.administration(actor="system:housekeeping").expire_grants() == 1
     [event] = gw.audit("grant-expire", limit=1)
     assert event.institution_id == CENTRE_A and event.detail == "account=target"
     assert admin.access(CENTRE_A) and "target" not in [g.name for g in admin.access(CENTRE_A)]

@@ -6,7 +6,6 @@ import hashlib
 import pytest
 
 from auth.authenticator import PasswordCredentials, PublicKeyCredentials
-from gateway.admin.service import Administration
 from gateway.config import load_config
 from gateway.services import build
 from storage.errors import (AdminError, AlreadyExists, AuthenticationFailed, ContentRefused, InstitutionNotActive,
@@ -24,7 +23,7 @@ def core(request, tmp_path):
         env["INSTPAGES_STORAGE_DATABASE_URL"] = request.getfixturevalue("pg_url")
     cfg = load_config(None, env=env, overrides={"data_dir": str(tmp_path / "var")})
     services = build(cfg)
-    admin = Administration(services.mailbox, actor="test")
+    admin = services.administration(actor="test")
     admin.add_institution(A, "A", "active")
     admin.add_institution(B, "B", "active")
     admin.add_institution(PAPER, "P", "paper")
@@ -69,7 +68,7 @@ def test_deliver_fetch_archive_restore(core):
     assert arch.list(f"/{A}/2026-11") == []
     with pytest.raises(NotFound):
         arch.open_download(f"/{A}/2026-11/report.pdf")
-    Administration(core.mailbox, actor="t").restore(A, "2026-11/report.pdf")
+    core.administration(actor="t").restore(A, "2026-11/report.pdf")
     assert download(arch, f"/{A}/2026-11/report.pdf") == pdf
     with core.repo.read() as c:
         doc = core.repo.visible_document(c, A, "2026-11", "report.pdf")
@@ -178,7 +177,7 @@ def test_login(core):
 
 
 def test_admin_refusals(core):
-    admin = Administration(core.mailbox, actor="t")
+    admin = core.administration(actor="t")
     with pytest.raises(AdminError, match="check digits"):
         admin.add_institution("0212345678", "x")
     with pytest.raises(AdminError, match="belongs to one centre"):

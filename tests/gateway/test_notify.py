@@ -9,7 +9,6 @@ from datetime import timedelta
 
 import pytest
 
-from gateway.admin.service import Administration
 from gateway.config import load_config
 from gateway.admin.notify import Notifier, render
 from storage.repository import utcnow
@@ -50,7 +49,7 @@ def test_templates_in_both_languages_and_no_header_injection():
 
 def test_activation_notice_reaches_the_contacts(make_gateway, smtp_server):
     gw = make_gateway(env=smtp_server.env())
-    cell = Administration(gw.services.mailbox, actor="cell", protocol="test",
+    cell = gw.services.administration(actor="cell", protocol="test",
                           principal=gw.services.mailbox.load_principal(_id(gw, "cell"), "test"))
     cell.set_contacts(CENTRE_PAPER, "secretariaat@ocmw-papier.test, it@ocmw-papier.test", "nl")
     cell.transition(CENTRE_PAPER, "request", "mail of 2026-11-02")
