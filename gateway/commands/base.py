@@ -7,8 +7,12 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+from typing import TYPE_CHECKING
 
 from gateway import terminal
+
+if TYPE_CHECKING:
+    from gateway.admin.service import Administration
 
 EXIT_ERROR = 1
 
