@@ -33,7 +33,6 @@ import shlex
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,9 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from common import (BenchError, enterprise_number, free_port, median, proc_ppids, raise_interrupt, sha256_file, tail,
+                    vmrss_kib)
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -70,36 +72,12 @@ PROPFIND_PROPS = ("resourcetype", "getcontentlength", "getlastmodified", "geteta
                   "displayname")
 
 
-class BenchError(Exception):
-    pass
-
-
 def log(msg: str) -> None:
     print(f"[dav-bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------------------------------------
 # Small helpers
-
-
-def enterprise_number(first8: int) -> str:
-    """A valid Belgian enterprise number: 8 digits + (97 - first8 % 97) as 2 digits."""
-    if not 0 <= first8 < 10**8:
-        raise ValueError(first8)
-    return f"{first8:08d}{97 - first8 % 97:02d}"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def tail(path: Path | None, n: int = 25) -> str:
-    if path is None or not path.exists():
-        return ""
-    lines = path.read_text(errors="replace").splitlines()[-n:]
-    return ("\n--- last lines of " + str(path.name) + " ---\n" + "\n".join(lines)) if lines else ""
 
 
 def wait_for_port(port: int, proc: subprocess.Popen, timeout: float, what: str, logfile: Path | None) -> None:
@@ -152,10 +130,6 @@ def stop_process_group(proc: subprocess.Popen | None, what: str, grace: float = 
         log(f"warning: {what} (pid {proc.pid}) did not stop")
 
 
-def median(xs: list[float]) -> float:
-    return statistics.median(xs) if xs else float("nan")
-
-
 def loadavg() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -177,14 +151,6 @@ def listen_overflows() -> int:
     return 0
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(8 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def human_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -197,23 +163,8 @@ def human_bytes(n: float) -> str:
 # RSS of a process tree
 
 
-def _proc_ppids() -> dict[int, int]:
-    out: dict[int, int] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        rest = stat[stat.rfind(b")") + 2:].split()
-        out[int(name)] = int(rest[1])
-    return out
-
-
 def tree_pids(root: int) -> list[int]:
-    ppids = _proc_ppids()
+    ppids = proc_ppids()
     children: dict[int, list[int]] = {}
     for pid, ppid in ppids.items():
         children.setdefault(ppid, []).append(pid)
@@ -224,17 +175,6 @@ def tree_pids(root: int) -> list[int]:
             result.append(pid)
         todo.extend(children.get(pid, ()))
     return result
-
-
-def vmrss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 class RssSampler:
@@ -1618,15 +1558,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return a
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.time()
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _raise_interrupt)
+        signal.signal(sig, raise_interrupt)
     missing = [tool for tool in (NGINX, CURL, WRK, OPENSSL) if not os.path.exists(tool)]
     if missing or find_dav_ext_module() is None:
         print(f"missing: {', '.join(missing) or 'the nginx dav_ext module'}: run scripts/install-bench-deps.sh",

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import getpass
-import hashlib
 import io
 import json
 import os
@@ -28,7 +27,6 @@ import shlex
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,6 +34,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from common import (BenchError, enterprise_number, free_port, median, proc_ppids, raise_interrupt, sha256_file, tail,
+                    vmrss_kib)
 
 REPO = Path(__file__).resolve().parent.parent
 SSHD = "/usr/sbin/sshd"
@@ -52,29 +53,12 @@ SCENARIOS = ("get", "put", "ls", "small", "sessions")
 MB = 1_000_000  # throughput is reported in MB/s (10^6 bytes per second)
 
 
-class BenchError(Exception):
-    pass
-
-
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------------------------------------
 # Small helpers
-
-
-def enterprise_number(first8: int) -> str:
-    """A valid Belgian enterprise number: 8 digits + (97 - first8 % 97) as 2 digits."""
-    if not 0 <= first8 < 10**8:
-        raise ValueError(first8)
-    return f"{first8:08d}{97 - first8 % 97:02d}"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def wait_for_ssh_banner(port: int, proc: subprocess.Popen, timeout: float, what: str, logfile: Path | None) -> None:
@@ -95,13 +79,6 @@ def wait_for_ssh_banner(port: int, proc: subprocess.Popen, timeout: float, what:
             last_err = exc
         time.sleep(0.1)
     raise BenchError(f"{what} did not listen on {HOST}:{port} within {timeout:.0f} s ({last_err}){tail(logfile)}")
-
-
-def tail(path: Path | None, n: int = 25) -> str:
-    if path is None or not path.exists():
-        return ""
-    lines = path.read_text(errors="replace").splitlines()[-n:]
-    return ("\n--- last lines of " + str(path.name) + " ---\n" + "\n".join(lines)) if lines else ""
 
 
 def run(cmd: list[str], timeout: float, what: str, **kw) -> subprocess.CompletedProcess:
@@ -148,31 +125,12 @@ def stop_process(proc: subprocess.Popen | None, what: str, grace: float = 10.0) 
     return info
 
 
-def median(xs: list[float]) -> float:
-    return statistics.median(xs) if xs else float("nan")
-
-
 # --------------------------------------------------------------------------------------------------------
 # RSS of a process tree
 
 
-def _proc_ppids() -> dict[int, int]:
-    out: dict[int, int] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        rest = stat[stat.rfind(b")") + 2 :].split()
-        out[int(name)] = int(rest[1])
-    return out
-
-
 def tree_pids(root: int) -> list[int]:
-    ppids = _proc_ppids()
+    ppids = proc_ppids()
     children: dict[int, list[int]] = {}
     for pid, ppid in ppids.items():
         children.setdefault(ppid, []).append(pid)
@@ -183,17 +141,6 @@ def tree_pids(root: int) -> list[int]:
             result.append(pid)
         todo.extend(children.get(pid, ()))
     return result
-
-
-def vmrss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def tree_rss_kib(root: int) -> tuple[int, int]:
@@ -371,14 +318,6 @@ def write_big_pdf(path: Path, approx_bytes: int, pool: RandomPool) -> int:
             done += n
             k += 1
     return path.stat().st_size
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(8 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass
@@ -1301,15 +1240,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return a
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.time()
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _raise_interrupt)
+        signal.signal(sig, raise_interrupt)
     for tool in (SFTP, SSH_KEYGEN):
         if not os.path.exists(tool):
             print(f"{tool} missing: run scripts/install-bench-deps.sh", file=sys.stderr)

@@ -225,25 +225,29 @@ class Config:
     def database_url(self) -> str:
         return self.storage.database_url or f"sqlite:///{self.data_path / 'instpages.db'}"
 
+    def _path(self, setting: str, *default: str) -> Path:
+        """The path a setting names, or ``default`` below the data folder when it is empty."""
+        return Path(setting).expanduser().resolve() if setting else self.data_path.joinpath(*default)
+
     @property
     def blob_path(self) -> Path:
-        return Path(self.storage.blob_dir).expanduser().resolve() if self.storage.blob_dir else self.data_path / "blobs"
+        return self._path(self.storage.blob_dir, "blobs")
 
     @property
     def key_path(self) -> Path:
-        return Path(self.storage.key_dir).expanduser().resolve() if self.storage.key_dir else self.data_path / "keys"
+        return self._path(self.storage.key_dir, "keys")
 
     @property
     def host_key_path(self) -> Path:
-        return Path(self.sftp.host_key).expanduser().resolve() if self.sftp.host_key else self.data_path / "ssh_host_ed25519_key"
+        return self._path(self.sftp.host_key, "ssh_host_ed25519_key")
 
     @property
     def tls_cert_path(self) -> Path:
-        return Path(self.webdav.tls_cert).expanduser().resolve() if self.webdav.tls_cert else self.data_path / "tls" / "server.pem"
+        return self._path(self.webdav.tls_cert, "tls", "server.pem")
 
     @property
     def tls_key_path(self) -> Path:
-        return Path(self.webdav.tls_key).expanduser().resolve() if self.webdav.tls_key else self.data_path / "tls" / "server.key"
+        return self._path(self.webdav.tls_key, "tls", "server.key")
 
     @property
     def public_url(self) -> str:
@@ -260,6 +264,34 @@ class Config:
 def _section_types() -> dict[str, type]:
     hints = typing.get_type_hints(Config)
     return {name: hints[name] for name in hints if dataclasses.is_dataclass(hints[name])}
+
+
+def _key_types(sections: dict[str, type]) -> dict[str, dict[str, Any]]:
+    """The type of every key, by section; the top-level keys are the section ``""``."""
+    top = {k: v for k, v in typing.get_type_hints(Config).items() if k not in sections}
+    return {"": top, **{name: typing.get_type_hints(cls) for name, cls in sections.items()}}
+
+
+def _put(found: dict[str, dict[str, Any]], types: dict[str, dict[str, Any]], section: str, key: str, value: Any,
+         from_env: bool, origin: str = "") -> None:
+    """``value`` converted into ``found[section][key]``; an unknown key is refused (``origin`` says where it came
+    from)."""
+    dotted = f"{section}.{key}" if section else key
+    if key not in types[section]:
+        raise ConfigError(f"unknown configuration key {dotted}{origin}")
+    found[section][key] = _convert(dotted, value, types[section][key], from_env)
+
+
+def _env_key(types: dict[str, dict[str, Any]], name: str) -> tuple[str, str]:
+    """The section and key an ``INSTPAGES_...`` variable sets: ``DATA_DIR`` -> ("", "data_dir"),
+    ``SFTP_PORT`` -> ("sftp", "port")."""
+    rest = name[len(ENV_PREFIX):].lower()
+    if rest in types[""]:
+        return "", rest
+    for section in types:
+        if section and rest.startswith(section + "_"):
+            return section, rest[len(section) + 1:]
+    raise ConfigError(f"unknown configuration key in environment variable {name}")
 
 
 def _convert(key: str, value: Any, typ: Any, from_env: bool) -> Any:
@@ -401,51 +433,29 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
             raise ConfigError(f"configuration file {path}: {exc}") from None
 
     sections = _section_types()
-    top_hints = {k: v for k, v in typing.get_type_hints(Config).items() if k not in sections}
-    values: dict[str, Any] = {}
-    section_values: dict[str, dict[str, Any]] = {name: {} for name in sections}
+    types = _key_types(sections)
+    found: dict[str, dict[str, Any]] = {name: {} for name in types}
 
     for key, value in raw.items():
         if key in sections:
             if not isinstance(value, dict):
                 raise ConfigError(f"configuration key {key}: expected a table")
-            hints = typing.get_type_hints(sections[key])
             for sub, subval in value.items():
-                if sub not in hints:
-                    raise ConfigError(f"unknown configuration key {key}.{sub}")
-                section_values[key][sub] = _convert(f"{key}.{sub}", subval, hints[sub], False)
-        elif key in top_hints:
-            values[key] = _convert(key, value, top_hints[key], False)
+                _put(found, types, key, sub, subval, False)
         else:
-            raise ConfigError(f"unknown configuration key {key}")
+            _put(found, types, "", key, value, False)
 
     # environment: INSTPAGES_DATA_DIR, INSTPAGES_SFTP_PORT, ...
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX) or name in ("INSTPAGES_CONFIG",):
             continue
-        rest = name[len(ENV_PREFIX):].lower()
-        if rest in top_hints:
-            values[rest] = _convert(rest, value, top_hints[rest], True)
-            continue
-        for section, cls in sections.items():
-            if rest.startswith(section + "_"):
-                sub = rest[len(section) + 1:]
-                hints = typing.get_type_hints(cls)
-                if sub not in hints:
-                    raise ConfigError(f"unknown configuration key {section}.{sub} (from environment variable {name})")
-                section_values[section][sub] = _convert(f"{section}.{sub}", value, hints[sub], True)
-                break
-        else:
-            raise ConfigError(f"unknown configuration key in environment variable {name}")
+        section, key = _env_key(types, name)
+        _put(found, types, section, key, value, True, f" (from environment variable {name})")
 
     for dotted, value in (overrides or {}).items():
-        if "." in dotted:
-            section, sub = dotted.split(".", 1)
-            hints = typing.get_type_hints(sections[section])
-            section_values[section][sub] = _convert(dotted, value, hints[sub], False)
-        else:
-            values[dotted] = _convert(dotted, value, top_hints[dotted], False)
+        section, key = dotted.split(".", 1) if "." in dotted else ("", dotted)
+        _put(found, types, section, key, value, False)
 
-    cfg = Config(**values, **{name: cls(**section_values[name]) for name, cls in sections.items()})
+    cfg = Config(**found[""], **{name: cls(**found[name]) for name, cls in sections.items()})
     _validate(cfg)
     return cfg

@@ -25,6 +25,25 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+# -- the columns many tables have (each call is a new column) ----------------------------------------------------
+def serial_id(**kw):
+    """An integer primary key the database numbers."""
+    return mapped_column(Integer, primary_key=True, autoincrement=True, **kw)
+
+
+class OfAccount:
+    """A table of things an account has (keys, certificates, grants, secrets): each numbered, and gone when its
+    account goes. These two columns come first, as the migrations made them."""
+
+    id: Mapped[int] = serial_id(sort_order=-2)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True, sort_order=-1)
+
+
+def moment(nullable: bool = False):
+    """A point in time, with its time zone."""
+    return mapped_column(DateTime(timezone=True), nullable=nullable)
+
+
 class Institution(Base):
     __tablename__ = "institutions"
 
@@ -39,8 +58,8 @@ class Institution(Base):
     #: False (the default): committed documents are immutable. True only for scratch/test centres, where a
     #: write onto an existing name archives the old document and commits the new one (nothing is lost)
     mutable: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    status_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = moment()
+    status_changed_at: Mapped[datetime] = moment()
     #: who made the last status change, and the free-text reference they gave (e.g. the received forms)
     status_changed_by: Mapped[str] = mapped_column(String(64), default="", server_default="")
     status_reference: Mapped[str] = mapped_column(Text, default="", server_default="")
@@ -51,7 +70,7 @@ class Institution(Base):
     security_consultant_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     #: the newest document id already announced in a digest, and when the last digest was queued
     digest_cursor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    last_digest_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_digest_at: Mapped[datetime | None] = moment(nullable=True)
 
 
 class StatusChange(Base):
@@ -59,13 +78,13 @@ class StatusChange(Base):
 
     __tablename__ = "status_changes"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = serial_id()
     institution_id: Mapped[str] = mapped_column(ForeignKey("institutions.id"), index=True)
     from_status: Mapped[str] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
     actor: Mapped[str] = mapped_column(String(64))
     reference: Mapped[str] = mapped_column(Text, default="")
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = moment()
 
 
 class OutboxMessage(Base):
@@ -76,25 +95,25 @@ class OutboxMessage(Base):
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_due", "sent_at", "next_attempt_at"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = serial_id()
     kind: Mapped[str] = mapped_column(String(16))  # activation|digest|test
     institution_id: Mapped[str | None] = mapped_column(String(10), nullable=True, index=True)
     recipients: Mapped[str] = mapped_column(Text)
     subject: Mapped[str] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = moment()
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[float] = mapped_column(sa.Float, default=0.0)
     claimed_by: Mapped[str] = mapped_column(String(100), default="")
     claimed_until: Mapped[float] = mapped_column(sa.Float, default=0.0)
     last_error: Mapped[str] = mapped_column(Text, default="")
-    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    sent_at: Mapped[datetime | None] = moment(nullable=True)
 
 
 class Account(Base):
     __tablename__ = "accounts"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = serial_id()
     name: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(16))  # uploader|archiver|staff|local-admin|security-cell
     institution_id: Mapped[str | None] = mapped_column(ForeignKey("institutions.id"), nullable=True)
@@ -110,63 +129,57 @@ class Account(Base):
     allow_keys: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
     #: comma-separated CIDR ranges this account's logins must come from; empty = any
     networks: Mapped[str] = mapped_column(Text, default="", server_default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = moment()
     #: console / API sessions issued at or before this moment (epoch seconds) are over: a logout, on every
     #: gateway process (sessions themselves are stateless signed values)
     sessions_after: Mapped[float] = mapped_column(sa.Float, default=0.0, server_default="0")
 
 
-class SSHKey(Base):
+class SSHKey(OfAccount, Base):
     __tablename__ = "ssh_keys"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
     fingerprint: Mapped[str] = mapped_column(String(100), unique=True)  # SHA256:...
     public_key: Mapped[str] = mapped_column(Text)  # OpenSSH one-line form
     comment: Mapped[str] = mapped_column(String(200), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = moment()
 
 
-class ClientCertificate(Base):
+class ClientCertificate(OfAccount, Base):
     """An X.509 client certificate that logs a machine account in on the HTTPS port, pinned by fingerprint."""
 
     __tablename__ = "client_certificates"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
     #: SHA-256 of the DER certificate, lower-case hex
     fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
     pem: Mapped[str] = mapped_column(Text)
     subject: Mapped[str] = mapped_column(String(500), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = moment()
 
 
-class Grant(Base):
+class Grant(OfAccount, Base):
     __tablename__ = "grants"
     __table_args__ = (UniqueConstraint("account_id", "institution_id"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
     institution_id: Mapped[str] = mapped_column(ForeignKey("institutions.id"), index=True)
     can_remove: Mapped[bool] = mapped_column(Boolean, default=False)
     #: may also upload and create folders (full rights), e.g. a centre's own test account
     can_write: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
     granted_by: Mapped[str] = mapped_column(String(64), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = moment()
     #: the grant ends at this moment (None: until revoked)
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    expires_at: Mapped[datetime | None] = moment(nullable=True)
 
 
 class Folder(Base):
     __tablename__ = "folders"
     __table_args__ = (UniqueConstraint("institution_id", "path"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = serial_id()
     institution_id: Mapped[str] = mapped_column(ForeignKey("institutions.id"))
     #: slash-joined components below the mailbox, e.g. "2026-11" or "2026-11/rmi"
     path: Mapped[str] = mapped_column(String(1100))
     created_by: Mapped[str] = mapped_column(String(64), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = moment()
 
 
 class Document(Base):
@@ -183,7 +196,7 @@ class Document(Base):
         Index("ix_documents_state_node", "state", "node_id"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = serial_id()
     institution_id: Mapped[str] = mapped_column(ForeignKey("institutions.id"))
     folder: Mapped[str] = mapped_column(String(1100), default="")
     name: Mapped[str] = mapped_column(String(255))
@@ -196,11 +209,11 @@ class Document(Base):
     content_type: Mapped[str] = mapped_column(String(100), default="")
     uploaded_by: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     node_id: Mapped[str] = mapped_column(String(100), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    committed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = moment()
+    committed_at: Mapped[datetime | None] = moment(nullable=True)
+    archived_at: Mapped[datetime | None] = moment(nullable=True)
     archived_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    first_fetched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    first_fetched_at: Mapped[datetime | None] = moment(nullable=True)
     first_fetched_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
@@ -212,7 +225,7 @@ class AuditEvent(Base):
     __table_args__ = (Index("ix_audit_institution", "institution_id", "id"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
-    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ts: Mapped[datetime] = moment()
     actor: Mapped[str] = mapped_column(String(64), default="")
     protocol: Mapped[str] = mapped_column(String(16), default="")
     source: Mapped[str] = mapped_column(String(64), default="")
@@ -243,7 +256,7 @@ class DavProperty(Base):
     __tablename__ = "dav_properties"
     __table_args__ = (UniqueConstraint("path", "name"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = serial_id()
     #: the normalized virtual path, e.g. "/0212345668/2026-11/report.pdf"
     path: Mapped[str] = mapped_column(String(1400), index=True)
     #: "{namespace}local" in Clark notation
@@ -264,22 +277,20 @@ class DavLock(Base):
     expire: Mapped[float] = mapped_column(sa.Float)
 
 
-class TokenCard(Base):
+class TokenCard(OfAccount, Base):
     """A civil-servant token card: numbered one-time codes, stored as hashes only."""
 
     __tablename__ = "token_cards"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = moment()
+    revoked_at: Mapped[datetime | None] = moment(nullable=True)
 
 
 class TokenCode(Base):
     __tablename__ = "token_codes"
     __table_args__ = (UniqueConstraint("card_id", "number"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = serial_id()
     card_id: Mapped[int] = mapped_column(ForeignKey("token_cards.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(Integer)
     code_hash: Mapped[str] = mapped_column(String(200))
@@ -295,23 +306,21 @@ class TokenChallenge(Base):
     expires_at: Mapped[float] = mapped_column(sa.Float)
 
 
-class DevicePassword(Base):
+class DevicePassword(OfAccount, Base):
     """A password for one drive mount (WebDAV only), created after a strong login, shown once."""
 
     __tablename__ = "device_passwords"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
     #: "webdav" (a drive mount's password) or "api" (a script's token for the REST API)
     kind: Mapped[str] = mapped_column(String(8), default="webdav", server_default="webdav")
     label: Mapped[str] = mapped_column(String(100), default="")
     #: a short public prefix of the secret, to find the row without trying every hash
     lookup: Mapped[str] = mapped_column(String(16), index=True)
     secret_hash: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = moment()
+    expires_at: Mapped[datetime] = moment()
+    revoked_at: Mapped[datetime | None] = moment(nullable=True)
+    last_used_at: Mapped[datetime | None] = moment(nullable=True)
 
 
 class LoginFailure(Base):

@@ -43,6 +43,29 @@ CENTRE_A = with_check("02123456")     # active
 CENTRE_B = with_check("02071234")     # active
 CENTRE_PAPER = with_check("02079999")  # still on paper
 CENTRE_SUSP = with_check("02065432")   # suspended
+
+#: access-matrix cases (label, account, centre) that every front-end runs, for the people of the matrix data set:
+#: staff with and without remove rights ...
+STAFF_CASES = [
+    ("staff-granted", "staff-a", CENTRE_A),
+    ("staff-not-granted", "staff-a", CENTRE_B),
+    ("staff-paper", "staff-a", CENTRE_PAPER),
+    ("staff-suspended", "staff-a", CENTRE_SUSP),
+    ("staff-remove-granted", "staff-a-rm", CENTRE_A),
+    ("staff-remove-not-granted", "staff-a-rm", CENTRE_B),
+]
+#: ... and a second grant, local administrators and the security cell
+OFFICE_CASES = [
+    ("staff-second-grant", "staff-ab", CENTRE_B),
+    ("local-admin-own", "admin-a", CENTRE_A),
+    ("local-admin-other", "admin-a", CENTRE_B),
+    ("local-admin-paper", "admin-a", CENTRE_PAPER),
+    ("local-admin-suspended", "admin-a", CENTRE_SUSP),
+    ("cell-active", "cell", CENTRE_A),
+    ("cell-other-active", "cell", CENTRE_B),
+    ("cell-paper", "cell", CENTRE_PAPER),
+    ("cell-suspended", "cell", CENTRE_SUSP),
+]
 STAFF_PASSWORD = "staff-password-123"
 
 

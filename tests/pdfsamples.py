@@ -96,6 +96,11 @@ def _text_pdf(text: str = "Hello", pages: int = 1) -> Pdf:
     return pdf
 
 
+def _link(right: int, action, **extra) -> Dictionary:
+    """A link annotation across the top of the page, up to ``right``, that does ``action``."""
+    return Dictionary(Type=Name.Annot, Subtype=Name.Link, Rect=Array([72, 740, right, 790]), **extra, A=action)
+
+
 # --------------------------------------------------------------------------- good documents
 
 def minimal_pdf(text: str = "Hello", pages: int = 1) -> bytes:
@@ -149,15 +154,8 @@ def pdf_with_benign_openaction() -> bytes:
 def pdf_with_uri_link() -> bytes:
     """A page with an ordinary https:// link annotation (a /URI action) -- accepted."""
     pdf = _text_pdf("See https://www.mi-is.be")
-    pdf.pages[0].obj.Annots = Array([
-        Dictionary(
-            Type=Name.Annot,
-            Subtype=Name.Link,
-            Rect=Array([72, 740, 400, 790]),
-            Border=Array([0, 0, 0]),
-            A=Dictionary(Type=Name.Action, S=Name.URI, URI=String("https://www.mi-is.be/")),
-        )
-    ])
+    uri = Dictionary(Type=Name.Action, S=Name.URI, URI=String("https://www.mi-is.be/"))
+    pdf.pages[0].obj.Annots = Array([_link(400, uri, Border=Array([0, 0, 0]))])
     return _save(pdf)
 
 
@@ -206,17 +204,8 @@ def pdf_with_page_aa_javascript() -> bytes:
 def pdf_with_launch_action() -> bytes:
     """A link annotation (direct, inside the page's /Annots array) whose action launches a program."""
     pdf = _text_pdf("Click here")
-    pdf.pages[0].obj.Annots = Array([
-        Dictionary(
-            Type=Name.Annot,
-            Subtype=Name.Link,
-            Rect=Array([72, 740, 300, 790]),
-            A=Dictionary(
-                S=Name.Launch,
-                Win=Dictionary(F=String("cmd.exe"), P=String("/c echo hi")),
-            ),
-        )
-    ])
+    launch = Dictionary(S=Name.Launch, Win=Dictionary(F=String("cmd.exe"), P=String("/c echo hi")))
+    pdf.pages[0].obj.Annots = Array([_link(300, launch)])
     return _save(pdf)
 
 
@@ -249,12 +238,7 @@ def pdf_with_action(action_type: str) -> bytes:
         action.D = Array([0, Name.Fit])
     if action_type == "URI":
         action.URI = String("https://example.invalid/")
-    pdf.pages[0].obj.Annots = Array([
-        pdf.make_indirect(Dictionary(
-            Type=Name.Annot, Subtype=Name.Link, Rect=Array([72, 740, 300, 790]),
-            A=pdf.make_indirect(action),
-        ))
-    ])
+    pdf.pages[0].obj.Annots = Array([pdf.make_indirect(_link(300, pdf.make_indirect(action)))])
     return _save(pdf)
 
 

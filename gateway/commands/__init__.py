@@ -1,8 +1,10 @@
 """The ``instpages`` commands, one handler per command, grouped by topic; ``gateway/cli.py`` wires them into the
 parser (``set_defaults(func=...)``) and runs the one the operator named.
 
-- ``base``: what every command shares -- the exit code of a failure, the table printer, the wrapper that hands a
-  handler the :class:`~gateway.admin.service.Administration` service;
+- ``base``: what every command shares -- the exit code of a failure, command and sub-command declaration, the
+  table printer, the wrappers that hand a handler the :class:`~gateway.admin.service.Administration` service
+  (``administration``; ``reports`` for a handler returning the one line it says, ``lists`` for one returning the
+  rows of a table);
 - ``serve``: ``init`` and ``serve`` (with ``--demo``);
 - ``centres``: ``institution ...`` -- centres, their lifecycle, settings and people;
 - ``accounts``: ``account ...``;
@@ -15,5 +17,7 @@ parser (``set_defaults(func=...)``) and runs the one the operator named.
 
 Each topic module has ``add_<command>(sub, common)`` functions that declare a command's arguments, and one short
 handler per sub-command: ``handler(args, cfg) -> exit code`` (the ones wrapped by
-:func:`~gateway.commands.base.administration` are written as ``handler(args, admin)``).
+:func:`~gateway.commands.base.administration` are written as ``handler(args, admin)``, those wrapped by
+:func:`~gateway.commands.base.reports` / :func:`~gateway.commands.base.lists` return the line / the rows they
+print).
 """

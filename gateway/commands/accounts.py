@@ -6,12 +6,12 @@ import sys
 from pathlib import Path
 
 from gateway.admin.service import Administration
-from gateway.commands.base import administration, command, print_table
+from gateway.commands.base import command, group, lists, reports
 from storage.errors import GatewayError
 
 
 def add_account(sub, common) -> None:
-    acc = sub.add_parser("account", parents=[common], help="accounts").add_subparsers(dest="sub", required=True)
+    acc = group(sub, common, "account", "accounts")
     a = command(acc, common, "add", add)
     a.add_argument("name")
     a.add_argument("--role", required=True, choices=["uploader", "archiver", "staff", "local-admin", "security-cell"])
@@ -29,19 +29,18 @@ def add_account(sub, common) -> None:
     a = command(acc, common, "set-networks", set_networks, help="source ranges of an account (empty: any)")
     a.add_argument("name")
     a.add_argument("networks")
-    command(acc, common, "disable", disable).add_argument("name")
-    command(acc, common, "enable", enable).add_argument("name")
+    command(acc, common, "disable", set_enabled).add_argument("name")
+    command(acc, common, "enable", set_enabled).add_argument("name")
 
 
-@administration
-def add(args, admin: Administration) -> int:
+@reports
+def add(args, admin: Administration) -> str:
     keys = [_ssh_key(f) for f in args.ssh_key]
     certs = [_certificate(f) for f in args.client_cert]
     password = _password() if args.password_stdin else None
     admin.add_account(args.name, args.role, args.institution, keys, password, args.display_name, certs,
                       allow_keys=args.allow_keys, ldap=args.ldap, nrn=args.nrn, networks=args.networks)
-    print(f"added account {args.name} ({args.role})")
-    return 0
+    return f"added account {args.name} ({args.role})"
 
 
 def _ssh_key(f: str) -> str:
@@ -67,29 +66,19 @@ def _password() -> str:
     return password
 
 
-@administration
-def list_accounts(args, admin: Administration) -> int:
-    print_table([[a.name, a.role, a.institution_id or "-", "yes" if a.enabled else "no"]
-                 for a in admin.accounts()], ["NAME", "ROLE", "CENTRE", "ENABLED"])
-    return 0
+@lists("NAME", "ROLE", "CENTRE", "ENABLED")
+def list_accounts(args, admin: Administration) -> list[list[str]]:
+    return [[a.name, a.role, a.institution_id or "-", "yes" if a.enabled else "no"] for a in admin.accounts()]
 
 
-@administration
-def set_networks(args, admin: Administration) -> int:
+@reports
+def set_networks(args, admin: Administration) -> str:
     admin.set_account_networks(args.name, args.networks)
-    print(f"account {args.name}: networks {args.networks or 'any'}")
-    return 0
+    return f"account {args.name}: networks {args.networks or 'any'}"
 
 
-@administration
-def disable(args, admin: Administration) -> int:
-    admin.set_account_enabled(args.name, False)
-    print(f"account {args.name} disabled")
-    return 0
-
-
-@administration
-def enable(args, admin: Administration) -> int:
-    admin.set_account_enabled(args.name, True)
-    print(f"account {args.name} enabled")
-    return 0
+@reports
+def set_enabled(args, admin: Administration) -> str:
+    """enable, disable."""
+    admin.set_account_enabled(args.name, args.sub == "enable")
+    return f"account {args.name} {args.sub}d"

@@ -4,27 +4,25 @@ from __future__ import annotations
 import sys
 
 from gateway.admin.service import Administration
-from gateway.commands.base import EXIT_ERROR, administration, command, print_table
+from gateway.commands.base import EXIT_ERROR, administration, command, group, lists
 from storage.errors import GatewayError
 
 
 def add_audit(sub, common) -> None:
-    au = sub.add_parser("audit", parents=[common], help="the record").add_subparsers(dest="sub", required=True)
+    au = group(sub, common, "audit", "the record")
     a = command(au, common, "list", list_events)
     a.add_argument("--institution")
     a.add_argument("--limit", type=int, default=50)
     command(au, common, "verify", verify, help="check the hash chain of the record")
 
 
-@administration
-def list_events(args, admin: Administration) -> int:
+@lists("ID", "TIME (UTC)", "ACTOR", "VIA", "SOURCE", "ACTION", "OUTCOME", "PATH", "BYTES", "DETAIL")
+def list_events(args, admin: Administration) -> list[list[str]]:
     if args.limit <= 0:
         raise GatewayError("--limit must be positive")
-    rows = admin.audit_list(args.institution, args.limit)
-    print_table([[str(r.id), r.ts.strftime("%Y-%m-%d %H:%M:%S"), r.actor, r.protocol, r.source, r.action,
-                  r.outcome, r.path, "" if r.bytes is None else str(r.bytes), r.detail] for r in rows],
-                ["ID", "TIME (UTC)", "ACTOR", "VIA", "SOURCE", "ACTION", "OUTCOME", "PATH", "BYTES", "DETAIL"])
-    return 0
+    return [[str(r.id), r.ts.strftime("%Y-%m-%d %H:%M:%S"), r.actor, r.protocol, r.source, r.action,
+             r.outcome, r.path, "" if r.bytes is None else str(r.bytes), r.detail]
+            for r in admin.audit_list(args.institution, args.limit)]
 
 
 @administration

@@ -5,31 +5,27 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from gateway.admin.service import Administration
-from gateway.commands.base import administration, command, print_table
+from gateway.commands.base import command, group, lists, reports
 
 
 def add_ban(sub, common) -> None:
-    ban = sub.add_parser("ban", parents=[common], help="failed logins: banned account names and source addresses"
-                         ).add_subparsers(dest="sub", required=True)
+    ban = group(sub, common, "ban", "failed logins: banned account names and source addresses")
     a = command(ban, common, "list", list_bans, help="banned names and addresses (on the record)")
     a.add_argument("--all", action="store_true", help="also names and addresses with failures in the window")
     a = command(ban, common, "lift", lift, help="lift a ban and forget the count (on the record)")
     a.add_argument("target", metavar="NAME|ADDRESS", help="an account name or an IP address")
 
 
-@administration
-def list_bans(args, admin: Administration) -> int:
-    rows = admin.bans(counting=args.all)
-    print_table([[b.kind, _shown(b.subject), str(b.count), _when(b.last_at), _when(b.banned_until)] for b in rows],
-                ["KIND", "NAME OR ADDRESS", "COUNT", "LAST FAILURE (UTC)", "BANNED UNTIL (UTC)"])
-    return 0
+@lists("KIND", "NAME OR ADDRESS", "COUNT", "LAST FAILURE (UTC)", "BANNED UNTIL (UTC)")
+def list_bans(args, admin: Administration) -> list[list[str]]:
+    return [[b.kind, _shown(b.subject), str(b.count), _when(b.last_at), _when(b.banned_until)]
+            for b in admin.bans(counting=args.all)]
 
 
-@administration
-def lift(args, admin: Administration) -> int:
+@reports
+def lift(args, admin: Administration) -> str:
     lifted = admin.lift_ban(args.target)
-    print(f"{lifted.kind} {lifted.subject}: " + ("ban lifted" if lifted.banned_until else "not banned; count forgotten"))
-    return 0
+    return f"{lifted.kind} {lifted.subject}: " + ("ban lifted" if lifted.banned_until else "not banned; count forgotten")
 
 
 def _when(ts: float) -> str:

@@ -1,14 +1,25 @@
-"""What the ``instpages`` commands share: the failure exit code, sub-command declaration, the table printer and
-the wrapper that runs a handler against the :class:`~gateway.admin.service.Administration` service."""
+"""What the ``instpages`` commands share: the failure exit code, command and sub-command declaration, the table
+printer and the wrappers that run a handler against the :class:`~gateway.admin.service.Administration` service
+(:func:`administration`; :func:`reports` for a handler that says what it did in one line, :func:`lists` for one
+that lists rows as a table)."""
 from __future__ import annotations
 
 import argparse
 import functools
 import logging
+from typing import TYPE_CHECKING
 
 from gateway import terminal
 
+if TYPE_CHECKING:
+    from gateway.admin.service import Administration
+
 EXIT_ERROR = 1
+
+
+def group(sub, common: argparse.ArgumentParser, name: str, text: str):
+    """The command ``name`` (``text`` in ``--help``), whose sub-commands are declared on what it returns."""
+    return sub.add_parser(name, parents=[common], help=text).add_subparsers(dest="sub", required=True)
 
 
 def command(group, common: argparse.ArgumentParser, name: str, handler, **kw) -> argparse.ArgumentParser:
@@ -33,6 +44,26 @@ def administration(handler):
         finally:
             services.close()
     return run
+
+
+def reports(handler):
+    """``handler(args, admin) -> line`` as a command that prints the line saying what it did, and succeeds."""
+    @functools.wraps(handler)
+    def run(args, admin: Administration) -> int:
+        print(handler(args, admin))
+        return 0
+    return administration(run)
+
+
+def lists(*header: str):
+    """``handler(args, admin) -> rows`` as a command that prints the rows as a table under ``header``."""
+    def wrap(handler):
+        @functools.wraps(handler)
+        def run(args, admin: Administration) -> int:
+            print_table(handler(args, admin), list(header))
+            return 0
+        return administration(run)
+    return wrap
 
 
 def print_table(rows: list[list[str]], header: list[str]) -> None:

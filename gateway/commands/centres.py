@@ -3,17 +3,24 @@ security consultant and notification contacts."""
 from __future__ import annotations
 
 from gateway.admin.service import Administration
-from gateway.commands.base import administration, command, print_table
+from gateway.commands.base import administration, command, group, lists, print_table, reports
 
 STATUSES = ["paper", "requested", "active", "suspended"]
 TRANSITIONS = (("request", "record the centre's request to switch over (paper -> requested)"),
                ("activate", "activate electronic delivery, all three legislations (requested/suspended -> active); "
                             "mails the centre's contacts"),
                ("suspend", "suspend an active centre (active -> suspended)"))
+#: the sub-commands naming local administrators: the service's method, the help text, what is said after
+LOCAL_ADMIN = {
+    "set-local-admin": (Administration.set_local_admin, "designate a local administrator",
+                        "{account} is a local administrator of centre {id}"),
+    "unset-local-admin": (Administration.unset_local_admin, "withdraw a local administrator",
+                          "{account} is no longer a local administrator of centre {id}"),
+}
 
 
 def add_institution(sub, common) -> None:
-    inst = sub.add_parser("institution", parents=[common], help="centres").add_subparsers(dest="sub", required=True)
+    inst = group(sub, common, "institution", "centres")
     a = command(inst, common, "add", add)
     a.add_argument("id")
     a.add_argument("--name", required=True)
@@ -45,9 +52,8 @@ def add_institution(sub, common) -> None:
 def _add_people(inst, common) -> None:
     """show, and who acts for the centre: local administrators, security consultant, contacts."""
     command(inst, common, "show", show, help="status, history, administrators, contacts").add_argument("id")
-    for verb, handler, text in (("set-local-admin", set_local_admin, "designate a local administrator"),
-                                ("unset-local-admin", unset_local_admin, "withdraw a local administrator")):
-        a = command(inst, common, verb, handler, help=text)
+    for verb, (_, text, _) in LOCAL_ADMIN.items():
+        a = command(inst, common, verb, local_admin, help=text)
         a.add_argument("id")
         a.add_argument("account")
     a = command(inst, common, "set-security-consultant", set_security_consultant,
@@ -60,13 +66,12 @@ def _add_people(inst, common) -> None:
     a.add_argument("--language", choices=["nl", "fr"])
 
 
-@administration
-def add(args, admin: Administration) -> int:
+@reports
+def add(args, admin: Administration) -> str:
     inst_id = admin.add_institution(args.id, args.name, args.status, args.content_types, args.mutable)
     if args.language or args.contacts is not None:
         admin.set_contacts(inst_id, args.contacts, args.language)
-    print(f"added centre {inst_id} ({args.status})")
-    return 0
+    return f"added centre {inst_id} ({args.status})"
 
 
 @administration
@@ -105,56 +110,44 @@ def show(args, admin: Administration) -> int:
     return 0
 
 
-@administration
-def set_local_admin(args, admin: Administration) -> int:
-    admin.set_local_admin(args.id, args.account)
-    print(f"{args.account} is a local administrator of centre {args.id}")
-    return 0
+@reports
+def local_admin(args, admin: Administration) -> str:
+    """set-local-admin, unset-local-admin."""
+    change, _, said = LOCAL_ADMIN[args.sub]
+    change(admin, args.id, args.account)
+    return said.format(account=args.account, id=args.id)
 
 
-@administration
-def unset_local_admin(args, admin: Administration) -> int:
-    admin.unset_local_admin(args.id, args.account)
-    print(f"{args.account} is no longer a local administrator of centre {args.id}")
-    return 0
-
-
-@administration
-def set_security_consultant(args, admin: Administration) -> int:
+@reports
+def set_security_consultant(args, admin: Administration) -> str:
     admin.set_security_consultant(args.id, args.account)
-    print(f"centre {args.id}: security consultant {args.account or '-'}")
-    return 0
+    return f"centre {args.id}: security consultant {args.account or '-'}"
 
 
-@administration
-def set_contacts(args, admin: Administration) -> int:
+@reports
+def set_contacts(args, admin: Administration) -> str:
     admin.set_contacts(args.id, args.contacts, args.language)
-    print(f"centre {args.id}: contacts updated")
-    return 0
+    return f"centre {args.id}: contacts updated"
 
 
-@administration
-def set_networks(args, admin: Administration) -> int:
+@reports
+def set_networks(args, admin: Administration) -> str:
     admin.set_institution_networks(args.id, args.networks)
-    print(f"centre {args.id}: networks {args.networks or 'any'}")
-    return 0
+    return f"centre {args.id}: networks {args.networks or 'any'}"
 
 
-@administration
-def configure(args, admin: Administration) -> int:
+@reports
+def configure(args, admin: Administration) -> str:
     admin.configure(args.id, content_types=args.content_types, mutable=args.mutable)
-    print(f"centre {args.id} configured")
-    return 0
+    return f"centre {args.id} configured"
 
 
-@administration
-def set_status(args, admin: Administration) -> int:
+@reports
+def set_status(args, admin: Administration) -> str:
     old = admin.set_status(args.id, args.status, args.reference)
-    print(f"centre {args.id}: {old} -> {args.status}")
-    return 0
+    return f"centre {args.id}: {old} -> {args.status}"
 
 
-@administration
-def list_centres(args, admin: Administration) -> int:
-    print_table([[i.id, i.status, i.name] for i in admin.institutions()], ["ID", "STATUS", "NAME"])
-    return 0
+@lists("ID", "STATUS", "NAME")
+def list_centres(args, admin: Administration) -> list[list[str]]:
+    return [[i.id, i.status, i.name] for i in admin.institutions()]

@@ -1,15 +1,43 @@
 """``token ...``, ``device-password ...``, ``api-token ...``: the credentials shown once -- civil-servant token
-cards, device passwords for drive mounts (WebDAV only) and API tokens for scripts using the REST API."""
+cards, device passwords for drive mounts (WebDAV only) and API tokens for scripts using the REST API.
+
+Device passwords and API tokens are two kinds of one thing (:class:`Secret`): created, listed and revoked by the
+same handlers, each kind naming its words and its :class:`~gateway.admin.service.Administration` methods."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from gateway.admin.service import Administration
-from gateway.commands.base import administration, command, print_table
+from gateway.commands.base import administration, command, group, lists, reports
 from storage.errors import GatewayError
 
 
+@dataclass(frozen=True)
+class Secret:
+    """A kind of secret shown once: its command, how it is called, and the service's methods for it."""
+    command: str
+    help: str
+    noun: str
+    #: what the creation line says after the account
+    shown: str
+    create: Callable
+    listed: Callable
+    revoke: Callable
+    #: longest life ``--days`` may ask, checked here; None: the service checks it
+    max_days: int | None = None
+
+
+DEVICE_PASSWORD = Secret("device-password", "passwords for drive mounts (WebDAV only)", "device password",
+                         "(WebDAV only; shown once):", Administration.create_device_password,
+                         Administration.device_passwords, Administration.revoke_device_password, max_days=3650)
+API_TOKEN = Secret("api-token", "tokens for scripts using the REST API", "API token",
+                   "(shown once; use as 'Authorization: Bearer ...'):", Administration.create_api_token,
+                   Administration.api_tokens, Administration.revoke_api_token)
+
+
 def add_token(sub, common) -> None:
-    tok = sub.add_parser("token", parents=[common], help="civil-servant token cards").add_subparsers(
-        dest="sub", required=True)
+    tok = group(sub, common, "token", "civil-servant token cards")
     a = command(tok, common, "issue", issue_token_card,
                 help="issue a new card (printed once; the old one is revoked)")
     a.add_argument("account")
@@ -17,26 +45,26 @@ def add_token(sub, common) -> None:
 
 
 def add_device_password(sub, common) -> None:
-    _add_secret(sub, common, "device-password", "passwords for drive mounts (WebDAV only)",
-                create_device_password, list_device_passwords, revoke_device_password)
+    _add_secret(sub, common, DEVICE_PASSWORD)
 
 
 def add_api_token(sub, common) -> None:
-    _add_secret(sub, common, "api-token", "tokens for scripts using the REST API",
-                create_api_token, list_api_tokens, revoke_api_token)
+    _add_secret(sub, common, API_TOKEN)
 
 
-def _add_secret(sub, common, name: str, text: str, create, list_, revoke) -> None:
-    """create / list / revoke of secrets shown once: device passwords and API tokens."""
-    sp = sub.add_parser(name, parents=[common], help=text).add_subparsers(dest="sub", required=True)
-    a = command(sp, common, "create", create, help="create one (shown once)")
+def _add_secret(sub, common, kind: Secret) -> None:
+    """create / list / revoke of a kind of secret shown once."""
+    sp = group(sub, common, kind.command, kind.help)
+    a = command(sp, common, "create", create_secret, help="create one (shown once)")
     a.add_argument("account")
     a.add_argument("--label", default="")
     a.add_argument("--days", type=int)
-    command(sp, common, "list", list_).add_argument("account")
-    a = command(sp, common, "revoke", revoke)
+    command(sp, common, "list", list_secrets).add_argument("account")
+    a = command(sp, common, "revoke", revoke_secret)
     a.add_argument("account")
     a.add_argument("id", type=int)
+    for p in sp.choices.values():  # the handlers learn which kind they serve
+        p.set_defaults(kind=kind)
 
 
 @administration
@@ -48,58 +76,31 @@ def issue_token_card(args, admin: Administration) -> int:
     return 0
 
 
-@administration
-def revoke_token_card(args, admin: Administration) -> int:
+@reports
+def revoke_token_card(args, admin: Administration) -> str:
     admin.revoke_token_card(args.account)
-    print(f"token card of {args.account} revoked")
-    return 0
+    return f"token card of {args.account} revoked"
 
 
 @administration
-def create_device_password(args, admin: Administration) -> int:
-    if args.days is not None and not 1 <= args.days <= 3650:
-        raise GatewayError("--days must be between 1 and 3650")
-    secret_id, secret = admin.create_device_password(args.account, args.label, args.days)
-    print(f"device password {secret_id} for {args.account} (WebDAV only; shown once):")
+def create_secret(args, admin: Administration) -> int:
+    kind: Secret = args.kind
+    if kind.max_days is not None and args.days is not None and not 1 <= args.days <= kind.max_days:
+        raise GatewayError(f"--days must be between 1 and {kind.max_days}")
+    secret_id, secret = kind.create(admin, args.account, args.label, args.days)
+    print(f"{kind.noun} {secret_id} for {args.account} {kind.shown}")
     print(secret)
     return 0
 
 
-@administration
-def list_device_passwords(args, admin: Administration) -> int:
-    _print_secrets(admin.device_passwords(args.account))
-    return 0
+@lists("ID", "LABEL", "CREATED", "EXPIRES", "STATE", "LAST USED")
+def list_secrets(args, admin: Administration) -> list[list[str]]:
+    return [[str(d.id), d.label, f"{d.created_at:%Y-%m-%d}", f"{d.expires_at:%Y-%m-%d}",
+             "revoked" if d.revoked else "live", f"{d.last_used_at:%Y-%m-%d %H:%M}" if d.last_used_at else "-"]
+            for d in args.kind.listed(admin, args.account)]
 
 
-@administration
-def revoke_device_password(args, admin: Administration) -> int:
-    admin.revoke_device_password(args.account, args.id)
-    print(f"device password {args.id} of {args.account} revoked")
-    return 0
-
-
-@administration
-def create_api_token(args, admin: Administration) -> int:
-    secret_id, secret = admin.create_api_token(args.account, args.label, args.days)
-    print(f"API token {secret_id} for {args.account} (shown once; use as 'Authorization: Bearer ...'):")
-    print(secret)
-    return 0
-
-
-@administration
-def list_api_tokens(args, admin: Administration) -> int:
-    _print_secrets(admin.api_tokens(args.account))
-    return 0
-
-
-@administration
-def revoke_api_token(args, admin: Administration) -> int:
-    admin.revoke_api_token(args.account, args.id)
-    print(f"API token {args.id} of {args.account} revoked")
-    return 0
-
-
-def _print_secrets(rows) -> None:
-    print_table([[str(d.id), d.label, f"{d.created_at:%Y-%m-%d}", f"{d.expires_at:%Y-%m-%d}",
-                  "revoked" if d.revoked else "live", f"{d.last_used_at:%Y-%m-%d %H:%M}" if d.last_used_at else "-"]
-                 for d in rows], ["ID", "LABEL", "CREATED", "EXPIRES", "STATE", "LAST USED"])
+@reports
+def revoke_secret(args, admin: Administration) -> str:
+    args.kind.revoke(admin, args.account, args.id)
+    return f"{args.kind.noun} {args.id} of {args.account} revoked"

@@ -2,18 +2,17 @@
 from __future__ import annotations
 
 from gateway.admin.service import Administration
-from gateway.commands.base import administration, command
+from gateway.commands.base import command, group, reports
 
 
 def add_document(sub, common) -> None:
-    doc = sub.add_parser("document", parents=[common], help="documents").add_subparsers(dest="sub", required=True)
+    doc = group(sub, common, "document", "documents")
     a = command(doc, common, "restore", restore)
     a.add_argument("institution")
     a.add_argument("path")
 
 
-@administration
-def restore(args, admin: Administration) -> int:
+@reports
+def restore(args, admin: Administration) -> str:
     doc_id = admin.restore(args.institution, args.path)
-    print(f"restored document {doc_id} at {args.path}")
-    return 0
+    return f"restored document {doc_id} at {args.path}"

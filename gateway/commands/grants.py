@@ -3,13 +3,12 @@ revoked."""
 from __future__ import annotations
 
 from gateway.admin.service import Administration
-from gateway.commands.base import administration, command, print_table
+from gateway.commands.base import command, group, lists, reports
 from gateway.core.localtime import last_day
 
 
 def add_grant(sub, common) -> None:
-    gr = sub.add_parser("grant", parents=[common], help="access of staff to centres").add_subparsers(dest="sub",
-                                                                                                 required=True)
+    gr = group(sub, common, "grant", "access of staff to centres")
     a = command(gr, common, "add", add)
     a.add_argument("account")
     a.add_argument("institution")
@@ -22,25 +21,21 @@ def add_grant(sub, common) -> None:
     command(gr, common, "list", list_grants, help="who has access to a centre").add_argument("institution")
 
 
-@administration
-def add(args, admin: Administration) -> int:
+@reports
+def add(args, admin: Administration) -> str:
     admin.grant(args.account, args.institution, args.remove, args.write, args.until)
     extras = [w for w, on in (("remove", args.remove), ("write", args.write)) if on]
-    print(f"granted {args.account} access to {args.institution}" + (f" (with {', '.join(extras)})" if extras else "")
-          + (f" until {args.until}" if args.until else ""))
-    return 0
+    return (f"granted {args.account} access to {args.institution}" + (f" (with {', '.join(extras)})" if extras else "")
+            + (f" until {args.until}" if args.until else ""))
 
 
-@administration
-def list_grants(args, admin: Administration) -> int:
-    print_table([[g.name, "read+remove" if g.can_remove else "read", g.granted_by or "-", f"{g.created_at:%Y-%m-%d}",
-                  last_day(g.expires_at) if g.expires_at else "-"] for g in admin.access(args.institution)],
-                ["ACCOUNT", "ACCESS", "GRANTED BY", "SINCE", "UNTIL"])
-    return 0
+@lists("ACCOUNT", "ACCESS", "GRANTED BY", "SINCE", "UNTIL")
+def list_grants(args, admin: Administration) -> list[list[str]]:
+    return [[g.name, "read+remove" if g.can_remove else "read", g.granted_by or "-", f"{g.created_at:%Y-%m-%d}",
+             last_day(g.expires_at) if g.expires_at else "-"] for g in admin.access(args.institution)]
 
 
-@administration
-def revoke(args, admin: Administration) -> int:
+@reports
+def revoke(args, admin: Administration) -> str:
     admin.revoke(args.account, args.institution)
-    print(f"revoked {args.account}'s access to {args.institution}")
-    return 0
+    return f"revoked {args.account}'s access to {args.institution}"

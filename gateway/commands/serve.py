@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 
 from gateway.admin.service import Administration
-from gateway.commands.base import administration, command
+from gateway.commands.base import command, reports
 from gateway.config import Config
 from storage.errors import GatewayError
 
@@ -19,10 +19,9 @@ def add_serve(sub, common) -> None:
     s.add_argument("--demo", action="store_true", help="load the demo data set (idempotent) and print how to log in")
 
 
-@administration
-def init(args, admin: Administration) -> int:
-    print(f"initialised {admin.mailbox.config.data_path}")  # building the services did it
-    return 0
+@reports
+def init(args, admin: Administration) -> str:
+    return f"initialised {admin.mailbox.config.data_path}"  # building the services did it
 
 
 def serve(args, cfg: Config) -> int:

@@ -9,6 +9,7 @@ test_login_ldap.py.)
 """
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
@@ -54,6 +55,18 @@ def operator(gw, *args: str) -> None:
     assert r.returncode == 0, (args, r.stderr)
 
 
+@contextlib.contextmanager
+def limited(gw, command: str, subject: str):
+    """The account or centre ``subject`` limited to NET inside the block (its limit lifted after); yields the id
+    of the last event before."""
+    mark = last_event_id(gw)
+    operator(gw, command, "set-networks", subject, NET)
+    try:
+        yield mark
+    finally:
+        operator(gw, command, "set-networks", subject, "")
+
+
 def refused(gw, actor: str, since: int = 0) -> list:
     return [e for e in logins(gw, actor, "failed") if e.id > since]
 
@@ -78,9 +91,7 @@ def test_api_tokens_and_sessions_made_before_the_account_was_bound_are_refused_o
     _, used = api_token(gw, session, "used before the binding")
     _, unused = api_token(gw, session, "first used after the binding")
     assert call(port, "GET", "/me", token=used).status == 200  # the core now remembers this token's login
-    mark = last_event_id(gw)
-    operator(gw, "account", "set-networks", "net-api", NET)
-    try:
+    with limited(gw, "account", "net-api") as mark:
         for token in (used, unused, session):
             a = call(port, "GET", "/me", token=token)
             assert a.status == 401 and a.json == {"error": "authentication failed"}, a
@@ -94,8 +105,6 @@ def test_api_tokens_and_sessions_made_before_the_account_was_bound_are_refused_o
         events = refused(gw, "net-api", mark)
         assert len(events) == 4 and all(OUTSIDE_REASON in e.detail for e in events), [e.detail for e in events]
         assert all(e.protocol == "api" and e.source == "127.0.0.1" for e in events)
-    finally:
-        operator(gw, "account", "set-networks", "net-api", "")
     assert call(port, "GET", "/me", token=used).status == 200
 
 
@@ -104,16 +113,12 @@ def test_a_centres_range_applies_to_the_api_tokens_of_its_staff(gw):
     port = gw.dav_port
     _, token = api_token(gw, login(gw, "net-centre", PW))
     assert call(port, "GET", "/me", token=token).status == 200
-    mark = last_event_id(gw)
-    operator(gw, "institution", "set-networks", CENTRE_C, NET)
-    try:
+    with limited(gw, "institution", CENTRE_C) as mark:
         assert eventually(lambda: call(port, "GET", "/me", token=token).status == 401)
         assert call(port, "GET", "/me", token=token, headers=FROM_INSIDE).status == 200
         events = refused(gw, "net-centre", mark)
         assert events and all("outside the account's networks (those of its centres)" in e.detail
                               for e in events), [e.detail for e in events]
-    finally:
-        operator(gw, "institution", "set-networks", CENTRE_C, "")
 
 
 # -- pinned TLS client certificates ----------------------------------------------------------------------------
@@ -121,9 +126,7 @@ def test_a_pinned_certificate_is_refused_outside_the_accounts_range_at_once(gw):
     cert = gw.certs["net-podmi"]
     r = curl(gw, "/", cert=cert)
     assert r.code == 200 and CENTRE_A in r.body, r  # logged in, and remembered for the next requests
-    mark = last_event_id(gw)
-    operator(gw, "account", "set-networks", "net-podmi", NET)
-    try:
+    with limited(gw, "account", "net-podmi") as mark:
         r = curl(gw, "/", cert=cert)
         assert r.code == 401, r
         r = curl(gw, "/", cert=cert, headers=(f"X-Forwarded-For: {INSIDE}",))
@@ -132,8 +135,6 @@ def test_a_pinned_certificate_is_refused_outside_the_accounts_range_at_once(gw):
         assert events and all(OUTSIDE_REASON in e.detail and "method=clientcertificate" in e.detail
                               for e in events), [e.detail for e in events]
         assert all(e.protocol == "webdav" and e.source == "127.0.0.1" for e in events)
-    finally:
-        operator(gw, "account", "set-networks", "net-podmi", "")
     assert curl(gw, "/", cert=cert).code == 200
 
 
@@ -141,17 +142,13 @@ def test_a_pinned_certificate_of_an_archiver_is_refused_outside_its_centres_rang
     cert = gw.certs["net-arch"]
     r = curl(gw, "/", cert=cert)
     assert r.code == 200 and CENTRE_C in r.body, r
-    mark = last_event_id(gw)
-    operator(gw, "institution", "set-networks", CENTRE_C, NET)
-    try:
+    with limited(gw, "institution", CENTRE_C) as mark:
         assert eventually(lambda: curl(gw, "/", cert=cert).code == 401)
         r = curl(gw, "/", cert=cert, headers=(f"X-Forwarded-For: {INSIDE}",))
         assert r.code == 200 and CENTRE_C in r.body, r
         events = refused(gw, "net-arch", mark)
         assert events and all("outside the account's networks (those of its centres)" in e.detail
                               for e in events), [e.detail for e in events]
-    finally:
-        operator(gw, "institution", "set-networks", CENTRE_C, "")
 
 
 # -- remembered WebDAV logins ----------------------------------------------------------------------------------
@@ -159,13 +156,9 @@ def test_a_remembered_device_password_login_is_refused_outside_the_new_range_at_
     _, secret = gw.admin.create_device_password("net-dav", "drive")
     r = curl(gw, "/", user="net-dav", secret=secret)
     assert r.code == 200 and CENTRE_B in r.body, r
-    mark = last_event_id(gw)
-    operator(gw, "account", "set-networks", "net-dav", NET)
-    try:
+    with limited(gw, "account", "net-dav") as mark:
         r = curl(gw, "/", user="net-dav", secret=secret)
         assert r.code == 401, r
         assert curl(gw, "/", user="net-dav", secret=secret, headers=(f"X-Forwarded-For: {INSIDE}",)).code == 200
         events = refused(gw, "net-dav", mark)
         assert events and all(OUTSIDE_REASON in e.detail for e in events), [e.detail for e in events]
-    finally:
-        operator(gw, "account", "set-networks", "net-dav", "")

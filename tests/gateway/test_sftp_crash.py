@@ -139,6 +139,20 @@ def archiver_listing(port: int, key: Path, user: str, inst: str) -> str:
     return r.stdout
 
 
+def aborted_upload_bytes(gw, name: str) -> int | None:
+    """Once the server has aborted podmi's upload of ``name`` in centre A: it left nothing, and the record
+    names podmi; the bytes the record says were received."""
+    data_dir = gw.data_dir
+    wait_until(lambda: doc_states(data_dir, CENTRE_A, name) == ["aborted"] and not tmp_blobs(data_dir),
+               15, "the server to abort the upload")
+    assert_interrupted_upload_left_nothing(data_dir, CENTRE_A, name,
+                                           archiver_listing(gw.port, gw.keys["arch-a"], "arch-a", CENTRE_A),
+                                           gw.control_name)
+    (_id, actor, nbytes, _detail, _doc) = audit_events(data_dir, "upload", "aborted", f"/{CENTRE_A}/{name}")[0]
+    assert actor == "podmi"
+    return nbytes
+
+
 def assert_interrupted_upload_left_nothing(data_dir: Path, inst: str, name: str, archiver_ls: str,
                                            control_name: str) -> None:
     path = f"/{inst}/{name}"
@@ -201,13 +215,7 @@ def test_openssh_client_killed_mid_put_leaves_nothing(gw, pdf30):
             proc.wait(10)
     assert proc.returncode != 0
     # the server notices the dropped connection
-    wait_until(lambda: doc_states(data_dir, CENTRE_A, name) == ["aborted"] and not tmp_blobs(data_dir),
-               15, "the server to abort the upload")
-    assert_interrupted_upload_left_nothing(data_dir, CENTRE_A, name,
-                                           archiver_listing(gw.port, gw.keys["arch-a"], "arch-a", CENTRE_A),
-                                           gw.control_name)
-    (ev_id, actor, nbytes, detail, _doc) = audit_events(data_dir, "upload", "aborted", f"/{CENTRE_A}/{name}")[0]
-    assert actor == "podmi"
+    nbytes = aborted_upload_bytes(gw, name)
     assert nbytes is not None and 3 * MB <= nbytes < pdf30.stat().st_size
 
 
@@ -235,13 +243,7 @@ def test_asyncssh_connection_aborted_mid_write_leaves_nothing(gw):
         await asyncio.wait_for(conn.wait_closed(), 10)
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
-    wait_until(lambda: doc_states(data_dir, CENTRE_A, name) == ["aborted"] and not tmp_blobs(data_dir),
-               15, "the server to abort the upload")
-    assert_interrupted_upload_left_nothing(data_dir, CENTRE_A, name,
-                                           archiver_listing(gw.port, gw.keys["arch-a"], "arch-a", CENTRE_A),
-                                           gw.control_name)
-    (_id, actor, nbytes, detail, _doc) = audit_events(data_dir, "upload", "aborted", f"/{CENTRE_A}/{name}")[0]
-    assert actor == "podmi"
+    nbytes = aborted_upload_bytes(gw, name)
     assert nbytes is not None and nbytes <= half
 
 

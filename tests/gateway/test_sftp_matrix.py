@@ -28,7 +28,17 @@ import asyncssh
 import pytest
 
 from gateway.core.enterprise import with_check
-from tests.conftest import CENTRE_A, CENTRE_B, CENTRE_PAPER, CENTRE_SUSP, SFTP_OPTS, cli, ssh_env
+from tests.conftest import (
+    CENTRE_A,
+    CENTRE_B,
+    CENTRE_PAPER,
+    CENTRE_SUSP,
+    OFFICE_CASES,
+    SFTP_OPTS,
+    STAFF_CASES,
+    cli,
+    ssh_env,
+)
 from tests.pdfsamples import minimal_pdf
 from tests.sftpclients import Result, attempt, get, names, put
 
@@ -99,23 +109,10 @@ CASES = [
     ("archiver-other", "arch-a", CENTRE_B),
     ("archiver-paper", "arch-a", CENTRE_PAPER),
     ("archiver-suspended", "arch-a", CENTRE_SUSP),
-    ("staff-granted", "staff-a", CENTRE_A),
-    ("staff-not-granted", "staff-a", CENTRE_B),
-    ("staff-paper", "staff-a", CENTRE_PAPER),
-    ("staff-suspended", "staff-a", CENTRE_SUSP),
-    ("staff-remove-granted", "staff-a-rm", CENTRE_A),
-    ("staff-remove-not-granted", "staff-a-rm", CENTRE_B),
+    *STAFF_CASES,
     ("staff-remove-paper", "staff-a-rm", CENTRE_PAPER),
     ("staff-remove-suspended", "staff-a-rm", CENTRE_SUSP),
-    ("staff-second-grant", "staff-ab", CENTRE_B),
-    ("local-admin-own", "admin-a", CENTRE_A),
-    ("local-admin-other", "admin-a", CENTRE_B),
-    ("local-admin-paper", "admin-a", CENTRE_PAPER),
-    ("local-admin-suspended", "admin-a", CENTRE_SUSP),
-    ("cell-active", "cell", CENTRE_A),
-    ("cell-other-active", "cell", CENTRE_B),
-    ("cell-paper", "cell", CENTRE_PAPER),
-    ("cell-suspended", "cell", CENTRE_SUSP),
+    *OFFICE_CASES,
 ]
 
 

@@ -34,7 +34,16 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.core.enterprise import with_check
-from tests.conftest import CENTRE_A, CENTRE_B, CENTRE_PAPER, CENTRE_SUSP, STAFF_PASSWORD, start_gateway
+from tests.conftest import (
+    CENTRE_A,
+    CENTRE_B,
+    CENTRE_PAPER,
+    CENTRE_SUSP,
+    OFFICE_CASES,
+    STAFF_CASES,
+    STAFF_PASSWORD,
+    start_gateway,
+)
 from tests.davtools import Answer, sftp_put
 from tests.pdfsamples import minimal_pdf, not_a_pdf_html, not_a_pdf_zip
 
@@ -545,21 +554,8 @@ def expected(user: str, centre: str) -> dict:
 
 
 CASES = [
-    ("staff-granted", "staff-a", CENTRE_A),
-    ("staff-not-granted", "staff-a", CENTRE_B),
-    ("staff-paper", "staff-a", CENTRE_PAPER),
-    ("staff-suspended", "staff-a", CENTRE_SUSP),
-    ("staff-remove-granted", "staff-a-rm", CENTRE_A),
-    ("staff-remove-not-granted", "staff-a-rm", CENTRE_B),
-    ("staff-second-grant", "staff-ab", CENTRE_B),
-    ("local-admin-own", "admin-a", CENTRE_A),
-    ("local-admin-other", "admin-a", CENTRE_B),
-    ("local-admin-paper", "admin-a", CENTRE_PAPER),
-    ("local-admin-suspended", "admin-a", CENTRE_SUSP),
-    ("cell-active", "cell", CENTRE_A),
-    ("cell-other-active", "cell", CENTRE_B),
-    ("cell-paper", "cell", CENTRE_PAPER),
-    ("cell-suspended", "cell", CENTRE_SUSP),
+    *STAFF_CASES,
+    *OFFICE_CASES,
     ("writer-granted", WRITER, CENTRE_A),
     ("writer-not-granted", WRITER, CENTRE_B),
     ("writer-paper", WRITER, CENTRE_PAPER),
