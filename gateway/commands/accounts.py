@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from gateway.admin.service import Administration
-from gateway.commands.base import command, group, lists, reports
+from gateway.commands.base import command, group, lists, reports, set_networks
 from storage.errors import GatewayError
 
 
@@ -26,7 +26,8 @@ def add_account(sub, common) -> None:
     a.add_argument("--nrn", default="", help="national register number (matched to the eID certificate)")
     a.add_argument("--networks", default="", help="comma-separated CIDR ranges logins must come from")
     command(acc, common, "list", list_accounts)
-    a = command(acc, common, "set-networks", set_networks, help="source ranges of an account (empty: any)")
+    a = command(acc, common, "set-networks", set_networks("account", "name", "set_account_networks"),
+                help="source ranges of an account (empty: any)")
     a.add_argument("name")
     a.add_argument("networks")
     command(acc, common, "disable", set_enabled).add_argument("name")
@@ -69,12 +70,6 @@ def _password() -> str:
 @lists("NAME", "ROLE", "CENTRE", "ENABLED")
 def list_accounts(args, admin: Administration) -> list[list[str]]:
     return [[a.name, a.role, a.institution_id or "-", "yes" if a.enabled else "no"] for a in admin.accounts()]
-
-
-@reports
-def set_networks(args, admin: Administration) -> str:
-    admin.set_account_networks(args.name, args.networks)
-    return f"account {args.name}: networks {args.networks or 'any'}"
 
 
 @reports

@@ -71,3 +71,13 @@ def print_table(rows: list[list[str]], header: list[str]) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
     for r in [header, *rows]:
         print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip())
+
+
+def set_networks(what: str, key: str, setter: str):
+    """The ``set-networks`` handler of a ``what`` (account, centre) named by ``args.<key>``: ``admin.<setter>``."""
+    @reports
+    def handler(args, admin: Administration) -> str:
+        name = getattr(args, key)
+        getattr(admin, setter)(name, args.networks)
+        return f"{what} {name}: networks {args.networks or 'any'}"
+    return handler

@@ -3,7 +3,7 @@ security consultant and notification contacts."""
 from __future__ import annotations
 
 from gateway.admin.service import Administration
-from gateway.commands.base import administration, command, group, lists, print_table, reports
+from gateway.commands.base import administration, command, group, lists, print_table, reports, set_networks
 
 STATUSES = ["paper", "requested", "active", "suspended"]
 TRANSITIONS = (("request", "record the centre's request to switch over (paper -> requested)"),
@@ -34,7 +34,8 @@ def add_institution(sub, common) -> None:
     a.add_argument("--content-types")
     a.add_argument("--mutable", dest="mutable", action="store_true", default=None)
     a.add_argument("--immutable", dest="mutable", action="store_false")
-    a = command(inst, common, "set-networks", set_networks, help="source ranges of a centre (empty: any)")
+    a = command(inst, common, "set-networks", set_networks("centre", "id", "set_institution_networks"),
+                help="source ranges of a centre (empty: any)")
     a.add_argument("id")
     a.add_argument("networks")
     a = command(inst, common, "set-status", set_status, help="operator override outside the lifecycle")
@@ -128,12 +129,6 @@ def set_security_consultant(args, admin: Administration) -> str:
 def set_contacts(args, admin: Administration) -> str:
     admin.set_contacts(args.id, args.contacts, args.language)
     return f"centre {args.id}: contacts updated"
-
-
-@reports
-def set_networks(args, admin: Administration) -> str:
-    admin.set_institution_networks(args.id, args.networks)
-    return f"centre {args.id}: networks {args.networks or 'any'}"
 
 
 @reports

@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from auth.authenticator import (CertificateCredentials, ClientCertificateCredentials, Credentials,
                                 EidCredentials, PasswordCredentials, PublicKeyCredentials, TokenCredentials)
@@ -52,6 +53,7 @@ def _refused(acc, reason: str) -> AuthenticationFailed:
     return exc
 
 
+@dataclass(eq=False)
 class Logins:
     """Proves who a client is and re-checks it on every use; every outcome on the record.
 
@@ -60,18 +62,17 @@ class Logins:
     remembered login re-checks its centres' ranges against) and ``clock`` (monotonic seconds). A remembered
     login's grants and directory verdict are read again every ``principal_ttl`` seconds."""
 
-    def __init__(self, repo: Repository, authenticator: Authenticator, throttle: LoginThrottle, *,
-                 institution: Callable[[str], object | None], clock: Callable[[], float], principal_ttl: float):
-        self.repo = repo
-        self.authenticator = authenticator
-        self.throttle = throttle
-        self.institution = institution
-        self.clock = clock
-        self.principal_ttl = principal_ttl
-        self._logins: dict[bytes, tuple] = {}  # key -> (verified at, account, method, device, principal, loaded)
-        self._login_locks: dict[bytes, threading.Lock] = {}
-        self._login_locks_guard = threading.Lock()
-        self._secret = os.urandom(32)
+    repo: Repository
+    authenticator: Authenticator
+    throttle: LoginThrottle
+    institution: Callable[[str], object | None] = field(kw_only=True)
+    clock: Callable[[], float] = field(kw_only=True)
+    principal_ttl: float = field(kw_only=True)
+    # key -> (verified at, account, method, device, principal, loaded)
+    _logins: dict[bytes, tuple] = field(default_factory=dict, init=False, repr=False)
+    _login_locks: dict[bytes, threading.Lock] = field(default_factory=dict, init=False, repr=False)
+    _login_locks_guard: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _secret: bytes = field(default_factory=lambda: os.urandom(32), init=False, repr=False)
 
     # -- pre-checks ------------------------------------------------------------------------------------------
     def accepts_public_key(self, username: str, fingerprint: str) -> bool:
