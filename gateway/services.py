@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import asyncssh
+import sqlalchemy as sa
 
 from auth.authenticator import GatewayAuthenticator
 from auth.clientcert import ClientCertificates
@@ -23,6 +25,9 @@ from storage.repository import Repository
 
 log = logging.getLogger("instpages.services")
 
+#: seconds a readiness verdict is reused
+READY_MEMO_SECONDS = 1.0
+
 
 @dataclass
 class Services:
@@ -32,9 +37,45 @@ class Services:
     keyring: Keyring
     mailbox: Mailbox
     user_cas: dict[str, asyncssh.SSHKey]
+    _readiness: tuple[float, bool] = field(default=(float("-inf"), False), init=False, repr=False)
 
     def close(self) -> None:
         self.repo.engine.dispose()
+
+    def ready(self, now: float | None = None) -> bool:
+        """Whether requests can be served: the database answers ``SELECT 1`` and the blob store its ping. The
+        verdict is kept for READY_MEMO_SECONDS, so that unauthenticated probes cannot hammer the database."""
+        now = time.monotonic() if now is None else now
+        at, verdict = self._readiness
+        if now - at < READY_MEMO_SECONDS:
+            return verdict
+        try:
+            with self.repo.engine.connect() as c:
+                c.execute(sa.text("SELECT 1"))
+            self.blobs.ping()
+            verdict = True
+        except Exception as exc:  # any failure means "not ready"; the reason goes to the log only
+            log.warning("not ready: %s", type(exc).__name__)
+            verdict = False
+        self._readiness = (now, verdict)
+        return verdict
+
+    def reload_trust(self) -> None:
+        """Read the SSH user CAs, the eID trust anchors and their CRLs again (SIGHUP). A file that cannot be read
+        keeps the trust in force and is logged."""
+        try:
+            cas = load_user_cas(self.config)
+            certs = load_client_certificates(self.config)
+        except ConfigError as exc:
+            log.error("trust material not reloaded: %s", exc.message)
+            return
+        for fp in [fp for fp in self.user_cas if fp not in cas]:
+            self.user_cas.pop(fp, None)
+        self.user_cas.update(cas)  # the SFTP front-end holds this same dict
+        auth = self.mailbox.authenticator
+        auth.trusted_ca_fingerprints = frozenset(cas)
+        auth.client_certs = certs
+        log.info("trust material reloaded: %d SSH user CAs", len(cas))
 
 
 def load_user_cas(config: Config) -> dict[str, asyncssh.SSHKey]:

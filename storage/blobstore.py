@@ -581,6 +581,9 @@ class BlobStore(Protocol):
 
     def sweep_temporary(self, older_than: float = 0) -> int: ...
 
+    def ping(self) -> None:
+        """A cheap check that the store can be reached (readiness probes); raises OSError when not."""
+
 
 class LocalBlobStore(BlobStore):
     """Blobs as files under ``root``: ``root/tmp/<id>.tmp`` while written, ``root/<id[:2]>/<id[2:4]>/<id>`` after."""
@@ -618,6 +621,10 @@ class LocalBlobStore(BlobStore):
 
     def exists(self, blob_id: str) -> bool:
         return _valid_id(blob_id) and os.path.isfile(self._final_path(blob_id))
+
+    def ping(self) -> None:
+        if not (os.path.isdir(self._tmp) and os.access(self._tmp, os.W_OK | os.X_OK)):
+            raise OSError(f"the blob folder {self.root} cannot be reached")
 
     def list_ids(self) -> Iterator[str]:
         for first in _scan_dirs(self.root, 2):
