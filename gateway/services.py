@@ -54,7 +54,7 @@ class Services:
                 c.execute(sa.text("SELECT 1"))
             self.blobs.ping()
             verdict = True
-        except Exception as exc:  # any failure means "not ready"; the reason goes to the log only
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; the reason goes to the log only
             log.warning("not ready: %s", type(exc).__name__)
             verdict = False
         self._readiness = (now, verdict)

@@ -10,12 +10,13 @@ import logging
 import ssl
 import sys
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from gateway.web import tls
+from gateway.web.continuation import ContinuingConnection
 from gateway.web.tlsaccept import HandshakePool, HandshakingServer
 from gateway.config import Config
 from storage.errors import MalformedRequest
@@ -209,6 +210,7 @@ class HTTPSFrontend:
         self.server = HandshakingServer((cfg.host, cfg.port), ErrorGuard(dispatcher), numthreads=cfg.threads,
                                         server_name="instpages", timeout=60, request_queue_size=256)
         self.server.listener = listener
+        self.server.ConnectionClass = ContinuingConnection  # "100 Continue" once the body is read
         self.mailbox = mailbox
         self.context: ssl.SSLContext | None = None
         self._pinned: frozenset[str] | None = None
