@@ -685,7 +685,8 @@ class GatewayServer:
 
     def cli(self, *argv: str, input: str | None = None, timeout: float = 180) -> str:
         return run(self.base + list(argv) + ["--data-dir", str(self.data_dir)], timeout,
-                   f"gateway {' '.join(argv[:2])}", input=input, cwd=REPO, env=client_env()).stdout
+                   f"gateway {' '.join(argv[:2])}", input=input, cwd=REPO,
+                   env=dict(client_env(), **self.db_env())).stdout
 
     def setup(self) -> None:
         """init; then the centre and both accounts (in parallel: each CLI call spends seconds importing).
@@ -709,7 +710,11 @@ class GatewayServer:
 
     def env(self) -> dict[str, str]:
         """Settings for both the seeding helper and the server (the same maximum size for both)."""
-        return {"INSTPAGES_DOCUMENTS_MAX_SIZE": str(self.max_size)}
+        return {"INSTPAGES_DOCUMENTS_MAX_SIZE": str(self.max_size), **self.db_env()}
+
+    def db_env(self) -> dict[str, str]:
+        """--database-url: the gateway's metadata in that (empty) database instead of SQLite in its data dir."""
+        return {"INSTPAGES_STORAGE_DATABASE_URL": self.args.database_url} if self.args.database_url else {}
 
     @staticmethod
     def auth_env() -> dict[str, str]:
@@ -1584,6 +1589,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--get-repeats", type=int, help="GETs of the big document per server, median taken (default 3)")
     p.add_argument("--small-files", type=int, help="distinct 200 KB documents wrk rotates over (default 2000)")
     p.add_argument("--connections", type=int, default=200, help="wrk connections (default 200)")
+    p.add_argument("--database-url", help="the gateway's database (an empty one; default SQLite in its data dir)")
     p.add_argument("--workers", type=int, help="gateway worker processes (serve --workers N; default: the "
                                                "gateway's own default, the number of cores)")
     p.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (default 2)")

@@ -52,24 +52,29 @@ class Listeners:
                 s.close()
 
 
-def listen(host: str, port: int) -> socket.socket:
-    family, type_, proto, _, addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)[0]
-    sock = socket.socket(family, type_, proto)
+def listen(host: str, port: int, key: str) -> socket.socket:
+    """A listening TCP socket; an OSError names the address and the configuration ``key`` it comes from."""
+    try:
+        family, type_, proto, _, addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0,
+                                                           socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, type_, proto)
+    except OSError as exc:
+        raise OSError(exc.errno, f"{exc.strerror or exc}: {host}:{port} ({key})") from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(addr)
         sock.listen(BACKLOG)
-    except BaseException:
+    except OSError as exc:
         sock.close()
-        raise
+        raise OSError(exc.errno, f"{exc.strerror or exc}: {host}:{port} ({key})") from None
     return sock
 
 
 def open_listeners(config) -> Listeners:
     """The SFTP and HTTPS ports of ``config`` (those enabled), bound and listening."""
-    sftp = listen(config.sftp.host, config.sftp.port) if config.sftp.enabled else None
+    sftp = listen(config.sftp.host, config.sftp.port, "sftp.port") if config.sftp.enabled else None
     try:
-        https = listen(config.webdav.host, config.webdav.port) if config.webdav.enabled else None
+        https = listen(config.webdav.host, config.webdav.port, "webdav.port") if config.webdav.enabled else None
     except BaseException:
         if sftp is not None:
             sftp.close()
