@@ -17,7 +17,7 @@ from gateway import supervisor
 from gateway.config import Config
 from gateway.web import tls
 from gateway.web.https import HTTPSFrontend
-from gateway.services import Services, build
+from gateway.services import Services, build, check_connection_budget
 from gateway.sftp.frontend import SFTPFrontend
 
 log = logging.getLogger("instpages.server")
@@ -145,6 +145,7 @@ def run_workers(config: Config, services: Services, on_ready=None) -> None:
     report = services.mailbox.recover()
     if any(report.values()):
         log.info("recovered after an unclean stop: %s", report)
+    check_connection_budget(services, config.server.workers)
     services.close()  # nothing of the database crosses the fork
     prepare_shared_files(config)
     listeners = supervisor.open_listeners(config)

@@ -98,16 +98,34 @@ def load_client_certificates(config: Config) -> ClientCertificates:
         raise ConfigError(f"configuration key webdav.client_ca_file / client_crl_files: {exc}") from None
 
 
+def pool_size(config: Config) -> int:
+    """Database connections one process keeps: every SFTP worker thread and every HTTPS thread may hold one at
+    once (a smaller pool made request threads queue for connections: WebDAV benchmark, 200 clients)."""
+    return config.storage.workers + (config.webdav.threads if config.webdav.enabled else 0) + 4
+
+
+def check_connection_budget(services: Services, workers: int) -> None:
+    """``--workers N`` on PostgreSQL: warn when N pools may need more connections than the server allows (its
+    refusals would reach users as 500s under load)."""
+    engine = services.repo.engine
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect() as c:
+        allowed = int(c.execute(sa.text("SHOW max_connections")).scalar_one())
+    need = workers * pool_size(services.config)
+    if need > allowed:
+        log.warning("%d workers may open %d database connections (storage.workers + webdav.threads + 4 each); "
+                    "the server allows %d (max_connections): lower server.workers or webdav.threads, or raise "
+                    "max_connections", workers, need, allowed)
+
+
 def build(config: Config, *, initialize: bool = True) -> Services:
     data = config.data_path
     data.mkdir(parents=True, exist_ok=True)
     os.chmod(data, 0o700)
     keyring = Keyring.load_or_create(config.key_path)
     blobs = LocalBlobStore(config.blob_path, keyring, chunk_size=config.storage.chunk_size)
-    # every SFTP worker and every HTTPS thread may hold a connection at once: a smaller pool made request
-    # threads queue for connections (WebDAV benchmark, 200 clients)
-    threads = config.storage.workers + (config.webdav.threads if config.webdav.enabled else 0)
-    repo = Repository(create_engine(config.database_url, pool_size=threads + 4))
+    repo = Repository(create_engine(config.database_url, pool_size=pool_size(config)))
     if initialize:
         repo.initialize()
     cas = load_user_cas(config)

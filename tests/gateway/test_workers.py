@@ -382,6 +382,9 @@ def test_readyz_fails_on_every_worker_while_the_database_is_unreachable(tmp_path
         s = serve(tmp_path, 2, INSTPAGES_STORAGE_DATABASE_URL=url)
         try:
             workers = set(s.wait_serving(2))
+            # 2 x (16 + 64 + 4) possible connections against PostgreSQL's default 100: the operator is told
+            assert re.search(r"2 workers may open 168 database connections .* allows \d+ \(max_connections\)",
+                             s.text()), s.text()[-2000:]
 
             def probe_all(expected: int) -> None:
                 seen: set[int] = set()
