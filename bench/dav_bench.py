@@ -625,7 +625,8 @@ class GatewayServer:
 
     def cli(self, *argv: str, input: str | None = None, timeout: float = 180) -> str:
         return run(self.base + list(argv) + ["--data-dir", str(self.data_dir)], timeout,
-                   f"gateway {' '.join(argv[:2])}", input=input, cwd=REPO, env=client_env()).stdout
+                   f"gateway {' '.join(argv[:2])}", input=input, cwd=REPO,
+                   env=dict(client_env(), **self.db_env())).stdout
 
     def setup(self) -> None:
         """init; then the centre and both accounts (in parallel: each CLI call spends seconds importing).
@@ -649,7 +650,11 @@ class GatewayServer:
 
     def env(self) -> dict[str, str]:
         """Settings for both the seeding helper and the server (the same maximum size for both)."""
-        return {"INSTPAGES_DOCUMENTS_MAX_SIZE": str(self.max_size)}
+        return {"INSTPAGES_DOCUMENTS_MAX_SIZE": str(self.max_size), **self.db_env()}
+
+    def db_env(self) -> dict[str, str]:
+        """--database-url: the gateway's metadata in that (empty) database instead of SQLite in its data dir."""
+        return {"INSTPAGES_STORAGE_DATABASE_URL": self.args.database_url} if self.args.database_url else {}
 
     @staticmethod
     def auth_env() -> dict[str, str]:
@@ -680,7 +685,9 @@ class GatewayServer:
                    INSTPAGES_SFTP_HOST=HOST, INSTPAGES_SFTP_PORT=str(self.sftp_port))
         logf = open(self.log, "ab")
         try:
-            self.proc = subprocess.Popen(self.base + ["serve", "--data-dir", str(self.data_dir)], cwd=REPO, env=env,
+            workers = ["--workers", str(self.args.workers)] if self.args.workers else []
+            self.proc = subprocess.Popen(self.base + ["serve", *workers, "--data-dir", str(self.data_dir)], cwd=REPO,
+                                         env=env,
                                          stdout=logf, stderr=logf, stdin=subprocess.DEVNULL, start_new_session=True)
         finally:
             logf.close()
@@ -1224,7 +1231,7 @@ class Bench:
         prober.join(timeout=120)  # outside the RSS sampling: the probes started late may still run
         r["listen_overflows"] = listen_overflows() - overflows0
         if t.name == "gateway":
-            time.sleep(0.5)  # let the server log the connections wrk dropped at its end
+            time.sleep(1.5)  # let the server log the connections wrk dropped at its end (once a second)
             r["handshake_drops"] = self.handshake_drops() - drops0
         r["probe_tls_s"] = [p[0] for p in probes]
         r["probe_total_s"] = [p[1] for p in probes]
@@ -1249,13 +1256,16 @@ class Bench:
         return r
 
     def handshake_drops(self) -> int:
-        """How often the gateway's log says a client dropped its connection during the TLS handshake (cheroot:
-        "peer dropped the TLS connection suddenly, during handshake"). When wrk stops, those are the
-        connections that were still waiting for the server to finish their handshake."""
+        """How many connections the gateway's log says a client dropped during the TLS handshake (its handshake
+        threads: "TLS handshakes: N abandoned by the client during handshake", summed over the workers; older
+        gateways, cheroot: one "peer dropped the TLS connection suddenly, during handshake" each). When wrk
+        stops, those are the connections that were still waiting for the server to finish their handshake."""
         try:
-            return self.gateway.log.read_text(errors="replace").count("during handshake")
+            text = self.gateway.log.read_text(errors="replace")
         except OSError:
             return 0
+        counted = re.findall(r"(\d+) abandoned by the client during handshake", text)
+        return sum(map(int, counted)) + text.count("during handshake") - len(counted)
 
     def prime_auth(self, t: Target) -> None:
         """One authenticated request (on the gateway: a full login if its cache entry has run out)."""
@@ -1364,7 +1374,8 @@ class Bench:
         out.parent.mkdir(parents=True, exist_ok=True)
         secs = a.profile_seconds
         log(f"profiling the gateway during {scenario} for {secs} s (py-spy record --nonblocking -> {out})")
-        spy = subprocess.Popen([str(pyspy), "record", "--nonblocking", "-f", "raw", "-o", str(out), "--pid",
+        spy = subprocess.Popen([str(pyspy), "record", "--nonblocking", "--subprocesses", "-f", "raw", "-o", str(out),
+                                "--pid",
                                 str(t.pid), "-d", str(secs)], stdout=subprocess.DEVNULL,
                                stderr=open(self.work / "py-spy.log", "ab"), stdin=subprocess.DEVNULL)
         try:
@@ -1518,6 +1529,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--get-repeats", type=int, help="GETs of the big document per server, median taken (default 3)")
     p.add_argument("--small-files", type=int, help="distinct 200 KB documents wrk rotates over (default 2000)")
     p.add_argument("--connections", type=int, default=200, help="wrk connections (default 200)")
+    p.add_argument("--database-url", help="the gateway's database (an empty one; default SQLite in its data dir)")
+    p.add_argument("--workers", type=int, help="gateway worker processes (serve --workers N; default: the "
+                                               "gateway's own default, the number of cores)")
     p.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (default 2)")
     p.add_argument("--wrk-seconds", type=float, help="wrk duration (default 10)")
     p.add_argument("--wrk-warmup", type=float, help="untimed wrk run before the measured one, seconds "

@@ -644,8 +644,10 @@ class GatewayServer:
         self.starts += 1
         logf = open(self.log, "ab")
         try:
-            self.proc = subprocess.Popen(self.base + ["serve", "--data-dir", str(self.data_dir)], cwd=REPO, env=env,
-                                         stdout=logf, stderr=logf, stdin=subprocess.DEVNULL, start_new_session=False)
+            workers = ["--workers", str(self.args.workers)] if self.args.workers else []
+            self.proc = subprocess.Popen(self.base + ["serve", *workers, "--data-dir", str(self.data_dir)], cwd=REPO,
+                                         env=env, stdout=logf, stderr=logf, stdin=subprocess.DEVNULL,
+                                         start_new_session=False)
         finally:
             logf.close()
         wait_for_ssh_banner(self.port, self.proc, 60, "instpages serve", self.log)
@@ -1206,6 +1208,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                              "(default 3)")
     p.add_argument("--big-repeats", type=int, default=None, help="repetitions of GET/PUT (default 3, --quick 1)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run in well under a minute")
+    p.add_argument("--workers", type=int, help="gateway worker processes (serve --workers N; default: the "
+                                               "gateway's own default, the number of cores)")
     p.add_argument("--only", action="append", metavar="SCENARIO",
                    help=f"run only these scenarios ({', '.join(SCENARIOS)}); repeat or comma-separate")
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON here")

@@ -23,6 +23,13 @@ ENV_PREFIX = "INSTPAGES_"
 
 
 @dataclass(frozen=True)
+class ServerConfig:
+    #: identical worker processes serving the SFTP and HTTPS ports under one supervisor (1 = one process, no
+    #: supervisor); default the number of cores
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
 class SFTPConfig:
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -206,6 +213,7 @@ class Config:
     data_dir: str = "./var"
     #: identifies this process among identical gateways sharing one database (crash recovery); empty = hostname
     node_id: str = ""
+    server: ServerConfig = field(default_factory=ServerConfig)
     sftp: SFTPConfig = field(default_factory=SFTPConfig)
     webdav: WebDAVConfig = field(default_factory=WebDAVConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -341,6 +349,7 @@ def _validate(cfg: Config) -> None:
         if not cond:
             raise ConfigError(f"configuration key {key}: {why}")
 
+    need(1 <= cfg.server.workers <= 256, "server.workers", "must be between 1 and 256")
     need(0 <= cfg.sftp.port <= 65535, "sftp.port", "must be between 0 and 65535")
     need(0 <= cfg.webdav.port <= 65535, "webdav.port", "must be between 0 and 65535")
     need(cfg.auth.second_factor in ("required", "off"), "auth.second_factor", 'must be "required" or "off"')

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import asyncssh
+import sqlalchemy as sa
 
 from auth.authenticator import GatewayAuthenticator
 from auth.clientcert import ClientCertificates
@@ -29,6 +31,9 @@ from storage.repository import Repository
 
 log = logging.getLogger("instpages.services")
 
+#: seconds a readiness verdict is reused
+READY_MEMO_SECONDS = 1.0
+
 
 @dataclass
 class Services:
@@ -40,6 +45,7 @@ class Services:
     user_cas: dict[str, asyncssh.SSHKey]
     #: what the administration uses besides the mailbox
     collaborators: Collaborators
+    _readiness: tuple[float, bool] = field(default=(float("-inf"), False), init=False, repr=False)
 
     def administration(self, **kw):
         """An :class:`~gateway.admin.service.Administration` (``actor``, ``protocol``, ``source``, ``principal``
@@ -51,6 +57,41 @@ class Services:
     def close(self) -> None:
         self.blobs.close()
         self.repo.engine.dispose()
+
+    def ready(self, now: float | None = None) -> bool:
+        """Whether requests can be served: the database answers ``SELECT 1`` and the blob store its ping. The
+        verdict is kept for READY_MEMO_SECONDS, so that unauthenticated probes cannot hammer the database."""
+        now = time.monotonic() if now is None else now
+        at, verdict = self._readiness
+        if now - at < READY_MEMO_SECONDS:
+            return verdict
+        try:
+            with self.repo.engine.connect() as c:
+                c.execute(sa.text("SELECT 1"))
+            self.blobs.ping()
+            verdict = True
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; the reason goes to the log only
+            log.warning("not ready: %s", type(exc).__name__)
+            verdict = False
+        self._readiness = (now, verdict)
+        return verdict
+
+    def reload_trust(self) -> None:
+        """Read the SSH user CAs, the eID trust anchors and their CRLs again (SIGHUP). A file that cannot be read
+        keeps the trust in force and is logged."""
+        try:
+            cas = load_user_cas(self.config)
+            certs = load_client_certificates(self.config)
+        except ConfigError as exc:
+            log.error("trust material not reloaded: %s", exc.message)
+            return
+        for fp in [fp for fp in self.user_cas if fp not in cas]:
+            self.user_cas.pop(fp, None)
+        self.user_cas.update(cas)  # the SFTP front-end holds this same dict
+        auth = self.mailbox.authenticator
+        auth.trusted_ca_fingerprints = frozenset(cas)
+        auth.client_certs = certs
+        log.info("trust material reloaded: %d SSH user CAs", len(cas))
 
 
 def load_user_cas(config: Config) -> dict[str, asyncssh.SSHKey]:
@@ -73,16 +114,34 @@ def load_client_certificates(config: Config) -> ClientCertificates:
         raise ConfigError(f"configuration key webdav.client_ca_file / client_crl_files: {exc}") from None
 
 
+def pool_size(config: Config) -> int:
+    """Database connections one process keeps: every SFTP worker thread and every HTTPS thread may hold one at
+    once (a smaller pool made request threads queue for connections: WebDAV benchmark, 200 clients)."""
+    return config.storage.workers + (config.webdav.threads if config.webdav.enabled else 0) + 4
+
+
+def check_connection_budget(services: Services, workers: int) -> None:
+    """``--workers N`` on PostgreSQL: warn when N pools may need more connections than the server allows (its
+    refusals would reach users as 500s under load)."""
+    engine = services.repo.engine
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect() as c:
+        allowed = int(c.execute(sa.text("SHOW max_connections")).scalar_one())
+    need = workers * pool_size(services.config)
+    if need > allowed:
+        log.warning("%d workers may open %d database connections (storage.workers + webdav.threads + 4 each); "
+                    "the server allows %d (max_connections): lower server.workers or webdav.threads, or raise "
+                    "max_connections", workers, need, allowed)
+
+
 def build(config: Config, *, initialize: bool = True) -> Services:
     data = config.data_path
     data.mkdir(parents=True, exist_ok=True)
     os.chmod(data, 0o700)
     keyring = Keyring.load_or_create(config.key_path)
     blobs = LocalBlobStore(config.blob_path, keyring, chunk_size=config.storage.chunk_size)
-    # every SFTP worker and every HTTPS thread may hold a connection at once: a smaller pool made request
-    # threads queue for connections (WebDAV benchmark, 200 clients)
-    threads = config.storage.workers + (config.webdav.threads if config.webdav.enabled else 0)
-    repo = Repository(create_engine(config.database_url, pool_size=threads + 4))
+    repo = Repository(create_engine(config.database_url, pool_size=pool_size(config)))
     if initialize:
         repo.initialize()
     cas = load_user_cas(config)

@@ -91,11 +91,13 @@ class SFTPFrontend:
         log.info("generated SSH host key %s (%s)", path, key.get_fingerprint("sha256"))
         return key
 
-    async def start(self) -> int:
+    async def start(self, listener=None) -> int:
+        """Listen on ``sftp.host``/``port``, or on ``listener`` (a socket the supervisor opened for its workers)."""
         host_key = self.load_or_create_host_key(self.config.host_key_path)
         cfg = self.config.sftp
+        where = {"sock": listener} if listener is not None else {"host": cfg.host, "port": cfg.port}
         self._server = await asyncssh.listen(
-            cfg.host, cfg.port, server_host_keys=[host_key],
+            **where, server_host_keys=[host_key],
             server_factory=lambda: SSHConnection(self),
             sftp_factory=lambda chan: GatewaySFTPServer(chan, self),
             allow_scp=False, agent_forwarding=False, x11_forwarding=False, allow_pty=False,

@@ -1,7 +1,8 @@
 """The HTTPS port: cheroot serving WebDAV under ``/dav``, the account page, the console and the REST API.
 
 cheroot runs its own worker threads; the WSGI application calls the (synchronous, thread-safe) core directly.
-TLS handshakes happen off cheroot's accept thread, each with a deadline (:mod:`gateway.web.tlsaccept`).
+TLS handshakes happen off cheroot's accept thread, in a few threads, each with a deadline
+(:mod:`gateway.web.tlsaccept`). ``/healthz`` and ``/readyz`` answer a load balancer without a login.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from gateway.web import tls
-from gateway.web.tlsaccept import Handshaker, HandshakingServer
+from gateway.web.continuation import ContinuingConnection
+from gateway.web.tlsaccept import HandshakePool, HandshakingServer
 from gateway.config import Config
 from storage.errors import MalformedRequest
 from gateway.core.mailbox import Mailbox
@@ -57,6 +59,27 @@ def root_app(environ, start_response):
     body = b"404 Not Found\n"
     start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
+
+
+def health_app(ready: Callable[[], bool], app):
+    """``/healthz`` (the process answers) and ``/readyz`` (it can serve: ``ready()``, i.e. the database and the blob
+    store answer), for load balancers: no login, nothing on the record (a probe every few seconds would flood
+    it), and nothing revealed but the status. Everything else goes to ``app``."""
+    def wrapped(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path not in ("/healthz", "/readyz"):
+            return app(environ, start_response)
+        method = environ.get("REQUEST_METHOD")
+        if method not in ("GET", "HEAD"):
+            status, body, extra = "405 Method Not Allowed", b"405 Method Not Allowed\n", [("Allow", "GET, HEAD")]
+        elif path == "/healthz" or ready():
+            status, body, extra = "200 OK", b"ok\n", []
+        else:
+            status, body, extra = "503 Service Unavailable", b"not ready\n", [("Retry-After", "5")]
+        start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body))),
+                                ("Cache-Control", "no-store")] + extra)
+        return [b"" if method == "HEAD" else body]
+    return wrapped
 
 
 def with_source(app, trusted_proxies):
@@ -166,7 +189,11 @@ def _announced(headers) -> int:
 
 
 class HTTPSFrontend:
-    def __init__(self, config: Config, mailbox: Mailbox, keyring, administration: Callable[..., Administration]):
+    """The HTTPS port. ``ready`` answers ``/readyz``; ``listener`` is a listening socket opened by the supervisor
+    before it forked the workers (None: bind ``webdav.host``/``port`` here)."""
+
+    def __init__(self, config: Config, mailbox: Mailbox, keyring, administration: Callable[..., Administration], *,
+                 ready: Callable[[], bool] = lambda: True, listener=None):
         """``administration``: the services factory's (``Services.administration``), for the console, the account
         page and the REST API."""
         self.config = config
@@ -187,9 +214,12 @@ class HTTPSFrontend:
                                        config.auth.trusted_proxies)
         self.api_app = with_source(RestApi(mailbox, signer, administration=administration), config.auth.trusted_proxies)
         dispatcher = wsgi.PathInfoDispatcher({"/dav": self.dav_app, "/account": self.account_app,
-                                              "/console": self.console_app, "/api": self.api_app, "/": root_app})
+                                              "/console": self.console_app, "/api": self.api_app,
+                                              "/": health_app(ready, root_app)})
         self.server = HandshakingServer((cfg.host, cfg.port), ErrorGuard(dispatcher), numthreads=cfg.threads,
                                         server_name="instpages", timeout=60, request_queue_size=256)
+        self.server.listener = listener
+        self.server.ConnectionClass = ContinuingConnection  # "100 Continue" once the body is read
         self.mailbox = mailbox
         self.context: ssl.SSLContext | None = None
         self._pinned: frozenset[str] | None = None
@@ -198,8 +228,8 @@ class HTTPSFrontend:
             tls.ensure_self_signed(config.tls_cert_path, config.tls_key_path, [cfg.host])
             self.server.ssl_adapter = BuiltinSSLAdapter(str(config.tls_cert_path), str(config.tls_key_path))
             self.refresh_trust()
-            self.server.handshaker = Handshaker(lambda: self.context, self.server.deliver,
-                                                timeout=cfg.handshake_timeout_seconds)
+            self.server.handshaker = HandshakePool(lambda: self.context, self.server.deliver,
+                                                   timeout=cfg.handshake_timeout_seconds)
         self._thread: threading.Thread | None = None
         self._keeper: threading.Thread | None = None
 
@@ -216,15 +246,16 @@ class HTTPSFrontend:
             ctx.load_verify_locations(cadata=pem)
         return ctx
 
-    def refresh_trust(self) -> bool:
-        """Read the pinned client certificates again (whichever process pinned them); when they changed, new
-        TLS handshakes use a context that lets exactly those through. True when it changed."""
+    def refresh_trust(self, force: bool = False) -> bool:
+        """Read the pinned client certificates again (whichever process pinned them); when they changed (or
+        ``force``: SIGHUP, the eID CA file may have changed), new TLS handshakes use a context that lets exactly
+        those through. True when it changed."""
         if self.server.ssl_adapter is None:
             return False
         repo = self.mailbox.repo
         with repo.read() as c:
             pems = sorted(set(repo.client_certificate_pems(c)))
-        if self._pinned == frozenset(pems):
+        if self._pinned == frozenset(pems) and not force:
             return False
         self.context = self._tls_context(pems)
         self._pinned = frozenset(pems)

@@ -2,9 +2,11 @@
 
 cheroot does every TLS handshake in its one connection-manager thread, blocking (cherrypy/cheroot#748): a client
 that connected and sent nothing stalled every other client until the socket timed out, and fifty of them for as
-long as they stayed. Here cheroot's accept thread only accepts; the new socket goes to the :class:`Handshaker`, one
-thread that drives every handshake non-blocking from a selector, each bounded by a deadline
-(``webdav.handshake_timeout_seconds``). A finished connection goes to cheroot's connection manager with its TLS
+long as they stayed. Here cheroot's accept thread only accepts; the new socket goes to a :class:`HandshakePool`:
+a few :class:`Handshaker` threads, each driving its share of the handshakes non-blocking from a selector, each
+handshake bounded by a deadline (``webdav.handshake_timeout_seconds``). The crypto runs in parallel: CPython
+releases the GIL inside ``SSL_do_handshake``, and with one thread 200 connecting clients queued behind each
+other's key exchanges. A finished connection goes to cheroot's connection manager with its TLS
 environ, which hands it to a worker thread once a request arrives. So a client that never completes its
 handshake, or never sends a request, costs a file descriptor until its deadline and holds up no one.
 
@@ -28,8 +30,12 @@ from cheroot import connections, wsgi
 
 log = logging.getLogger("instpages.https")
 
-#: handshakes in progress at most; beyond, the oldest is dropped (it has had the longest to finish)
+#: handshakes in progress at most (per thread); beyond, the oldest is dropped (it has had the longest to finish)
 MAX_PENDING = 4096
+#: handshake threads per process
+HANDSHAKE_THREADS = 4
+#: clients that gave up during their handshake are logged as one line per this many seconds at most
+REPORT_SECONDS = 1.0
 _NO_FD = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _PLAIN_HTTP = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 38\r\n"
                b"Connection: close\r\n\r\nThis port speaks HTTPS only (TLS).\r\n\r\n")
@@ -62,14 +68,16 @@ class Handshaker:
         self._pending: dict[_Pending, None] = {}  # insertion order = age order (one timeout for all)
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._abandoned = self._expired = 0  # not yet logged
+        self._reported = float("-inf")
 
     # -- any thread ----------------------------------------------------------------------------------------
     def submit(self, sock: socket.socket, addr: tuple) -> None:
         self._incoming.append((sock, addr))
         self._wake()
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="tls-handshakes", daemon=True)
+    def start(self, name: str = "tls-handshakes") -> None:
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -83,6 +91,7 @@ class Handshaker:
             self._drop(p)
         while self._incoming:
             self._incoming.popleft()[0].close()
+        self._report(force=True)
         self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
@@ -107,14 +116,27 @@ class Handshaker:
                     elif not key.data.done:
                         self._step(key.data)
                 self._expire()
+                self._report()
             except Exception:  # keep handshaking for everyone else
                 log.exception("TLS handshake loop")
 
     def _next_timeout(self) -> float | None:
-        if not self._pending:
-            return None
-        first = next(iter(self._pending))
-        return max(0.0, first.deadline - self.clock())
+        waits = []
+        if self._pending:
+            waits.append(next(iter(self._pending)).deadline - self.clock())
+        if self._abandoned or self._expired:
+            waits.append(self._reported + REPORT_SECONDS - self.clock())
+        return max(0.0, min(waits)) if waits else None
+
+    def _report(self, force: bool = False) -> None:
+        """One line for the clients that gave up or ran out of time during their handshake (a benchmark's
+        connections still waiting in their handshake when it stopped show up here), at most once a second."""
+        if not (self._abandoned or self._expired) or (not force and self.clock() - self._reported < REPORT_SECONDS):
+            return
+        log.info("TLS handshakes: %d abandoned by the client during handshake, %d timed out", self._abandoned,
+                 self._expired)
+        self._abandoned = self._expired = 0
+        self._reported = self.clock()
 
     def _take_incoming(self) -> None:
         try:
@@ -145,12 +167,17 @@ class Handshaker:
         except ssl.SSLWantWriteError:
             self._selector.modify(p.sock, selectors.EVENT_WRITE, p)
             return
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:
+            self._abandoned += 1
+            self._drop(p, f"connection closed during the TLS handshake: {exc}")
+            return
         except ssl.SSLError as exc:
             if exc.reason == "HTTP_REQUEST":
                 _answer_plain_http(p.sock)
             self._drop(p, f"TLS handshake failed: {exc.reason or exc}")
             return
         except OSError as exc:
+            self._abandoned += 1
             self._drop(p, f"connection lost during the TLS handshake: {exc}")
             return
         self._forget(p)
@@ -167,6 +194,7 @@ class Handshaker:
             first = next(iter(self._pending))
             if first.deadline > now:
                 return
+            self._expired += 1
             self._drop(first, f"no TLS handshake within {self.timeout:g} s")
 
     def _forget(self, p: _Pending) -> None:
@@ -182,6 +210,33 @@ class Handshaker:
         if why:
             log.debug("client %s dropped: %s", p.addr[0] if p.addr else "?", why)
         p.sock.close()
+
+
+class HandshakePool:
+    """Several :class:`Handshaker` threads; a new connection goes to the one with the fewest in progress."""
+
+    def __init__(self, context: Callable[[], ssl.SSLContext], deliver: Callable[[ssl.SSLSocket, tuple], None], *,
+                 timeout: float, threads: int = HANDSHAKE_THREADS, max_pending: int = MAX_PENDING,
+                 clock: Callable[[], float] = time.monotonic):
+        if threads < 1:
+            raise ValueError("at least one handshake thread")
+        self.members = [Handshaker(context, deliver, timeout=timeout, max_pending=max_pending, clock=clock)
+                        for _ in range(threads)]
+
+    def submit(self, sock: socket.socket, addr: tuple) -> None:
+        min(self.members, key=lambda h: h.pending).submit(sock, addr)
+
+    def start(self) -> None:
+        for i, h in enumerate(self.members):
+            h.start(f"tls-handshakes-{i}")
+
+    def stop(self) -> None:
+        for h in self.members:
+            h.stop()
+
+    @property
+    def pending(self) -> int:
+        return sum(h.pending for h in self.members)
 
 
 def _answer_plain_http(sock: ssl.SSLSocket) -> None:
@@ -203,7 +258,7 @@ def _answer_plain_http(sock: ssl.SSLSocket) -> None:
 class _AcceptOnly(connections.ConnectionManager):
     """cheroot's connection manager, whose accept hands the new socket to the handshaker and returns at once."""
 
-    def __init__(self, server, handshaker: Handshaker):
+    def __init__(self, server, handshaker: Handshaker | HandshakePool):
         super().__init__(server)
         self.handshaker = handshaker
 
@@ -224,10 +279,24 @@ class HandshakingServer(wsgi.Server):
     ``ssl_adapter`` stays set (it makes the request scheme https and wraps the connection's streams) but its
     blocking ``wrap`` is never called."""
 
-    handshaker: Handshaker | None = None
+    handshaker: Handshaker | HandshakePool | None = None
+    #: a listening socket opened before the workers were forked (``instpages serve --workers N``); None = bind
+    listener: socket.socket | None = None
+
+    def bind(self, family, type, proto=0):
+        """cheroot's prepare binds here: a listener handed in is used as it is (shared by the worker processes)."""
+        if self.listener is None:
+            return super().bind(family, type, proto)
+        self.socket = self.listener
+        self.bind_addr = self.listener.getsockname()[:2]
+        return self.socket
 
     def prepare(self):
         super().prepare()
+        # accept only after the selector saw the socket readable, and never wait in it: when worker processes
+        # share the listener another one may have taken the connection, and cheroot's 1 s timeout would hold
+        # this accept thread (and every keep-alive connection it watches) that long
+        self.socket.settimeout(0)
         if self.handshaker is not None:
             self._connections.close()
             self._connections = _AcceptOnly(self, self.handshaker)

@@ -142,6 +142,10 @@ class LocalBlobStore(BlobStore):
                     if valid_blob_id(name) and name[:2] == first.name and name[2:4] == second.name:
                         yield name
 
+    def ping(self) -> None:
+        if not (os.path.isdir(self._tmp) and os.access(self._tmp, os.W_OK | os.X_OK)):
+            raise OSError(f"the blob folder {self.root} cannot be reached")
+
     def sweep_temporary(self, older_than: float = 0) -> int:
         """Delete temporary blobs (crash leftovers) not modified for ``older_than`` seconds; returns the count.
 

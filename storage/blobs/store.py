@@ -115,6 +115,10 @@ class BlobStore(Protocol):
         """Remove temporary blobs not written to for ``older_than`` seconds; returns how many."""
         ...
 
+    def ping(self) -> None:
+        """A cheap check that the store can be reached (readiness probes); raises OSError when not."""
+        ...
+
     def close(self) -> None:
         """Release the store's resources (its hashing threads); blobs being written must be finished first."""
         ...
