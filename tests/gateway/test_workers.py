@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from gateway.admin.service import Administration
 from gateway.config import load_config
 from gateway.services import build
 from tests.conftest import CENTRE_A, PYTHON, ROOT, SFTP_OPTS, STAFF_PASSWORD, free_port, keygen, ssh_env
@@ -79,7 +78,7 @@ def prepare(data_dir: Path, keydir: Path, **env) -> tuple[dict, dict]:
            "INSTPAGES_SFTP_PORT": str(free_port()), "INSTPAGES_WEBDAV_PORT": str(free_port()), **env}
     services = build(load_config(None, env=env))
     try:
-        admin = Administration(services.mailbox, actor="test")
+        admin = services.administration(actor="test")
         admin.add_institution(CENTRE_A, "OCMW Workers", "active")
         key = keygen(keydir / "podmi")
         admin.add_account("podmi", "uploader", None, [key.with_suffix(".pub").read_text()], None)
@@ -254,7 +253,7 @@ def test_sighup_makes_every_worker_trust_a_newly_pinned_certificate(two, tmp_pat
     env = {"INSTPAGES_DATA_DIR": str(two.data_dir)}
     services = build(load_config(None, env=env), initialize=False)
     try:
-        Administration(services.mailbox, actor="test").add_account("podmi-hup", "uploader",
+        services.administration(actor="test").add_account("podmi-hup", "uploader",
                                                                    client_certs=[cert[0].read_text()])
     finally:
         services.close()
