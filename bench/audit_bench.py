@@ -14,22 +14,19 @@ import argparse
 import json
 import sys
 import tempfile
-import uuid
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
-
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 if "--storage-from" in sys.argv:  # compare with another version's storage package (children inherit sys.path)
     sys.path.insert(0, sys.argv[sys.argv.index("--storage-from") + 1])
 
-from storage.db import create_engine  # noqa: E402
-from storage.repository import Repository  # noqa: E402
-from tests.storage.chainload import load_events, run_load  # noqa: E402
+from storage.db import create_engine
+from storage.repository import Repository
+from tests.conftest import fresh_database
+from tests.storage.chainload import load_events, run_load
 
 
 @contextmanager
@@ -37,17 +34,9 @@ def database(kind: str, pg_server: str):
     if kind == "sqlite":
         with tempfile.TemporaryDirectory() as d:
             yield f"sqlite:///{d}/bench.db"
-        return
-    admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
-    name = "audit_bench_" + uuid.uuid4().hex[:10]
-    with admin.connect() as c:
-        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(pg_server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as c:
-            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    else:
+        with fresh_database(pg_server) as url:
+            yield url
 
 
 def check(url: str, writers: int, events: int) -> dict:

@@ -62,9 +62,8 @@ def write_connection(engine: Engine) -> Connection:
 @contextmanager
 def write_tx(engine: Engine) -> Iterator[Connection]:
     """A read-write transaction (committed on success, rolled back on error)."""
-    with write_connection(engine) as conn:
-        with conn.begin():
-            yield conn
+    with write_connection(engine) as conn, conn.begin():
+        yield conn
 
 
 @contextmanager

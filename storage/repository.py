@@ -33,10 +33,9 @@ class Repository(InstitutionsRepo, GrantsRepo, AccountsRepo, CredentialsRepo, Fo
     """All aggregates over one engine (each mixin's methods are named apart; tests/storage checks it)."""
 
     def initialize(self) -> None:
-        """Migrate the schema to the newest revision, make sure the audit chain has its head row and seal what a
-        process that stopped after its commit left unsealed."""
+        """Migrate the schema to the newest revision and make sure the audit chain has its head row. (Events a
+        process left unsealed when it stopped are sealed by the next write, from any process.)"""
         db.migrate(self.engine)
         with self.write() as c:
             if c.execute(sa.select(H.c.id).where(H.c.id == 1)).first() is None:
                 c.execute(H.insert().values(id=1, last_id=0, hash=GENESIS))
-        self.seal_audit()

@@ -42,7 +42,7 @@ def verify(args, admin: Administration) -> int:
         print(f"instpages: error: audit record: {check.stale} events were never sealed into the chain (the oldest "
               f"is event {check.oldest_stale}; the {n} sealed events are intact)", file=sys.stderr)
         return EXIT_ERROR
-    fresh = f", {check.unsealed} newer events not sealed yet" if check.unsealed else ""
+    fresh = f", {check.unsealed} newer not sealed yet" if check.unsealed else ""
     print(f"audit record intact: {n} events{fresh}")
     if check.missing_ids:
         print(f"note: {check.missing_ids} event ids are absent between the first and the newest event"

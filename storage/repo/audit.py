@@ -39,7 +39,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from storage import db
-from storage.repo.base import E, H, _B, after_commit, as_utc, utcnow
+from storage.repo.base import _B, E, H, after_commit, as_utc, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ class AuditRepo:
                     break
                 total += n
                 released = n < SEAL_BATCH
-        except Exception:  # noqa: BLE001 - the operation is committed; its event waits for the next sealer
+        except Exception:  # the operation is committed; its event waits for the next sealer
             log.warning("sealing the audit record failed; the next write retries", exc_info=True)
         return total
 

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from storage.db import alembic_config, create_engine
 from storage.errors import ServiceUnavailable
 from storage.repo.audit import _event_hash
-from storage.repository import E, H, AuditRecord, Repository, utcnow
+from storage.repository import AuditRecord, E, H, Repository, utcnow
 from tests.storage.chainload import load_events, run_load
 
 WRITERS, EVENTS = 4, 250
@@ -118,9 +118,9 @@ def test_an_unsealed_event_removed_leaves_a_missing_id(repo):
     with repo.write() as c:
         repo.audit(c, AuditRecord("login", "ok", "first"))
     with repo.engine.begin() as c:  # two events committed, not sealed yet
-        gone, kept = (c.execute(E.insert().values(ts=utcnow(), action="upload", outcome="committed", actor=a,
-                                                  protocol="", source="", path="", detail="")).inserted_primary_key[0]
-                      for a in ("gone", "kept"))
+        gone, _kept = (c.execute(E.insert().values(ts=utcnow(), action="upload", outcome="committed", actor=a,
+                                                   protocol="", source="", path="", detail="")).inserted_primary_key[0]
+                       for a in ("gone", "kept"))
         c.execute(sa.delete(E).where(E.c.id == gone))
     with repo.write() as c:
         repo.audit(c, AuditRecord("login", "ok", "last"))
@@ -152,9 +152,8 @@ def test_a_writer_kept_waiting_too_long_on_sqlite_is_told_to_try_again(tmp_path)
     repo.initialize()
     other = sqlite3.connect(tmp_path / "busy.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another process's long write transaction
-    with pytest.raises(ServiceUnavailable) as caught:
-        with repo.write() as c:
-            repo.audit(c, AuditRecord("login", "ok", "late"))
+    with pytest.raises(ServiceUnavailable) as caught, repo.write() as c:
+        repo.audit(c, AuditRecord("login", "ok", "late"))
     assert "try again" in caught.value.message
     other.execute("COMMIT")
     with repo.write() as c:
