@@ -1,19 +1,24 @@
 """The audit record: events appended in their operation's transaction, sealed into one hash chain, and its check.
 
 Appending (:meth:`AuditRepo.audit`) inserts the event in the caller's transaction, so the event commits or
-rolls back with the operation it records, and takes no shared lock. Sealing gives committed events their place
-in the chain: the next ``seq`` (1, 2, 3... with no gap), the hash of the event before and their own hash.
-One sealer at a time holds the head row (``audit_head``), in its own short transaction, and seals what is
-committed and unsealed in id order, in batches. Writers no longer wait for each other's transactions to end
-(measured: with the head row held to the end of each operation, 1, 2 or 4 writer processes on PostgreSQL all
-got ~330 events/s when an operation took 2 ms after its append; see bench/audit_bench.py).
+rolls back with the operation it records (it is durable when the operation's commit returns). Sealing gives
+committed events their place in the chain: the next ``seq`` (1, 2, 3... with no gap), the hash of the event
+before and their own hash. One sealer at a time holds the head row (``audit_head``) and seals what it sees
+unsealed, in id order, in batches. No writer ever waits for the head: before revision 0006 every append locked
+it until its operation's transaction ended, and on PostgreSQL 1, 2 and 4 writer processes all got about the
+same events/s, each waiting longer for the lock (bench/audit_bench.py; numbers in the branch's report).
 
-- PostgreSQL: after the operation's transaction commits, :meth:`RepositoryBase.write` calls
-  :meth:`seal_audit`, which tries the head row (``FOR UPDATE SKIP LOCKED``). If another process is sealing,
-  it returns at once: that sealer looks for unsealed events again after it releases the head, so it sees every
-  event committed before its release (a writer's try can only fail before that release), and loops.
+- PostgreSQL: the append tries the head (``FOR UPDATE SKIP LOCKED``). Free: it seals, in the operation's
+  transaction, its own event and everything committed before; once that commits, it looks again for events
+  committed meanwhile (their writers found the head taken) and seals them in short transactions of its own.
+  Taken: after its commit the writer tries once more (:meth:`seal_audit`); taken again, it returns at once,
+  because the holder's look after its release sees every event committed before that release, and a try can
+  only fail before it. A sealing transaction of its own commits without waiting for the disk: losing it in a
+  crash loses no event (they are committed, unsealed) and leaves the chain whole (the head goes with it).
 - SQLite: writers hold the database's write lock for their whole transaction anyway (``BEGIN IMMEDIATE``), so
   the append seals inline, in the same transaction: on SQLite no committed event is ever unsealed.
+- Events left unsealed (a process stopped between its commit and its seal; a sealing that failed) are sealed
+  by the next append from any process.
 
 The hash of an event covers its predecessor's hash, its time, its fields and (since revision 0006) its id and
 seq; events up to ``audit_head.v1_through`` were hashed before that, without id and seq, and keep that rule.
@@ -149,8 +154,8 @@ class AuditRepo:
         sealed = _seal_batch(c, SEAL_BATCH, skip_locked=True)
         if sealed is None:  # another transaction holds the head: try again once this one committed
             after_commit(c, self.seal_audit)
-        else:  # sealed here: after the commit, seal what others committed while this one held the head
-            after_commit(c, self._seal_after_release)
+        else:  # sealed here: once the head is released (commit or rollback), seal what others committed meanwhile
+            after_commit(c, self._seal_after_release, also_on_rollback=True)
         return event_id
 
     def _seal_after_release(self, c: Connection) -> int:

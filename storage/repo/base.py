@@ -45,12 +45,11 @@ _B = sa.bindparam
 _AFTER_COMMIT = "instpages.after_commit"
 
 
-def after_commit(c: Connection, fn: Callable[[Connection], object]) -> None:
-    """Call ``fn(c)`` once after the :meth:`RepositoryBase.write` transaction of ``c`` commits (not on
-    rollback), on the same connection, outside that transaction."""
-    hooks = c.info.setdefault(_AFTER_COMMIT, [])
-    if fn not in hooks:
-        hooks.append(fn)
+def after_commit(c: Connection, fn: Callable[[Connection], object], *, also_on_rollback: bool = False) -> None:
+    """Call ``fn(c)`` once after the :meth:`RepositoryBase.write` transaction of ``c`` commits (or ends in any
+    way, ``also_on_rollback``), on the same connection, outside that transaction. ``fn`` must not raise."""
+    hooks = c.info.setdefault(_AFTER_COMMIT, {})
+    hooks[fn] = hooks.get(fn, False) or also_on_rollback
 
 
 def utcnow() -> datetime:
@@ -73,13 +72,15 @@ class RepositoryBase:
     def write(self) -> Iterator[Connection]:
         with db.write_connection(self.engine) as c:
             c.info.pop(_AFTER_COMMIT, None)
+            committed = False
             try:
                 with c.begin():
                     yield c
+                committed = True
             finally:
-                hooks = c.info.pop(_AFTER_COMMIT, ())
-            for fn in hooks:
-                fn(c)
+                for fn, always in c.info.pop(_AFTER_COMMIT, {}).items():
+                    if committed or always:
+                        fn(c)
 
     def read(self):
         return db.read_tx(self.engine)

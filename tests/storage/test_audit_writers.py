@@ -6,6 +6,7 @@ writers, events that were never sealed, revision 0006 over a record written befo
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import Counter
 from datetime import timedelta
@@ -56,18 +57,21 @@ def test_processes_appending_at_once_keep_one_chain(url, mode):
     assert check.unsealed == 0, "every writer has returned: nothing may be left unsealed"
 
 
-def test_event_committed_while_another_holds_the_head_is_sealed_by_it(pg_url):
+@pytest.mark.parametrize("a_ends", ["commit", "rollback"])
+def test_event_committed_while_another_holds_the_head_is_sealed_by_it(pg_url, a_ends):
     """Writer B commits while A's transaction holds the chain head: B does not wait, and A seals B's event
-    once it lets go of the head."""
+    once it lets go of the head, whether A's own operation commits or fails."""
     repo = Repository(create_engine(pg_url))
     repo.initialize()
     holding, go_on = threading.Event(), threading.Event()
 
     def a():
-        with repo.write() as c:
+        with contextlib.suppress(RuntimeError), repo.write() as c:
             repo.audit(c, AuditRecord("download", "ok", "a"))
             holding.set()
             go_on.wait(30)
+            if a_ends == "rollback":
+                raise RuntimeError("the operation failed after its event")
 
     t = threading.Thread(target=a)
     t.start()
@@ -80,9 +84,10 @@ def test_event_committed_while_another_holds_the_head_is_sealed_by_it(pg_url):
     go_on.set()
     t.join(30)
     with repo.read() as c:
-        assert [r.actor for r in repo.audit_events(c)] == ["b", "a"], "both on the record, newest first"
+        actors = [r.actor for r in repo.audit_events(c)]
         check = repo.verify_audit_chain(c)
-    assert check == (2, None) and check.unsealed == 0
+    assert actors == (["b", "a"] if a_ends == "commit" else ["b"])
+    assert check == (len(actors), None) and check.unsealed == 0
     repo.engine.dispose()
 
 
