@@ -1,7 +1,11 @@
 """Engine creation and the two kinds of transaction the repository uses.
 
 SQLite (the embedded default) runs in WAL mode; writers take the write lock up front (``BEGIN IMMEDIATE``) so
-that two writers never deadlock on a lock upgrade. PostgreSQL (the scaled-out shape) needs nothing special.
+that two writers never deadlock on a lock upgrade, and wait for it up to ``busy_timeout`` seconds (30: several
+processes writing at once wait milliseconds, see bench/audit_bench.py). A writer that still finds the database
+locked gets :class:`~storage.errors.ServiceUnavailable` ("try again": a 503, an SFTP failure with that text),
+never SQLite's "database is locked" as an internal error. PostgreSQL (the scaled-out shape) needs nothing
+special.
 Schema changes always go through Alembic: :func:`migrate` brings any database to the newest revision.
 """
 from __future__ import annotations
@@ -14,12 +18,15 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
+from storage.errors import ServiceUnavailable
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def create_engine(url: str, *, pool_size: int = 20) -> Engine:
+def create_engine(url: str, *, pool_size: int = 20, busy_timeout: float = 30.0) -> Engine:
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+        # "timeout" is sqlite3's busy handler: how long BEGIN IMMEDIATE waits for another process's writer
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout},
                                   pool_size=pool_size, max_overflow=pool_size)
 
         @event.listens_for(engine, "connect")
@@ -29,23 +36,34 @@ def create_engine(url: str, *, pool_size: int = 20) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection):
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("immediate") else "BEGIN")
+            if not conn.get_execution_options().get("immediate"):
+                conn.exec_driver_sql("BEGIN")
+                return
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except sa.exc.OperationalError as exc:
+                if "locked" not in str(exc.orig) and "busy" not in str(exc.orig):
+                    raise
+                raise ServiceUnavailable(f"the database stayed busy for {busy_timeout:g} s; try again") from None
 
         return engine
     return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
+def write_connection(engine: Engine) -> Connection:
+    """A connection whose transactions (``conn.begin()``) are read-write ones; close it (``with``) after use."""
+    return engine.connect().execution_options(immediate=True)
+
+
 @contextmanager
 def write_tx(engine: Engine) -> Iterator[Connection]:
     """A read-write transaction (committed on success, rolled back on error)."""
-    with engine.connect().execution_options(immediate=True) as conn:
-        with conn.begin():
-            yield conn
+    with write_connection(engine) as conn, conn.begin():
+        yield conn
 
 
 @contextmanager

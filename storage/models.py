@@ -218,13 +218,21 @@ class Document(Base):
 
 
 class AuditEvent(Base):
-    """Append-only record. Each row carries the SHA-256 of its predecessor's hash and its own canonical content,
-    so any edit or deletion breaks the chain (``instpages audit verify``)."""
+    """Append-only record. An event is inserted in its operation's transaction without a chain position
+    (``seq`` NULL: unsealed); one sealer at a time gives it the next ``seq`` and its hashes: the SHA-256 of its
+    predecessor's hash and its own canonical content, so any edit or deletion of a sealed event breaks the
+    chain (``instpages audit verify``; storage/repo/audit.py says what exactly is proven)."""
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_institution", "institution_id", "id"),)
+    __table_args__ = (Index("ix_audit_institution", "institution_id", "id"),
+                      Index("ix_audit_events_seq", "seq", unique=True),
+                      # only the unsealed events: what the sealer looks for, without scanning the sealed ones
+                      Index("ix_audit_unsealed", "id", postgresql_where=text("seq IS NULL"),
+                            sqlite_where=text("seq IS NULL")))
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    #: the position in the chain, 1, 2, 3... in the order events were sealed; NULL until sealed
+    seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     ts: Mapped[datetime] = moment()
     actor: Mapped[str] = mapped_column(String(64), default="")
     protocol: Mapped[str] = mapped_column(String(16), default="")
@@ -236,18 +244,20 @@ class AuditEvent(Base):
     document_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     detail: Mapped[str] = mapped_column(Text, default="")
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
+    prev_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class AuditHead(Base):
-    """One row: the hash of the newest audit event. Writers lock it, which serialises the chain on PostgreSQL."""
+    """One row: the newest sealed event's chain position (``last_id``, a ``seq``) and hash. Only the sealer locks
+    it, in its own short transaction. Events up to ``v1_through`` were hashed by the first rule (no id, no seq)."""
 
     __tablename__ = "audit_head"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     last_id: Mapped[int] = mapped_column(BigInteger, default=0)
     hash: Mapped[str] = mapped_column(String(64))
+    v1_through: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class DavProperty(Base):

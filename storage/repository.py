@@ -33,7 +33,8 @@ class Repository(InstitutionsRepo, GrantsRepo, AccountsRepo, CredentialsRepo, Fo
     """All aggregates over one engine (each mixin's methods are named apart; tests/storage checks it)."""
 
     def initialize(self) -> None:
-        """Migrate the schema to the newest revision and make sure the audit chain has its head row."""
+        """Migrate the schema to the newest revision and make sure the audit chain has its head row. (Events a
+        process left unsealed when it stopped are sealed by the next write, from any process.)"""
         db.migrate(self.engine)
         with self.write() as c:
             if c.execute(sa.select(H.c.id).where(H.c.id == 1)).first() is None:

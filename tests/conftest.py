@@ -136,19 +136,26 @@ def pg_server_url():
             yield url
 
 
-@pytest.fixture
-def pg_url(pg_server_url):
-    """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
-    admin = sa.create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
+@contextmanager
+def fresh_database(server_url: str):
+    """A fresh, empty PostgreSQL database on ``server_url``'s server (its URL); dropped afterwards."""
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
     name = "t_" + uuid.uuid4().hex[:12]
     with admin.connect() as c:
         c.execute(sa.text(f'CREATE DATABASE "{name}"'))
     try:
-        yield make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as c:
             c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_server_url):
+    """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
+    with fresh_database(pg_server_url) as url:
+        yield url
 
 
 # -- SSH keys -------------------------------------------------------------------------------------------------

@@ -329,6 +329,28 @@ def test_audit_verify_detects_an_edited_row(site, tmp_path):
     assert ok(before(d, "audit", "verify")).strip() == f"audit record intact: {n} events"
 
 
+def test_audit_verify_reports_events_never_sealed_into_the_chain(site, tmp_path):
+    """An event on the record that no sealer put into the chain: named when it is old, counted when it is new."""
+    d = site.data_dir
+    (n,) = query(d, "SELECT count(*) FROM audit_events")[0]
+    copy = tmp_path / "var"
+    shutil.copytree(d, copy)
+    insert = ("INSERT INTO audit_events (ts, actor, protocol, source, action, outcome, path, detail) "
+              "VALUES ({ts}, 'ghost', 'sftp', '192.0.2.9', 'upload', 'committed', '', '');")
+    subprocess.run(["sqlite3", str(copy / "instpages.db"), insert.format(ts="datetime('now', '-1 hour')")],
+                   check=True, timeout=30)
+    (ghost,) = query(copy, "SELECT max(id) FROM audit_events")[0]
+    line = one_error_line(after(copy, "audit", "verify"))
+    assert "never sealed" in line and re.search(rf"\bevent {ghost}\b", line) and f"{n} sealed" in line, line
+    assert any(r[0] == str(ghost) and "ghost" in r for r in table(ok(after(copy, "audit", "list", "--limit", "1"))))
+    # one written just now is not a fault yet
+    copy2 = tmp_path / "var2"
+    shutil.copytree(d, copy2)
+    subprocess.run(["sqlite3", str(copy2 / "instpages.db"), insert.format(ts="strftime('%Y-%m-%d %H:%M:%f', 'now')")],
+                   check=True, timeout=30)
+    assert ok(after(copy2, "audit", "verify")).strip() == f"audit record intact: {n} events, 1 newer not sealed yet"
+
+
 # -- --config -------------------------------------------------------------------------------------------------
 def test_config_file_gives_the_data_dir(site, tmp_path):
     cfg = tmp_path / "instpages.toml"

@@ -1,4 +1,4 @@
-"""``audit ...``: the record -- its newest events listed, its hash chain checked."""
+"""``audit ...``: the record -- its newest events listed, its hash chain checked (and events left unsealed)."""
 from __future__ import annotations
 
 import sys
@@ -27,7 +27,8 @@ def list_events(args, admin: Administration) -> list[list[str]]:
 
 @administration
 def verify(args, admin: Administration) -> int:
-    n, broken = admin.audit_verify()
+    check = admin.audit_verify()
+    n, broken = check
     if broken == -1:
         print(f"instpages: error: audit record broken: its newest events were removed (the chain head "
               f"does not match event {n}, the last one present)", file=sys.stderr)
@@ -35,5 +36,14 @@ def verify(args, admin: Administration) -> int:
     if broken is not None:
         print(f"instpages: error: audit record broken at event {broken} (after {n} good events)", file=sys.stderr)
         return EXIT_ERROR
-    print(f"audit record intact: {n} events")
+    if check.stale:
+        print(f"instpages: error: audit record: {check.stale} events were never sealed into the chain (the oldest "
+              f"is event {check.oldest_stale}; the {n} sealed events are intact)", file=sys.stderr)
+        return EXIT_ERROR
+    fresh = f", {check.unsealed} newer not sealed yet" if check.unsealed else ""
+    print(f"audit record intact: {n} events{fresh}")
+    if check.missing_ids:
+        print(f"note: {check.missing_ids} event ids are absent between the first and the newest event"
+              + (" (an operation rolled back after writing its event also leaves one on PostgreSQL)"
+                 if check.dialect == "postgresql" else ""))
     return 0

@@ -2,17 +2,20 @@
 
 SQLAlchemy Core statements only (bound parameters, never string-built SQL); the same code runs on SQLite and
 PostgreSQL. Methods that change state take an open connection from :meth:`RepositoryBase.write` so that a
-state change and its audit event commit together.
+state change and its audit event commit together; work that must follow the commit (sealing the audit
+record) is registered on the connection with :func:`after_commit` and runs once the transaction committed.
 
 Hot statements are built once per module with bound parameters (``_B``): building a Core statement per call
 (and generating its cache key) cost more than running it on SQLite.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import datetime, timezone
+from typing import Callable, Iterator
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from storage import db
 from storage.errors import Conflict  # noqa: F401 - raised by every aggregate; the tree is storage.errors
@@ -39,6 +42,14 @@ OB = OutboxMessage.__table__
 DL = DavLock.__table__
 
 _B = sa.bindparam
+_AFTER_COMMIT = "instpages.after_commit"
+
+
+def after_commit(c: Connection, fn: Callable[[Connection], object], *, also_on_rollback: bool = False) -> None:
+    """Call ``fn(c)`` once after the :meth:`RepositoryBase.write` transaction of ``c`` commits (or ends in any
+    way, ``also_on_rollback``), on the same connection, outside that transaction. ``fn`` must not raise."""
+    hooks = c.info.setdefault(_AFTER_COMMIT, {})
+    hooks[fn] = hooks.get(fn, False) or also_on_rollback
 
 
 def utcnow() -> datetime:
@@ -57,8 +68,19 @@ class RepositoryBase:
     def __init__(self, engine: Engine):
         self.engine = engine
 
-    def write(self):
-        return db.write_tx(self.engine)
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        with db.write_connection(self.engine) as c:
+            c.info.pop(_AFTER_COMMIT, None)
+            committed = False
+            try:
+                with c.begin():
+                    yield c
+                committed = True
+            finally:
+                for fn, always in c.info.pop(_AFTER_COMMIT, {}).items():
+                    if committed or always:
+                        fn(c)
 
     def read(self):
         return db.read_tx(self.engine)
