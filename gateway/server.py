@@ -52,6 +52,7 @@ class GatewayServer:
                     if loop.time() - last_expiry >= HOUSEKEEPING_SECONDS:
                         last_expiry = loop.time()
                         await loop.run_in_executor(self.executor, self.services.mailbox.expire_staged)
+                        await loop.run_in_executor(self.executor, self.services.sweep_abandoned)
                 except Exception:  # keep serving; the next round tries again
                     log.exception("housekeeping failed")
 
