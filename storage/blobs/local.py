@@ -1,7 +1,8 @@
 """Blobs in a local folder: the :class:`~storage.blobs.store.BlobStore` the gateway uses today.
 
-Layout: ``root/tmp/<node>/<worker>/<id>.tmp`` while being written (the owner's ids quoted), ``root/<id[:2]>/<id[2:4]>/<id>``
-once committed; files 0600, directories 0700; a file is fsynced before the rename that commits it, its directory after.  The bytes are the
+Layout: ``root/tmp/<node>/<worker>/<id>.tmp`` while being written (the owner's ids quoted),
+``root/<id[:2]>/<id[2:4]>/<id>`` once committed; files 0600, directories 0700; a file is fsynced before the rename
+that commits it, its directory after.  The bytes are the
 encrypted format of :mod:`storage.blobs.chunks`, written by :class:`~storage.blobs.writer.BlobWriter` and read by
 :class:`~storage.blobs.reader.BlobReader` with ``pread``.
 """

@@ -14,6 +14,7 @@ from storage.blobs.s3 import S3BlobStore, S3Settings
 from storage.errors import Conflict, NotFound, ServiceUnavailable
 from storage.keyring import Keyring
 from tests.conftest import free_port
+from tests.storage.test_blobs import put
 
 PART = 5 * 1024 * 1024
 CS = 64 * 1024
@@ -74,10 +75,7 @@ def test_multipart_upload_with_a_range_read_across_the_part_boundary(make_s3):
 
 def test_conditional_create_never_overwrites(make_s3):
     store = make_s3()
-    with store.create() as writer:
-        writer.write(b"first")
-        ref = writer.finish()
-        writer.commit()
+    ref = put(store, b"first")
     # another writer that drew the same id (two nodes racing) cannot replace the committed object...
     second = store.create()
     second.blob_id = ref.blob_id
@@ -126,10 +124,7 @@ def test_incomplete_multipart_uploads_swept_by_owner_and_age(make_s3):
 
 def test_reads_of_missing_objects_are_not_found(make_s3):
     store = make_s3()
-    with store.create() as writer:
-        writer.write(b"gone soon")
-        ref = writer.finish()
-        writer.commit()
+    ref = put(store, b"gone soon")
     store.delete(ref.blob_id)
     with pytest.raises(NotFound):
         store.open(ref)
