@@ -40,7 +40,7 @@ from storage.keyring import Keyring
 log = logging.getLogger("instpages.blobs.s3")
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's smallest part but the last
-READ_AHEAD_MAX = 2 * 1024 * 1024  # per open reader: 200 readers hold at most 400 MiB of windows
+READ_AHEAD_MAX = 2 * 1024 * 1024  # per window; an open reader holds two: 200 readers at most 800 MiB
 _NOT_FOUND = {"NoSuchKey", "NotFound", "404"}
 _PRECONDITION = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
 #: error codes that mean a setting is wrong, and which
@@ -126,51 +126,65 @@ def _network_reason(exc: BaseException) -> str:
 
 class S3Source:
     """Ranged GETs of one object, through a read-ahead window that doubles (up to READ_AHEAD_MAX) while reads go
-    in order; NotFound at construction when the object is not there."""
+    in order, the next window then fetched in the background while this one is decrypted; NotFound at
+    construction when the object is not there."""
 
     def __init__(self, store: S3BlobStore, key: str, first: int):
         self._store, self._key = store, key
         self._start, self._window = 0, b""
         self._ahead = first
+        self._next = None  # (offset, future of its window) while reads go in order
         self.size = 0
-        self._fetch(0, first)
-
-    def _fetch(self, offset: int, length: int) -> None:
         try:
-            r = self._store.call("get_object", Key=self._key, Range=f"bytes={offset}-{offset + length - 1}")
+            self._window, total = self._get(0, first)
         except ServiceUnavailable as exc:
-            if offset == 0 and getattr(exc, "code", "") == "InvalidRange":  # an empty object
-                self.size, self._window = 0, b""
-                return
-            raise
+            if getattr(exc, "code", "") != "InvalidRange":
+                raise
+            self._window, total = b"", 0  # an empty object
+        self.size = total if total is not None else len(self._window)
+
+    def _get(self, offset: int, length: int) -> tuple[bytes, int | None]:
+        """Bytes ``[offset, offset + length)`` (fewer at the end) and the object's size when S3 says it."""
+        r = self._store.call("get_object", Key=self._key, Range=f"bytes={offset}-{offset + length - 1}")
         total = r.get("ContentRange", "").rpartition("/")[2]
         body = r["Body"]
         try:
-            self._window = body.read()
+            data = body.read()
         except Exception as exc:  # noqa: BLE001 - a broken transfer is the service's trouble
             raise unavailable(exc, self._store.settings) from None
         finally:
             body.close()
-        self._start = offset
-        self.size = int(total) if total.isdigit() else offset + len(self._window)
+        return data, int(total) if total.isdigit() else None
+
+    def _covers(self, offset: int, length: int) -> bool:
+        return self._start <= offset and offset + length <= self._start + len(self._window)
+
+    def _refill(self, offset: int, want: int) -> None:
+        in_order = offset == self._start + len(self._window)
+        ahead, self._next = self._next, None
+        if ahead is not None and ahead[0] == offset:
+            self._window, self._start = ahead[1].result()[0], offset
+        if not self._covers(offset, want):
+            self._ahead = min(max(self._ahead * 2, want), READ_AHEAD_MAX) if in_order else want
+            self._window, self._start = self._get(offset, max(want, self._ahead))[0], offset
+        after = self._start + len(self._window)
+        if in_order and after < self.size:
+            self._next = (after, self._store.read_pool.submit(self._get, after, self._ahead))
 
     def read_into(self, buf, offset: int) -> int:
         dst = memoryview(buf).cast("B")
         want = min(len(dst), self.size - offset)
         if want <= 0:
             return 0
-        end = self._start + len(self._window)
-        if not (self._start <= offset and offset + want <= end):
-            in_order = offset == end
-            self._ahead = min(max(self._ahead * 2, want), READ_AHEAD_MAX) if in_order else want
-            self._fetch(offset, max(want, self._ahead))
+        if not self._covers(offset, want):
+            self._refill(offset, want)
         start = offset - self._start
         got = max(0, min(want, len(self._window) - start))
         dst[:got] = memoryview(self._window)[start:start + got]
         return got
 
     def close(self) -> None:
-        self._window = b""
+        self._window, self._next = b"", None
 
 
 class S3Sink:
@@ -283,6 +297,7 @@ class S3BlobStore(BlobStore):
         self._prefix = settings.prefix
         self._hash_pool = HashPool()
         self.part_pool = HashPool(workers=8, name="s3-part")
+        self.read_pool = HashPool(workers=16, name="s3-read-ahead")
 
     def __repr__(self) -> str:
         return (f"S3BlobStore(endpoint={self.settings.endpoint!r}, bucket={self.settings.bucket!r}, "
@@ -373,6 +388,7 @@ class S3BlobStore(BlobStore):
     def close(self) -> None:
         self._hash_pool.close()
         self.part_pool.close()
+        self.read_pool.close()
 
     # -- internals -----------------------------------------------------------------------------------------------
 
