@@ -1,6 +1,7 @@
 """What both benchmarks (``dav_bench.py``, ``sftp_bench.py``) use alike: the error a run stops on, free ports and
 enterprise numbers, a log's last lines, medians and file digests, the memory and process tree of a server
-read from /proc, and the SeaweedFS S3 server of ``--blobs s3``. The scripts import it as ``common`` (they run as ``python bench/<name>.py``)."""
+read from /proc, and the SeaweedFS S3 server of ``--blobs s3``. The scripts import it as ``common`` (they run as
+``python bench/<name>.py``)."""
 from __future__ import annotations
 
 import contextlib
