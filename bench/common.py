@@ -1,12 +1,15 @@
 """What both benchmarks (``dav_bench.py``, ``sftp_bench.py``) use alike: the error a run stops on, free ports and
-enterprise numbers, a log's last lines, medians and file digests, and the memory and process tree of a server
-read from /proc. The scripts import it as ``common`` (they run as ``python bench/<name>.py``)."""
+enterprise numbers, a log's last lines, medians and file digests, the memory and process tree of a server
+read from /proc, and the SeaweedFS S3 server of ``--blobs s3``. The scripts import it as ``common`` (they run as
+``python bench/<name>.py``)."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
 import statistics
+import sys
 from pathlib import Path
 
 HOST = "127.0.0.1"
@@ -76,3 +79,16 @@ def proc_ppids() -> dict[int, int]:
 
 def raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def seaweed(tmp: Path):
+    """SeaweedFS serving S3 (the test suite's tests/s3server.py) for ``--blobs s3``, under ``tmp``; stopped on
+    exit. Yields the server: ``.env(prefix=...)`` is the gateway's storage configuration for it."""
+    repo = str(Path(__file__).resolve().parent.parent)
+    if repo not in sys.path:
+        sys.path.insert(0, repo)
+    from tests.s3server import SeaweedS3
+
+    with SeaweedS3(str(tmp / "seaweed")) as s3:
+        yield s3

@@ -44,7 +44,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import (BenchError, enterprise_number, free_port, median, proc_ppids, raise_interrupt, sha256_file, tail,
+from common import (BenchError, enterprise_number, free_port, median, proc_ppids, raise_interrupt, seaweed,
+                    sha256_file, tail,
                     vmrss_kib)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -625,8 +626,7 @@ class GatewayServer:
 
     def cli(self, *argv: str, input: str | None = None, timeout: float = 180) -> str:
         return run(self.base + list(argv) + ["--data-dir", str(self.data_dir)], timeout,
-                   f"gateway {' '.join(argv[:2])}", input=input, cwd=REPO,
-                   env=dict(client_env(), **self.db_env())).stdout
+                   f"gateway {' '.join(argv[:2])}", input=input, cwd=REPO, env=dict(client_env(), **self.env())).stdout
 
     def setup(self) -> None:
         """init; then the centre and both accounts (in parallel: each CLI call spends seconds importing).
@@ -650,7 +650,8 @@ class GatewayServer:
 
     def env(self) -> dict[str, str]:
         """Settings for both the seeding helper and the server (the same maximum size for both)."""
-        return {"INSTPAGES_DOCUMENTS_MAX_SIZE": str(self.max_size), **self.db_env()}
+        return {"INSTPAGES_DOCUMENTS_MAX_SIZE": str(self.max_size), **self.db_env(),
+                **getattr(self.args, "blob_env", {})}  # --blobs s3: the SeaweedFS main() started
 
     def db_env(self) -> dict[str, str]:
         """--database-url: the gateway's metadata in that (empty) database instead of SQLite in its data dir."""
@@ -1497,7 +1498,7 @@ def rows_to_json(rows: list[Row], bench: Bench, args, started: float) -> dict:
         "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "kernel": platform.release()},
         "versions": versions(),
         "gateway_cmd": gateway_base_cmd(args),
-        "params": {k: v for k, v in vars(args).items() if k not in ("json",)},
+        "params": {k: v for k, v in vars(args).items() if k not in ("json", "blob_env")},
         "data": {"propfind_docs": len(bench.ds.propfind_names) if hasattr(bench, "ds") else None,
                  "small_files": len(bench.ds.small_names) if hasattr(bench, "ds") else None,
                  "small_doc_bytes": bench.ds.small_size if hasattr(bench, "ds") else None,
@@ -1517,6 +1518,8 @@ def rows_to_json(rows: list[Row], bench: Bench, args, started: float) -> dict:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="WebDAV benchmark: the gateway against nginx + dav_ext, both over TLS.")
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run in well under a minute")
+    p.add_argument("--blobs", choices=["local", "s3"], default="local",
+                   help="the gateway's blob store: the local folder, or S3 on a SeaweedFS started here")
     p.add_argument("--only", action="append", metavar="SCENARIO",
                    help=f"run only these scenarios ({', '.join(ALL_SCENARIOS)}); repeat or comma-separate "
                         f"(default: all; --quick leaves out expiry)")
@@ -1587,6 +1590,10 @@ def main(argv: list[str] | None = None) -> int:
     bench = None
     try:
         with contextlib.ExitStack() as stack:
+            if args.blobs == "s3":
+                s3 = stack.enter_context(seaweed(tmp))
+                log(f"SeaweedFS S3 at {s3.endpoint} (pid {s3.proc.pid})")
+                args.blob_env = s3.env(prefix="bench/")
             bench = Bench(args, tmp, stack)
             bench.run()
             rc = 1 if bench.failed else 0

@@ -35,7 +35,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import (BenchError, enterprise_number, free_port, median, proc_ppids, raise_interrupt, sha256_file, tail,
+from common import (BenchError, enterprise_number, free_port, median, proc_ppids, raise_interrupt, seaweed,
+                    sha256_file, tail,
                     vmrss_kib)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -611,6 +612,7 @@ class GatewayServer:
         self.log = work / "serve.log"
         self.base = gateway_base_cmd(args)
         self.env = client_env()
+        self.env.update(getattr(args, "blob_env", {}))  # --blobs s3: the SeaweedFS main() started
         self.starts = 0
         self.stop_info: dict | None = None
 
@@ -1186,7 +1188,8 @@ def rows_to_json(rows: list[Row], bench: Bench, args, started: float) -> dict:
         "params": {"size_gib": args.size_gib, "big_file_bytes": bench.ds.big_size if hasattr(bench, "ds") else None,
                    "ls_docs": args.ls_docs, "small_files": args.small_files, "sessions": args.sessions,
                    "repeats": args.repeats, "big_repeats": args.big_repeats, "quick": args.quick,
-                   "only": sorted(bench.scenarios), "peer_only": args.peer_only, "webdav": args.webdav},
+                   "only": sorted(bench.scenarios), "peer_only": args.peer_only, "webdav": args.webdav,
+                   "blobs": args.blobs},
         "extra": dict(bench.extra, gateway_stop=bench.gw.stop_info if bench.gw is not None else None),
         "results": [
             {"scenario": r.key, "label": r.label, "unit": r.unit, "better": r.better, "target": r.target,
@@ -1216,6 +1219,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--peer-only", action="store_true", help="run the sshd side only (tests the harness)")
     p.add_argument("--gateway-cmd", help="how to call the gateway CLI (default .venv/bin/instpages, else "
                                          "python -m gateway)")
+    p.add_argument("--blobs", choices=["local", "s3"], default="local",
+                   help="the gateway's blob store: the local folder, or S3 on a SeaweedFS started here")
     p.add_argument("--webdav", choices=["on", "off"], default="on",
                    help="the gateway's WebDAV front-end: on (a free 127.0.0.1 port, as deployed) or off")
     p.add_argument("--tmp-dir", help="parent of the temp dir holding the data and both servers' files "
@@ -1261,6 +1266,10 @@ def main(argv: list[str] | None = None) -> int:
     bench = None
     try:
         with contextlib.ExitStack() as stack:
+            if args.blobs == "s3":
+                s3 = stack.enter_context(seaweed(tmp))
+                log(f"SeaweedFS S3 at {s3.endpoint} (pid {s3.proc.pid})")
+                args.blob_env = s3.env(prefix="bench/")
             bench = Bench(args, tmp, stack)
             bench.run()
             rc = 1 if bench.failed else 0

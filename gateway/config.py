@@ -155,6 +155,20 @@ class StorageConfig:
     chunk_size: int = 256 * 1024
     #: worker threads for blocking work (database, disk, crypto)
     workers: int = 16
+    #: where documents are kept: "local" (blob_dir, one node) or "s3" (an S3-compatible bucket, shared by nodes)
+    blobs: str = "local"
+    #: the S3 service, e.g. https://s3.example.org (empty = AWS, by region); bucket; key prefix ("instpages/")
+    s3_endpoint: str = ""
+    s3_bucket: str = ""
+    s3_prefix: str = ""
+    s3_region: str = "us-east-1"
+    #: prefer INSTPAGES_STORAGE_S3_ACCESS_KEY / _SECRET_KEY to writing them in a file; both empty = the
+    #: environment's own AWS credentials (instance role...)
+    s3_access_key: str = field(default="", repr=False)
+    s3_secret_key: str = field(default="", repr=False)
+    #: hours after which an upload in progress of another node or worker is abandoned: its temporary blob is
+    #: removed by the periodic sweep (a node removes its own at start-up)
+    abandoned_hours: int = 24
 
 
 @dataclass(frozen=True)
@@ -399,6 +413,7 @@ def _validate(cfg: Config) -> None:
     need(cfg.sftp.write_window >= 65536, "sftp.write_window", "must be at least 65536")
     need(4096 <= cfg.storage.chunk_size <= 16 * 1024 * 1024, "storage.chunk_size", "must be between 4096 and 16777216")
     need(1 <= cfg.storage.workers <= 256, "storage.workers", "must be between 1 and 256")
+    _validate_blobs(cfg, need)
     need(cfg.documents.max_size > 0, "documents.max_size", "must be positive")
     need(1 <= cfg.documents.max_depth <= 16, "documents.max_depth", "must be between 1 and 16")
     need(16 <= cfg.documents.max_name_length <= 255, "documents.max_name_length", "must be between 16 and 255")
@@ -424,6 +439,24 @@ def _validate(cfg: Config) -> None:
     need(cfg.logging.level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "logging.level",
          "must be DEBUG, INFO, WARNING or ERROR")
     need(bool(cfg.data_dir), "data_dir", "must not be empty")
+
+
+def _validate_blobs(cfg: Config, need) -> None:
+    st = cfg.storage
+    need("/" not in cfg.node_id, "node_id", "must not contain /")
+    need(st.blobs in ("local", "s3"), "storage.blobs", 'must be "local" or "s3"')
+    need(1 <= st.abandoned_hours <= 24 * 30, "storage.abandoned_hours", "must be between 1 and 720")
+    if st.blobs != "s3":
+        return
+    need(bool(st.s3_bucket), "storage.s3_bucket", 'give the bucket when storage.blobs = "s3"')
+    need(not st.s3_endpoint or st.s3_endpoint.startswith(("https://", "http://")), "storage.s3_endpoint",
+         "must start with https:// (or http://)")
+    need(not st.s3_prefix.startswith("/"), "storage.s3_prefix", "must not start with /")
+    need(bool(st.s3_access_key) == bool(st.s3_secret_key), "storage.s3_secret_key",
+         "s3_access_key and s3_secret_key are set together")
+    # a commit is one server-side copy, which S3 allows up to 5 GiB
+    need(cfg.documents.max_size <= 5 * 1024 ** 3 - 64 * 1024 ** 2, "documents.max_size",
+         'must be below 5 GiB when storage.blobs = "s3"')
 
 
 def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None,

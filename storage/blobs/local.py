@@ -1,7 +1,8 @@
 """Blobs in a local folder: the :class:`~storage.blobs.store.BlobStore` the gateway uses today.
 
-Layout: ``root/tmp/<id>.tmp`` while being written, ``root/<id[:2]>/<id[2:4]>/<id>`` once committed; files 0600,
-directories 0700; a file is fsynced before the rename that commits it, its directory after.  The bytes are the
+Layout: ``root/tmp/<node>/<worker>/<id>.tmp`` while being written (the owner's ids quoted),
+``root/<id[:2]>/<id[2:4]>/<id>`` once committed; files 0600, directories 0700; a file is fsynced before the rename
+that commits it, its directory after.  The bytes are the
 encrypted format of :mod:`storage.blobs.chunks`, written by :class:`~storage.blobs.writer.BlobWriter` and read by
 :class:`~storage.blobs.reader.BlobReader` with ``pread``.
 """
@@ -11,14 +12,15 @@ import contextlib
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from storage.blobs.chunks import DEFAULT_CHUNK_SIZE, check_chunk_size
 from storage.blobs.reader import BlobReader
-from storage.blobs.store import BlobRef, BlobStore, new_blob_id, valid_blob_id
+from storage.blobs.store import (BlobRef, BlobStore, Temporary, default_owner, new_blob_id, owned_by, owner_from_parts,
+                                 owner_parts, valid_blob_id)
 from storage.blobs.writer import BlobWriter, HashPool
-from storage.errors import NotFound
+from storage.errors import NotFound, ServiceUnavailable
 from storage.fsio import fsync_dir, write_all
 from storage.keyring import Keyring
 
@@ -93,24 +95,32 @@ class TempFileSink:
 
 
 class LocalBlobStore(BlobStore):
-    """Blobs as files under ``root``: ``root/tmp/<id>.tmp`` while written, ``root/<id[:2]>/<id[2:4]>/<id>`` after.
+    """Blobs as files under ``root``: ``root/tmp/<node>/<worker>/<id>.tmp`` while written,
+    ``root/<id[:2]>/<id[2:4]>/<id>`` after.  A temporary's start time is its modification time.
 
     Large writes are hashed on the store's own :class:`~storage.blobs.writer.HashPool`, shut down by :meth:`close`.
     """
 
-    def __init__(self, root: Path, keyring: Keyring, chunk_size: int = DEFAULT_CHUNK_SIZE):
+    def __init__(self, root: Path, keyring: Keyring, chunk_size: int = DEFAULT_CHUNK_SIZE, *, owner: str = "",
+                 clock: Callable[[], float] = time.time):
         self.root = Path(root)
         self.keyring = keyring
         self.chunk_size = check_chunk_size(chunk_size)
+        self.owner = owner or default_owner()
+        self._clock = clock
         self._tmp = self.root / "tmp"
+        parts = owner_parts(self.owner)
+        if len(parts) != 2:
+            raise ValueError("a store's owner is <node>/<worker>")
+        self._own_tmp = self._tmp.joinpath(*parts)
         ensure_dir(self._tmp)
         self._hash_pool = HashPool()
 
     def __repr__(self) -> str:
-        return f"LocalBlobStore(root={str(self.root)!r}, chunk_size={self.chunk_size})"
+        return f"LocalBlobStore(root={str(self.root)!r}, chunk_size={self.chunk_size}, owner={self.owner!r})"
 
     def create(self) -> BlobWriter:
-        ensure_dir(self._tmp)
+        ensure_dir(self._own_tmp)
         blob_id = new_blob_id()
         sink = TempFileSink(self._temp_path(blob_id), self._final_path(blob_id))
         return BlobWriter(blob_id, sink, self.keyring, self.chunk_size, self._hash_pool)
@@ -142,36 +152,42 @@ class LocalBlobStore(BlobStore):
                     if valid_blob_id(name) and name[:2] == first.name and name[2:4] == second.name:
                         yield name
 
-    def ping(self) -> None:
-        if not (os.path.isdir(self._tmp) and os.access(self._tmp, os.W_OK | os.X_OK)):
-            raise OSError(f"the blob folder {self.root} cannot be reached")
-
-    def sweep_temporary(self, older_than: float = 0) -> int:
-        """Delete temporary blobs (crash leftovers) not modified for ``older_than`` seconds; returns the count.
-
-        ``older_than=0`` also removes blobs being written right now: use it only when no writer is active
-        (at start-up).
-        """
-        now = time.time()
-        removed = 0
-        try:
-            entries = list(os.scandir(self._tmp))
-        except FileNotFoundError:
-            return 0
-        for entry in entries:
-            if not entry.name.endswith(_TMP_SUFFIX):
-                continue
+    def list_temporary(self, owner: str | None = None) -> Iterator[Temporary]:
+        for path, tag in self._temp_files(owner):
             try:
-                st = entry.stat(follow_symlinks=False)
-                if not stat.S_ISREG(st.st_mode) or now - st.st_mtime < older_than:
-                    continue
-                os.unlink(entry.path)
+                st = os.stat(path, follow_symlinks=False)
             except FileNotFoundError:
                 continue
+            if stat.S_ISREG(st.st_mode):
+                yield Temporary(path.name[:-len(_TMP_SUFFIX)], tag, st.st_mtime)
+
+    def sweep_temporary(self, *, owner: str | None, older_than: float) -> int:
+        """Delete ``owner``'s temporary blobs not modified for ``older_than`` seconds; returns the count.
+
+        ``older_than=0`` also removes blobs being written right now: use it only for the caller's own node when
+        none of its workers writes (at start-up).  Leftovers of older versions (``tmp/<id>.tmp``, no owner) go
+        only with ``owner=None``.
+        """
+        now = self._clock()
+        removed = 0
+        touched: set[Path] = set()
+        for path, _ in self._temp_files(owner):
+            try:
+                st = os.stat(path, follow_symlinks=False)
+                if not stat.S_ISREG(st.st_mode) or now - st.st_mtime < older_than:
+                    continue
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+            touched.add(path.parent)
             removed += 1
-        if removed:
-            fsync_dir(self._tmp)
+        for directory in touched:
+            fsync_dir(directory)
         return removed
+
+    def ping(self) -> None:
+        if not (self.root.is_dir() and os.access(self.root, os.W_OK | os.X_OK)):
+            raise ServiceUnavailable("the blob folder is not a writable directory")
 
     def close(self) -> None:
         self._hash_pool.close()
@@ -179,7 +195,18 @@ class LocalBlobStore(BlobStore):
     # -- internals -----------------------------------------------------------------------------------------
 
     def _temp_path(self, blob_id: str) -> Path:
-        return self._tmp / f"{blob_id}{_TMP_SUFFIX}"
+        return self._own_tmp / f"{blob_id}{_TMP_SUFFIX}"
+
+    def _temp_files(self, owner: str | None) -> Iterator[tuple[Path, str | None]]:
+        """``(path, owner)`` of every temporary file that is ``owner``'s (see :func:`owned_by`)."""
+        if owner is None:
+            yield from ((p, None) for p in _scan(self._tmp, lambda e: e.is_file(follow_symlinks=False)))
+        node_dirs = [self._tmp / owner_parts(owner)[0]] if owner is not None else _scan(self._tmp, _is_dir)
+        for node_dir in node_dirs:
+            for worker_dir in _scan(node_dir, _is_dir):
+                tag = owner_from_parts(node_dir.name, worker_dir.name)
+                if owned_by(tag, owner):
+                    yield from ((p, tag) for p in _scan(worker_dir, lambda e: e.is_file(follow_symlinks=False)))
 
     def _final_path(self, blob_id: str) -> Path:
         return self.root / blob_id[:2] / blob_id[2:4] / blob_id
@@ -197,6 +224,20 @@ def ensure_dir(path: Path) -> None:
         return
     os.chmod(path, _DIR_MODE)  # regardless of umask
     fsync_dir(path.parent)
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    return entry.is_dir(follow_symlinks=False)
+
+
+def _scan(path: Path, keep: Callable[[os.DirEntry], bool]) -> list[Path]:
+    """The temporary files (``<id>.tmp``) or owner folders directly in ``path`` that ``keep`` accepts."""
+    try:
+        with os.scandir(path) as entries:
+            return sorted(Path(e.path) for e in entries if keep(e) and (
+                _is_dir(e) or (e.name.endswith(_TMP_SUFFIX) and valid_blob_id(e.name[:-len(_TMP_SUFFIX)]))))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def _scan_dirs(path: Path, name_len: int) -> list[Path]:

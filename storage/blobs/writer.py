@@ -23,21 +23,23 @@ ASYNC_HASH_MIN = 512 * 1024  # smaller writes are hashed on the calling thread
 
 
 class HashPool:
-    """The threads a store's writers hash on; owned by the store, closed with it.
+    """The threads a store's writers hash on (or, named otherwise, send parts of uploads on); owned by the store,
+    closed with it.
 
     Threads start on the first hand-off; after :meth:`close` (which waits for running hashes) the next hand-off
     starts them again, so a store used after closing still works.
     """
 
-    def __init__(self, workers: int | None = None):
+    def __init__(self, workers: int | None = None, name: str = "blob-sha256"):
         self._workers = workers or os.cpu_count() or 2
+        self._name = name
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
 
     def submit(self, fn, *args) -> Future:
         with self._lock:
             if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="blob-sha256")
+                self._executor = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix=self._name)
             return self._executor.submit(fn, *args)
 
     def close(self) -> None:

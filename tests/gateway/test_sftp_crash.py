@@ -78,7 +78,7 @@ def audit_events(data_dir: Path, action: str, outcome: str, path: str) -> list[t
 def tmp_blobs(data_dir: Path) -> list[Path]:
     tmp = data_dir / "blobs" / "tmp"
     assert tmp.is_dir(), f"no temporary blob folder {tmp}"
-    return sorted(tmp.iterdir())
+    return sorted(p for p in tmp.rglob("*") if p.is_file())  # tmp/<node>/<worker>/<id>.tmp
 
 
 def tmp_bytes(data_dir: Path) -> int:
@@ -93,7 +93,7 @@ def tmp_bytes(data_dir: Path) -> int:
 
 def stored_blobs(data_dir: Path) -> list[Path]:
     root = data_dir / "blobs"
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.parent != root / "tmp")
+    return sorted(p for p in root.rglob("*") if p.is_file() and (root / "tmp") not in p.parents)
 
 
 def sftp_cmd(port: int, user: str, key: Path, *, limit_kbit: int | None = None) -> list[str]:

@@ -1,4 +1,8 @@
-"""Encrypted blob store and keyring: round trips, ranged reads, visibility, tampering, key rotation."""
+"""Encrypted blob store and keyring: round trips, ranged reads, visibility, tampering, key rotation.
+
+The blob store contract runs against both stores, the local folder and S3 (SeaweedFS, started by the suite), with
+the same assertions; what only one store has (file modes, multipart uploads) is tested on that store alone.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -9,6 +13,7 @@ import random
 import stat
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -16,11 +21,13 @@ import pytest
 from storage.blobs import reader as blobstore
 from storage.blobs.chunks import HEADER_SIZE, TAG_SIZE
 from storage.blobs.local import LocalBlobStore
+from storage.blobs.s3 import S3BlobStore, S3Settings
 from storage.blobs.store import BlobRef, BlobStore
 from storage.errors import ConfigError, IntegrityFailure, NotFound
 from storage.keyring import Keyring
 
 CS = 1024  # small chunks keep multi-chunk cases cheap
+PART = 5 * 1024 * 1024  # S3 parts of the smallest size S3 allows
 
 
 @pytest.fixture
@@ -28,12 +35,45 @@ def keyring() -> Keyring:
     return Keyring.from_keys({"k000001": bytes(range(32))}, "k000001")
 
 
+@pytest.fixture(params=["local", "s3"])
+def make_store(request, tmp_path: Path, keyring: Keyring):
+    """``make_store(chunk_size=..., keyring=..., owner=..., shift=...)``: a store of the kind under test; every store
+    one test makes shares one folder or one bucket prefix; ``shift`` seconds are added to the store's clock."""
+    kind = request.param
+    prefix = f"t{uuid.uuid4().hex[:12]}/"
+    made: list[BlobStore] = []
+
+    def make(chunk_size: int = CS, keyring: Keyring = keyring, owner: str = "node-a/0", shift: float = 0):
+        def clock() -> float:
+            return time.time() + shift
+
+        if kind == "local":
+            store = LocalBlobStore(tmp_path / "blobs", keyring, chunk_size=chunk_size, owner=owner, clock=clock)
+        else:
+            s3 = request.getfixturevalue("s3_server")
+            settings = S3Settings(endpoint=s3.endpoint, bucket=s3.bucket, prefix=prefix, access_key=s3.access_key,
+                                  secret_key=s3.secret_key, part_size=PART)
+            store = S3BlobStore(settings, keyring, chunk_size, owner=owner, clock=clock)
+        made.append(store)
+        return store
+
+    make.kind = kind
+    yield make
+    for store in made:
+        store.close()
+
+
 @pytest.fixture
-def store(tmp_path: Path, keyring: Keyring) -> LocalBlobStore:
+def store(make_store) -> BlobStore:
+    return make_store()
+
+
+@pytest.fixture
+def local_store(tmp_path: Path, keyring: Keyring) -> LocalBlobStore:
     return LocalBlobStore(tmp_path / "blobs", keyring, chunk_size=CS)
 
 
-def put(store: LocalBlobStore, data: bytes, piece: int | None = None) -> BlobRef:
+def put(store: BlobStore, data: bytes, piece: int | None = None) -> BlobRef:
     with store.create() as writer:
         step = piece or max(1, len(data))
         for i in range(0, len(data), step):
@@ -43,7 +83,7 @@ def put(store: LocalBlobStore, data: bytes, piece: int | None = None) -> BlobRef
     return ref
 
 
-def read_all(store: LocalBlobStore, ref: BlobRef, piece: int = -1, verify: bool = True) -> bytes:
+def read_all(store: BlobStore, ref: BlobRef, piece: int = -1, verify: bool = True) -> bytes:
     with store.open(ref, verify=verify) as reader:
         if piece < 0:
             return reader.read()
@@ -59,6 +99,26 @@ def blob_path(store: LocalBlobStore, blob_id: str) -> Path:
     return store.root / blob_id[:2] / blob_id[2:4] / blob_id
 
 
+def raw_read(store: BlobStore, blob_id: str) -> bytes:
+    """The stored (encrypted) bytes of a committed blob, as the storage holds them."""
+    if isinstance(store, LocalBlobStore):
+        return blob_path(store, blob_id).read_bytes()
+    r = store.call("get_object", Key=store.final_key(blob_id))
+    return r["Body"].read()
+
+
+def raw_write(store: BlobStore, blob_id: str, data: bytes) -> None:
+    """Replace the stored bytes of a committed blob (someone with access to the storage tampering with it)."""
+    if isinstance(store, LocalBlobStore):
+        blob_path(store, blob_id).write_bytes(data)
+    else:
+        store.call("put_object", Key=store.final_key(blob_id), Body=data)
+
+
+def temporaries(store: BlobStore, owner: str | None = None) -> list[str]:
+    return sorted(t.blob_id for t in store.list_temporary(owner))
+
+
 def chunk_span(index: int, cs: int = CS) -> tuple[int, int]:
     start = HEADER_SIZE + index * (cs + TAG_SIZE)
     return start, start + cs + TAG_SIZE
@@ -68,7 +128,7 @@ def chunk_span(index: int, cs: int = CS) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("size", [0, 1, CS - 1, CS, CS + 1, 2 * CS, 3 * CS + 7])
-def test_round_trip(store: LocalBlobStore, size: int):
+def test_round_trip(store: BlobStore, size: int):
     data = random.Random(size).randbytes(size)
     ref = put(store, data)
     assert ref.size == size
@@ -77,11 +137,11 @@ def test_round_trip(store: LocalBlobStore, size: int):
     assert read_all(store, ref, piece=100) == data
     # the file size is exactly header + plaintext + one tag per chunk (an empty blob has one empty chunk)
     nchunks = max(1, -(-size // CS))
-    assert blob_path(store, ref.blob_id).stat().st_size == HEADER_SIZE + size + TAG_SIZE * nchunks
+    assert len(raw_read(store, ref.blob_id)) == HEADER_SIZE + size + TAG_SIZE * nchunks
 
 
-def test_round_trip_several_megabytes_default_chunks(tmp_path: Path, keyring: Keyring):
-    store = LocalBlobStore(tmp_path, keyring)  # 256 KiB chunks
+def test_round_trip_several_megabytes_default_chunks(make_store):
+    store = make_store(chunk_size=256 * 1024)  # the default chunks
     data = os.urandom(5 * 1024 * 1024 + 12345)
     rng = random.Random(1)
     with store.create() as writer:
@@ -103,7 +163,7 @@ def test_round_trip_several_megabytes_default_chunks(tmp_path: Path, keyring: Ke
         assert bytes(buf[:len(data)]) == data
 
 
-def test_write_accepts_non_byte_memoryviews(store: LocalBlobStore):
+def test_write_accepts_non_byte_memoryviews(store: BlobStore):
     import array
 
     numbers = array.array("I", range(1000))
@@ -114,7 +174,7 @@ def test_write_accepts_non_byte_memoryviews(store: LocalBlobStore):
 # -- ranged and sequential reads ---------------------------------------------------------------------------
 
 
-def test_random_ranges_match_plaintext(store: LocalBlobStore):
+def test_random_ranges_match_plaintext(store: BlobStore):
     data = os.urandom(10 * CS + 333)
     ref = put(store, data)
     rng = random.Random(42)
@@ -137,7 +197,7 @@ def test_random_ranges_match_plaintext(store: LocalBlobStore):
             assert reader.tell() == offset + n
 
 
-def test_seek_whence_and_io_wrappers(store: LocalBlobStore):
+def test_seek_whence_and_io_wrappers(store: BlobStore):
     data = os.urandom(3 * CS + 10)
     ref = put(store, data)
     with store.open(ref) as reader:
@@ -157,8 +217,8 @@ def test_seek_whence_and_io_wrappers(store: LocalBlobStore):
         reader.read(1)
 
 
-def test_sequential_small_reads_decrypt_each_chunk_once(tmp_path: Path, keyring: Keyring, monkeypatch):
-    store = LocalBlobStore(tmp_path, keyring, chunk_size=256 * 1024)
+def test_sequential_small_reads_decrypt_each_chunk_once(make_store, monkeypatch):
+    store = make_store(chunk_size=256 * 1024)
     data = os.urandom(4 * 256 * 1024 + 5000)
     ref = put(store, data)
     decrypted: list[int] = []
@@ -179,10 +239,10 @@ def test_sequential_small_reads_decrypt_each_chunk_once(tmp_path: Path, keyring:
     assert decrypted == [0, 1, 2, 3, 4]
 
 
-def test_on_disk_file_does_not_contain_plaintext(store: LocalBlobStore):
+def test_on_disk_file_does_not_contain_plaintext(store: BlobStore):
     data = (b"CONFIDENTIAL social welfare file 0123456789 " * 200)[:5000]
     ref = put(store, data)
-    raw = blob_path(store, ref.blob_id).read_bytes()
+    raw = raw_read(store, ref.blob_id)
     assert b"CONFIDENTIAL" not in raw
     for start in range(0, len(data) - 16, 97):
         assert data[start:start + 16] not in raw
@@ -190,12 +250,12 @@ def test_on_disk_file_does_not_contain_plaintext(store: LocalBlobStore):
     assert read_all(store, ref) == data
 
 
-def test_each_blob_has_its_own_key(store: LocalBlobStore):
+def test_each_blob_has_its_own_key(store: BlobStore):
     data = b"same content" * 100
     a, b = put(store, data), put(store, data)
     assert a.blob_id != b.blob_id and a.wrapped_key != b.wrapped_key
-    raw_a = blob_path(store, a.blob_id).read_bytes()
-    raw_b = blob_path(store, b.blob_id).read_bytes()
+    raw_a = raw_read(store, a.blob_id)
+    raw_b = raw_read(store, b.blob_id)
     assert raw_a[:HEADER_SIZE] == raw_b[:HEADER_SIZE]
     assert raw_a[HEADER_SIZE:] != raw_b[HEADER_SIZE:]
 
@@ -203,7 +263,7 @@ def test_each_blob_has_its_own_key(store: LocalBlobStore):
 # -- visibility, commit, abort, sweep, delete ------------------------------------------------------------------
 
 
-def test_temporary_blob_invisible_until_commit(store: LocalBlobStore):
+def test_temporary_blob_invisible_until_commit(store: BlobStore):
     data = os.urandom(2 * CS + 1)
     writer = store.create()
     writer.write(data)
@@ -219,14 +279,26 @@ def test_temporary_blob_invisible_until_commit(store: LocalBlobStore):
     assert list(store.list_ids()) == [ref.blob_id]
     assert store.exists(ref.blob_id)
     assert read_all(store, ref) == data
-    assert list((store.root / "tmp").iterdir()) == []
+    assert temporaries(store) == []
+
+
+def test_local_files_and_folders_are_private(local_store: LocalBlobStore):
+    store = local_store
+    ref = put(store, os.urandom(2 * CS + 1))
     path = blob_path(store, ref.blob_id)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     for directory in (store.root, store.root / "tmp", path.parent, path.parent.parent):
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    writer = store.create()
+    writer.write(b"being written")
+    temp = store.root / "tmp" / store.owner.split("/")[0] / "0" / f"{writer.blob_id}.tmp"
+    assert stat.S_IMODE(temp.stat().st_mode) == 0o600
+    for directory in (temp.parent, temp.parent.parent):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    writer.abort()
 
 
-def test_writer_state_machine(store: LocalBlobStore):
+def test_writer_state_machine(store: BlobStore):
     writer = store.create()
     with pytest.raises(ValueError):
         writer.open_reader()
@@ -242,30 +314,32 @@ def test_writer_state_machine(store: LocalBlobStore):
     assert read_all(store, ref) == b"abc"
 
 
-def test_abort_removes_temporary_blob(store: LocalBlobStore):
+def test_abort_removes_temporary_blob(store: BlobStore):
     writer = store.create()
-    writer.write(os.urandom(3 * CS + 5))
-    assert len(list((store.root / "tmp").iterdir())) == 1
+    writer.write(os.urandom(6 * 1024 * 1024 + 5))  # past one S3 part: the upload has reached the storage
+    assert temporaries(store) == [writer.blob_id]
     writer.abort()
     writer.abort()  # idempotent
-    assert list((store.root / "tmp").iterdir()) == []
+    assert temporaries(store) == []
     with pytest.raises(ValueError):
         writer.write(b"x")
 
     finished = store.create()
     finished.write(b"hello")
     finished.finish()
+    assert temporaries(store) == [finished.blob_id]
     finished.abort()
-    assert list((store.root / "tmp").iterdir()) == []
+    assert temporaries(store) == []
     assert list(store.list_ids()) == []
 
 
-def test_context_manager_aborts_unless_committed(store: LocalBlobStore):
+def test_context_manager_aborts_unless_committed(store: BlobStore):
     with pytest.raises(RuntimeError):
         with store.create() as writer:
             writer.write(b"partial")
+            writer.finish()
             raise RuntimeError("upload interrupted")
-    assert list((store.root / "tmp").iterdir()) == []
+    assert temporaries(store) == []
 
     with store.create() as writer:
         writer.write(b"kept")
@@ -276,23 +350,59 @@ def test_context_manager_aborts_unless_committed(store: LocalBlobStore):
     assert list(store.list_ids()) == [ref.blob_id]
 
 
-def test_sweep_temporary_removes_old_leftovers(store: LocalBlobStore):
+def leftover(store: BlobStore) -> str:
+    """A temporary blob left behind by a crash between finishing and committing; its id."""
+    writer = store.create()
+    writer.write(b"left behind")
+    writer.finish()
+    return writer.blob_id
+
+
+def test_sweep_temporary_by_owner_and_age(make_store):
+    mine, sibling, other = make_store(owner="node-a/0"), make_store(owner="node-a/1"), make_store(owner="node-b/0")
+    later = make_store(owner="node-c/0", shift=7200)  # a node whose sweep runs two hours from now
+    a0, a1, b0 = leftover(mine), leftover(sibling), leftover(other)
+    assert temporaries(mine) == sorted([a0, a1, b0])
+    assert temporaries(mine, "node-a") == sorted([a0, a1])
+    assert temporaries(mine, "node-a/1") == [a1]
+    assert {t.owner for t in mine.list_temporary()} == {"node-a/0", "node-a/1", "node-b/0"}
+    # the periodic sweep: young temporaries of anybody survive
+    assert mine.sweep_temporary(owner=None, older_than=3600) == 0
+    assert later.sweep_temporary(owner=None, older_than=3 * 3600) == 0
+    # start-up recovery of node a: its own, of every worker, at any age -- never node b's upload in progress
+    assert mine.sweep_temporary(owner="node-a", older_than=0) == 2
+    assert temporaries(mine) == [b0]
+    # node b's temporary, two hours old, past a one-hour bound: provably abandoned
+    assert later.sweep_temporary(owner=None, older_than=3600) == 1
+    assert temporaries(mine) == []
+    assert mine.sweep_temporary(owner=None, older_than=0) == 0
+
+
+def test_local_sweep_by_modification_time_and_old_leftovers(local_store: LocalBlobStore):
+    store = local_store
     crashed = [store.create() for _ in range(2)]
     for writer in crashed:
         writer.write(b"left behind")
     fresh = store.create()
     fresh.write(b"being written")
     old = time.time() - 7200
+    own = store.root / "tmp" / store.owner.split("/")[0] / "0"
     for writer in crashed:
-        os.utime(store.root / "tmp" / f"{writer.blob_id}.tmp", (old, old))
-    assert store.sweep_temporary(older_than=3600) == 2
-    assert [p.name for p in (store.root / "tmp").iterdir()] == [f"{fresh.blob_id}.tmp"]
-    assert store.sweep_temporary(older_than=0) == 1
-    assert list((store.root / "tmp").iterdir()) == []
-    assert store.sweep_temporary() == 0
+        os.utime(own / f"{writer.blob_id}.tmp", (old, old))
+    # a leftover of a version that named no owner: only the sweep of anybody's takes it
+    untagged = store.root / "tmp" / f"{uuid.uuid4().hex}.tmp"
+    untagged.write_bytes(b"x")
+    os.utime(untagged, (old, old))
+    assert store.sweep_temporary(owner=store.owner, older_than=3600) == 2
+    assert temporaries(store) == sorted([fresh.blob_id, untagged.name[:-4]])
+    assert store.sweep_temporary(owner=store.owner, older_than=0) == 1
+    assert temporaries(store) == [untagged.name[:-4]]
+    assert store.sweep_temporary(owner=None, older_than=3600) == 1
+    assert temporaries(store) == []
+    assert store.sweep_temporary(owner=None, older_than=0) == 0
 
 
-def test_delete_and_list(store: LocalBlobStore):
+def test_delete_and_list(store: BlobStore):
     refs = [put(store, bytes([i]) * (i * 300)) for i in range(5)]
     assert sorted(store.list_ids()) == sorted(r.blob_id for r in refs)
     store.delete(refs[0].blob_id)
@@ -306,22 +416,23 @@ def test_delete_and_list(store: LocalBlobStore):
     assert read_all(store, refs[3]) == bytes([3]) * 900
 
 
-def test_local_store_satisfies_protocol(store: LocalBlobStore):
+def test_store_satisfies_protocol(store: BlobStore):
     assert isinstance(store, BlobStore)
+    store.ping()
 
 
 # -- tampering -------------------------------------------------------------------------------------------------
 
 
 @pytest.fixture
-def victim(store: LocalBlobStore):
+def victim(store: BlobStore):
     data = os.urandom(4 * CS + 100)  # chunks 0..3 full, chunk 4 holds 100 bytes
     ref = put(store, data)
     assert read_all(store, ref) == data
-    return ref, blob_path(store, ref.blob_id), data
+    return ref, ref.blob_id, data
 
 
-def assert_unreadable(store: LocalBlobStore, ref: BlobRef, verify: bool = True):
+def assert_unreadable(store: BlobStore, ref: BlobRef, verify: bool = True):
     with pytest.raises(IntegrityFailure):
         with store.open(ref, verify=verify) as reader:
             reader.read()
@@ -329,21 +440,21 @@ def assert_unreadable(store: LocalBlobStore, ref: BlobRef, verify: bool = True):
 
 @pytest.mark.parametrize("where", ["header", "chunk-start", "chunk-middle", "tag", "last-chunk"])
 def test_flipped_byte_detected(store, victim, where):
-    ref, path, _ = victim
-    raw = bytearray(path.read_bytes())
+    ref, blob_id, _ = victim
+    raw = bytearray(raw_read(store, blob_id))
     start, end = chunk_span(1)
     pos = {"header": 10, "chunk-start": start, "chunk-middle": start + CS // 2, "tag": end - 1,
            "last-chunk": len(raw) - 30}[where]
     raw[pos] ^= 0x01
-    path.write_bytes(raw)
+    raw_write(store, blob_id, raw)
     assert_unreadable(store, ref, verify=False)  # the AEAD, not the hash, catches it
 
 
 def test_flipped_byte_detected_by_ranged_read(store, victim):
-    ref, path, data = victim
-    raw = bytearray(path.read_bytes())
+    ref, blob_id, data = victim
+    raw = bytearray(raw_read(store, blob_id))
     raw[chunk_span(2)[0] + 3] ^= 0x80
-    path.write_bytes(raw)
+    raw_write(store, blob_id, raw)
     with store.open(ref) as reader:
         assert reader.read_range(0, CS) == data[:CS]  # untouched chunks still read
         with pytest.raises(IntegrityFailure):
@@ -355,64 +466,63 @@ def test_header_is_authenticated(store):
     # associated data tells the edit apart.
     data = os.urandom(100)
     ref = put(store, data)
-    path = blob_path(store, ref.blob_id)
-    raw = bytearray(path.read_bytes())
+    blob_id = ref.blob_id
+    raw = bytearray(raw_read(store, blob_id))
     assert int.from_bytes(raw[8:12], "big") == CS
     raw[8:12] = (2 * CS).to_bytes(4, "big")
-    path.write_bytes(raw)
+    raw_write(store, blob_id, raw)
     assert_unreadable(store, ref, verify=False)
 
 
 def test_truncated_last_chunk_detected(store, victim):
-    ref, path, _ = victim
-    raw = path.read_bytes()
-    path.write_bytes(raw[:-10])
+    ref, blob_id, _ = victim
+    raw = raw_read(store, blob_id)
+    raw_write(store, blob_id, raw[:-10])
     assert_unreadable(store, ref)
     # even if the recorded size is made to agree, the shortened chunk fails its tag
     assert_unreadable(store, dataclasses.replace(ref, size=ref.size - 10), verify=False)
 
 
 def test_dropped_final_chunk_detected(store, victim):
-    ref, path, _ = victim
-    raw = path.read_bytes()
-    path.write_bytes(raw[:chunk_span(4)[0]])  # cut exactly at a chunk border
+    ref, blob_id, _ = victim
+    raw = raw_read(store, blob_id)
+    raw_write(store, blob_id, raw[:chunk_span(4)[0]])  # cut exactly at a chunk border
     assert_unreadable(store, ref)
     # with a matching recorded size, the "final" flag in the associated data still catches it
     assert_unreadable(store, dataclasses.replace(ref, size=4 * CS), verify=False)
 
 
 def test_dropped_middle_chunk_detected(store, victim):
-    ref, path, _ = victim
-    raw = path.read_bytes()
+    ref, blob_id, _ = victim
+    raw = raw_read(store, blob_id)
     s, e = chunk_span(1)
-    path.write_bytes(raw[:s] + raw[e:])
+    raw_write(store, blob_id, raw[:s] + raw[e:])
     assert_unreadable(store, ref)
     assert_unreadable(store, dataclasses.replace(ref, size=ref.size - CS), verify=False)
 
 
 def test_swapped_chunks_detected(store, victim):
-    ref, path, _ = victim
-    raw = path.read_bytes()
+    ref, blob_id, _ = victim
+    raw = raw_read(store, blob_id)
     (s1, e1), (s2, e2) = chunk_span(1), chunk_span(2)
-    path.write_bytes(raw[:s1] + raw[s2:e2] + raw[s1:e1] + raw[e2:])
+    raw_write(store, blob_id, raw[:s1] + raw[s2:e2] + raw[s1:e1] + raw[e2:])
     assert_unreadable(store, ref, verify=False)
 
 
 @pytest.mark.parametrize("extra", [1, 15, 16, CS + TAG_SIZE, 3 * (CS + TAG_SIZE)])
 def test_appended_garbage_detected(store, victim, extra):
-    ref, path, _ = victim
-    with open(path, "ab") as fh:
-        fh.write(os.urandom(extra))
+    ref, blob_id, _ = victim
+    raw_write(store, blob_id, raw_read(store, blob_id) + os.urandom(extra))
     assert_unreadable(store, ref)
     grown = dataclasses.replace(ref, size=ref.size + max(0, extra - TAG_SIZE))
     assert_unreadable(store, grown, verify=False)
 
 
 def test_appended_copy_of_final_chunk_detected(store, victim):
-    ref, path, _ = victim
-    raw = path.read_bytes()
+    ref, blob_id, _ = victim
+    raw = raw_read(store, blob_id)
     last = raw[chunk_span(4)[0]:]
-    path.write_bytes(raw + last)  # a perfectly authentic-looking chunk
+    raw_write(store, blob_id, raw + last)  # a perfectly authentic-looking chunk
     assert_unreadable(store, dataclasses.replace(ref, size=ref.size + 100), verify=False)
 
 
@@ -426,12 +536,12 @@ def test_recorded_size_must_match_file(store, victim, delta):
 def test_empty_blob_tampering_detected(store):
     ref = put(store, b"")
     assert read_all(store, ref) == b""
-    path = blob_path(store, ref.blob_id)
-    raw = bytearray(path.read_bytes())
+    blob_id = ref.blob_id
+    raw = bytearray(raw_read(store, blob_id))
     raw[-1] ^= 1
-    path.write_bytes(raw)
+    raw_write(store, blob_id, raw)
     assert_unreadable(store, ref, verify=False)
-    path.write_bytes(raw[:HEADER_SIZE])  # no chunk at all
+    raw_write(store, blob_id, raw[:HEADER_SIZE])  # no chunk at all
     assert_unreadable(store, ref, verify=False)
 
 
@@ -440,7 +550,7 @@ def test_wrapped_key_moved_to_other_blob_fails(store):
     a, b = put(store, data_a), put(store, data_b)
     assert_unreadable(store, dataclasses.replace(b, wrapped_key=a.wrapped_key), verify=False)
     # nor can blob a's file be passed off as blob b, even with its whole ref copied over
-    blob_path(store, b.blob_id).write_bytes(blob_path(store, a.blob_id).read_bytes())
+    raw_write(store, b.blob_id, raw_read(store, a.blob_id))
     assert_unreadable(store, dataclasses.replace(a, blob_id=b.blob_id), verify=False)
     assert_unreadable(store, b, verify=False)
     assert read_all(store, a) == data_a
@@ -560,10 +670,10 @@ def test_keyring_refuses_bad_key_material(tmp_path: Path):
         Keyring.load_or_create(directory)
 
 
-def test_rotation_keeps_old_blobs_readable_and_rewrap(tmp_path: Path):
+def test_rotation_keeps_old_blobs_readable_and_rewrap(tmp_path: Path, make_store):
     keys_dir = tmp_path / "keys"
     keyring = Keyring.load_or_create(keys_dir)
-    store = LocalBlobStore(tmp_path / "blobs", keyring, chunk_size=CS)
+    store = make_store(keyring=keyring)
     old_data = os.urandom(5 * CS + 1)
     old_ref = put(store, old_data)
     old_id = old_ref.key_id
@@ -577,17 +687,17 @@ def test_rotation_keeps_old_blobs_readable_and_rewrap(tmp_path: Path):
     new_ref = put(store, new_data)
     assert new_ref.key_id == new_id
 
-    file_before = blob_path(store, old_ref.blob_id).read_bytes()
+    file_before = raw_read(store, old_ref.blob_id)
     key_id, wrapped = keyring.rewrap(old_ref.key_id, old_ref.wrapped_key, old_ref.blob_id.encode())
     assert key_id == new_id and wrapped != old_ref.wrapped_key
     rewrapped = dataclasses.replace(old_ref, key_id=key_id, wrapped_key=wrapped)
     assert read_all(store, rewrapped) == old_data
-    assert blob_path(store, old_ref.blob_id).read_bytes() == file_before  # the document is not rewritten
+    assert raw_read(store, old_ref.blob_id) == file_before  # the document is not rewritten
 
     # a fresh process sees both keys and the new current one
     reloaded = Keyring.load_or_create(keys_dir)
     assert reloaded.current_id == new_id and reloaded.key_ids == [old_id, new_id]
-    store2 = LocalBlobStore(tmp_path / "blobs", reloaded, chunk_size=CS)
+    store2 = make_store(keyring=reloaded)
     assert read_all(store2, old_ref) == old_data and read_all(store2, rewrapped) == old_data
     for path in keys_dir.glob("master-*.key"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -595,14 +705,14 @@ def test_rotation_keeps_old_blobs_readable_and_rewrap(tmp_path: Path):
     # a keyring without the old key cannot read the old wrapping
     only_new = Keyring.from_keys({new_id: (keys_dir / f"master-{new_id}.key").read_bytes()}, new_id)
     with pytest.raises(IntegrityFailure):
-        LocalBlobStore(tmp_path / "blobs", only_new, chunk_size=CS).open(old_ref)
+        make_store(keyring=only_new).open(old_ref)
 
 
 # -- concurrency -----------------------------------------------------------------------------------------
 
 
-def test_concurrent_readers_of_one_blob(tmp_path: Path, keyring: Keyring):
-    store = LocalBlobStore(tmp_path, keyring, chunk_size=64 * 1024)
+def test_concurrent_readers_of_one_blob(make_store):
+    store = make_store(chunk_size=64 * 1024)
     data = os.urandom(3 * 1024 * 1024 + 777)
     ref = put(store, data)
     errors: list[BaseException] = []
