@@ -13,8 +13,8 @@ from auth.policy import sees_only_own_documents
 from gateway.core.content import check_content
 from gateway.core.entry import DOCUMENT_MODE, Entry
 from gateway.core.path import VPath
-from storage.errors import (AlreadyExists, Conflict, ContentRefused, GatewayError, InstitutionNotActive, TooLarge,
-                            UploadFinished)
+from storage.errors import (AlreadyExists, Conflict, ContentRefused, GatewayError, InstitutionNotActive,
+                            ServiceUnavailable, TooLarge, UploadFinished)
 from storage.repository import DocumentRow, utcnow
 
 if TYPE_CHECKING:
@@ -101,7 +101,10 @@ class Upload:
             raise UploadFinished()
         if self._writer.size + len(data) > self.max_size:
             raise self.refuse(TooLarge(f"document exceeds the maximum size of {self.max_size} bytes"))
-        self._writer.write(data)
+        try:
+            self._writer.write(data)
+        except ServiceUnavailable as exc:  # the blob store is down: nothing kept, the refusal on the record
+            raise self.refuse(exc) from None
 
     def abort(self, reason: str = "upload interrupted") -> None:
         if self._done:
@@ -136,7 +139,10 @@ class Upload:
             raise UploadFinished()
         s = self.session
         path = self.path
-        ref = self._writer.finish()
+        try:
+            ref = self._writer.finish()
+        except ServiceUnavailable as exc:
+            raise self.refuse(exc) from None
         inst = s.mailbox.institution(path.institution)
         if inst is None or inst.status != "active":
             raise self.refuse(InstitutionNotActive(path.institution, inst.status if inst else "unknown"))
@@ -155,9 +161,12 @@ class Upload:
                 content_type = check_content(reader, ref.size, s.mailbox.content_policy(inst))
             finally:
                 reader.close()
-        except ContentRefused as exc:
-            raise self.refuse(exc)
-        self._writer.commit()
+        except (ContentRefused, ServiceUnavailable) as exc:
+            raise self.refuse(exc) from None
+        try:
+            self._writer.commit()
+        except ServiceUnavailable as exc:
+            raise self.refuse(exc) from None
         state = "staged" if self.staged else "committed"
         try:
             with s.repo.write() as c:
