@@ -45,10 +45,12 @@ class GatewayServer:
         self._stop = asyncio.Event()
 
     async def start(self) -> None:
-        if self.recover:
-            report = await asyncio.get_running_loop().run_in_executor(self.executor, self.services.mailbox.recover)
-            if any(report.values()):
-                log.info("recovered after an unclean stop: %s", report)
+        # a node's recovery runs where the node starts (here, or in the supervisor before the fork); a worker
+        # started inside a running node clears only what its own predecessor left
+        recover = self.services.mailbox.recover if self.recover else self.services.mailbox.recover_worker
+        report = await asyncio.get_running_loop().run_in_executor(self.executor, recover)
+        if any(report.values()):
+            log.info("recovered after an unclean stop: %s", report)
         if self.config.sftp.enabled:
             port = await self.sftp.start(self.listeners.sftp)
             log.info("SFTP listening on %s:%d", self.config.sftp.host, port)
@@ -69,7 +71,7 @@ class GatewayServer:
                     if self.housekeeping and loop.time() - last_expiry >= HOUSEKEEPING_SECONDS:
                         last_expiry = loop.time()
                         await loop.run_in_executor(self.executor, self.services.mailbox.expire_staged)
-                        await loop.run_in_executor(self.executor, self.services.sweep_abandoned)
+                        await loop.run_in_executor(self.executor, self.services.mailbox.sweep_abandoned)
                 except Exception:  # keep serving; the next round tries again
                     log.exception("housekeeping failed")
 

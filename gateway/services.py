@@ -95,14 +95,6 @@ class Services:
         auth.client_certs = certs
         log.info("trust material reloaded: %d SSH user CAs", len(cas))
 
-    def sweep_abandoned(self) -> int:
-        """Housekeeping: remove temporary blobs of any node or worker older than ``storage.abandoned_hours``
-        (uploads provably abandoned: their node died and did not come back to clean up)."""
-        removed = self.blobs.sweep_temporary(owner=None, older_than=self.config.storage.abandoned_hours * 3600.0)
-        if removed:
-            log.info("removed %d abandoned temporary blobs", removed)
-        return removed
-
 
 def load_user_cas(config: Config) -> dict[str, asyncssh.SSHKey]:
     cas: dict[str, asyncssh.SSHKey] = {}
@@ -187,7 +179,7 @@ def build(config: Config, *, initialize: bool = True, worker: str = "0") -> Serv
     authenticator = GatewayAuthenticator(
         repo, frozenset(cas), tokens=tokens, devices=devices, api_tokens=api_tokens, directory=directory,
         second_factor_required=a.second_factor == "required", client_certs=load_client_certificates(config))
-    mailbox = Mailbox(config, repo, blobs, authenticator)
+    mailbox = Mailbox(config, repo, blobs, authenticator, worker=worker)
     from gateway.admin.notify import Notifier
 
     mailbox.notifier = Notifier(config, repo)

@@ -36,7 +36,8 @@ class Mailbox:
     INSTITUTION_TTL = 2.0
 
     def __init__(self, config: Config, repo: Repository, blobs: BlobStore, authenticator: Authenticator,
-                 clock: Callable[[], float] = time.monotonic, throttle: LoginThrottle | None = None):
+                 clock: Callable[[], float] = time.monotonic, throttle: LoginThrottle | None = None,
+                 worker: str = "0"):
         self.config = config
         self.repo = repo
         self.blobs = blobs
@@ -48,8 +49,11 @@ class Mailbox:
         self._inst_lock = threading.Lock()
         self.logins = Logins(repo, authenticator, self.throttle, institution=self.institution, clock=clock,
                              principal_ttl=self.PRINCIPAL_TTL)
-        self.housekeeping = Housekeeping(repo, blobs, node_id=self.node_id,
-                                         staged_ttl_hours=config.documents.staged_ttl_hours)
+        self.housekeeping = Housekeeping(repo, blobs, node_id=self.node_id, worker=worker,
+                                         staged_ttl_hours=config.documents.staged_ttl_hours,
+                                         abandoned_hours=config.storage.abandoned_hours)
+        #: whose uploads this process's are: ``"<node>/<worker>"`` (recovery removes only what its owner left)
+        self.owner = self.housekeeping.owner
         #: gateway.admin.notify.Notifier, when the services wiring made one (activation notices, test mails)
         self.notifier = None
 
@@ -140,8 +144,16 @@ class Mailbox:
 
     # -- crash recovery and housekeeping (gateway.core.housekeeping) -----------------------------------------
     def recover(self) -> dict[str, int]:
-        """Run at start: uploads this node had in flight when it stopped leave nothing behind."""
+        """Run when the node starts: uploads this node had in flight when it stopped leave nothing behind."""
         return self.housekeeping.recover()
+
+    def recover_worker(self) -> dict[str, int]:
+        """Run when a worker starts in a running node: only what this worker's predecessor left goes."""
+        return self.housekeeping.recover_worker()
+
+    def sweep_abandoned(self) -> dict[str, int]:
+        """Hourly: anybody's uploads pending longer than ``storage.abandoned_hours`` go, on the record."""
+        return self.housekeeping.sweep_abandoned()
 
     def expire_staged(self) -> int:
         """Abort the staged uploads never renamed in time. Returns how many."""

@@ -264,7 +264,7 @@ class MailboxSession:
             with self.repo.write() as c:
                 doc_id = self.repo.create_pending(c, institution_id=inst.id, folder=path.folder, name=path.name,
                                                   blob_id=writer.blob_id, uploaded_by=self._principal.account_id,
-                                                  node_id=self.mailbox.node_id)
+                                                  node_id=self.mailbox.owner)
         except Exception:
             writer.abort()
             raise

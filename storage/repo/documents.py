@@ -157,9 +157,11 @@ class DocumentsRepo:
     def mark_fetched(self, c: Connection, document_id: int, by: str) -> None:
         c.execute(_Q_MARK_FETCHED, {"d": document_id, "t": utcnow(), "by": by})
 
-    def pending_of_node(self, c: Connection, node_id: str) -> list[tuple[int, str]]:
+    def pending_of(self, c: Connection, owner: str) -> list[tuple[int, str]]:
+        """Uploads in progress of ``owner``: a node (all its workers') or ``"<node>/<worker>"``."""
+        mine = sa.or_(D.c.node_id == owner, D.c.node_id.startswith(owner + "/", autoescape=True))
         return [(r.id, r.blob_id) for r in c.execute(sa.select(D.c.id, D.c.blob_id).where(
-            D.c.state == "pending", D.c.node_id == node_id))]
+            D.c.state == "pending", mine))]
 
     def stale(self, c: Connection, state: str, before: datetime) -> list[tuple[int, str]]:
         return [(r.id, r.blob_id) for r in c.execute(sa.select(D.c.id, D.c.blob_id).where(

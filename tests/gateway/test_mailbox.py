@@ -136,7 +136,7 @@ def test_recovery_after_a_crash(core):
     assert report["aborted_uploads"] == 1 and report["temporary_blobs"] >= 1
     assert session(core, "arch-a").list(f"/{A}") == []
     with core.repo.read() as c:
-        assert core.repo.pending_of_node(c, core.mailbox.node_id) == []
+        assert core.repo.pending_of(c, core.mailbox.node_id) == []
 
 
 def test_staged_upload_then_rename(core):
