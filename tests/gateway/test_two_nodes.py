@@ -88,3 +88,54 @@ def test_a_document_uploaded_through_a_is_read_archived_and_restored_through_eit
     assert sha(fetch(a, "arch-a", f"/{CENTRE_A}/two-nodes/verslag.pdf", tmp_path / "via-a.pdf")) == sha(data)
     got = dav_curl(a, "GET", f"/{CENTRE_A}/two-nodes/verslag.pdf", tmp_path, user="staff-a", password=STAFF_PASSWORD)
     assert got.status == 200 and got.body == data, got.status
+
+
+# -- 2 ----------------------------------------------------------------------------------------------------------
+def test_a_webdav_lock_taken_on_a_is_honoured_on_b(nodes, tmp_path):
+    a, b = nodes["a"], nodes["b"]
+    nodes.admin.add_institution(SCRATCH, "OCMW Kladblok", "active", mutable=True)
+    for name in (WRITER, WRITER2):
+        nodes.admin.add_account(name, "staff", password=PW)
+        nodes.admin.grant(name, SCRATCH, can_write=True, can_remove=True)
+    w1, w2 = {"user": WRITER, "password": PW}, {"user": WRITER2, "password": PW}
+    base = f"/{SCRATCH}/map"
+    assert dav_curl(a, "MKCOL", f"{base}/", tmp_path, **w1).status == 201
+    for name in ("weg.pdf", "verhuis.pdf"):
+        assert dav_curl(a, "PUT", f"{base}/{name}", tmp_path, body=minimal_pdf(name), **w1).status == 201
+
+    held = lock(a, f"{base}/", tmp_path, depth="infinity", **w1)
+    assert held.status == 200, held
+    token = lock_token(held)
+    with_token = {"If": f"(<{token}>)"}
+    found = dav_curl(b, "PROPFIND", f"{base}/", tmp_path, headers={"Depth": "0"}, **w2)
+    assert found.status == 207 and token in found.text, "B does not show A's lock"
+
+    # on B, without the token: refused, nothing changed
+    refused = {
+        "PUT": dav_curl(b, "PUT", f"{base}/nieuw.pdf", tmp_path, body=minimal_pdf("nieuw"), **w2),
+        "DELETE": dav_curl(b, "DELETE", f"{base}/weg.pdf", tmp_path, **w2),
+        "MOVE": dav_curl(b, "MOVE", f"{base}/verhuis.pdf", tmp_path, **w2,
+                         headers={"Destination": f"{b.dav_url}{base}/verhuisd.pdf"}),
+    }
+    assert {m: r.status for m, r in refused.items()} == {"PUT": 423, "DELETE": 423, "MOVE": 423}, refused
+    names = dav_curl(a, "PROPFIND", f"{base}/", tmp_path, headers={"Depth": "1"}, **w2).text
+    assert "weg.pdf" in names and "verhuis.pdf" in names and "nieuw.pdf" not in names and "verhuisd.pdf" not in names
+
+    # on B, with the token: done
+    assert dav_curl(b, "PUT", f"{base}/nieuw.pdf", tmp_path, body=minimal_pdf("nieuw"), headers=with_token,
+                    **w1).status == 201
+    assert dav_curl(b, "DELETE", f"{base}/weg.pdf", tmp_path, headers=with_token, **w1).status == 204
+    moved = dav_curl(b, "MOVE", f"{base}/verhuis.pdf", tmp_path, **w1,
+                     headers={**with_token, "Destination": f"{b.dav_url}{base}/verhuisd.pdf"})
+    assert moved.status in (201, 204), moved
+    # ... and still held on A for anyone else
+    assert dav_curl(a, "PUT", f"{base}/ander.pdf", tmp_path, body=minimal_pdf("ander"), **w2).status == 423
+
+    # UNLOCK on B frees it for A
+    un = dav_curl(b, "UNLOCK", f"{base}/", tmp_path, headers={"Lock-Token": f"<{token}>"}, **w1)
+    assert un.status == 204, un
+    assert dav_curl(a, "PUT", f"{base}/ander.pdf", tmp_path, body=minimal_pdf("ander"), **w2).status == 201
+    listed = dav_curl(a, "PROPFIND", f"{base}/", tmp_path, headers={"Depth": "1"}, **w2)
+    assert token not in listed.text
+    assert all(n in listed.text for n in ("nieuw.pdf", "verhuisd.pdf", "ander.pdf")) and "weg.pdf" not in listed.text
+    assert dav_curl(a, "GET", f"{base}/verhuisd.pdf", tmp_path, **w2).body == minimal_pdf("verhuis.pdf")
