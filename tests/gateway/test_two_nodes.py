@@ -139,3 +139,77 @@ def test_a_webdav_lock_taken_on_a_is_honoured_on_b(nodes, tmp_path):
     assert token not in listed.text
     assert all(n in listed.text for n in ("nieuw.pdf", "verhuisd.pdf", "ander.pdf")) and "weg.pdf" not in listed.text
     assert dav_curl(a, "GET", f"{base}/verhuisd.pdf", tmp_path, **w2).body == minimal_pdf("verhuis.pdf")
+
+
+# -- 3 ----------------------------------------------------------------------------------------------------------
+MB = 1024 * 1024
+
+
+def wait_until(check, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"not reached within {timeout} s: {what}"
+        time.sleep(0.1)
+
+
+def test_node_a_killed_mid_upload_leaves_nothing_while_b_delivers(nodes, tmp_path):
+    import asyncssh
+
+    a, b = nodes["a"], nodes["b"]
+    folder = f"/{CENTRE_A}/crash"
+    assert a.sftp("podmi", f"mkdir {folder}\n").returncode == 0
+    big, small = big_pdf(100), big_pdf(16)
+    lost, kept = "honderd.pdf", "zestien.pdf"
+
+    def a_in_flight() -> bool:
+        rows = nodes.documents(lost)
+        return len(rows) == 1 and rows[0][0] == "pending" and any(
+            k.startswith("tmp/node-a/") for k in nodes.bucket("tmp/")[1])
+
+    async def scenario() -> None:
+        async with b.connect("podmi2") as conn_b, conn_b.start_sftp_client() as sftp_b:
+            conn_a = await a.connect("podmi")
+            sftp_a = await conn_a.start_sftp_client()
+            f_a = await sftp_a.open(f"{folder}/{lost}", "wb")
+            f_b = await sftp_b.open(f"{folder}/{kept}", "wb")
+            await f_b.write(small[:len(small) // 2], 0)  # B's upload is under way ...
+            for offset in range(0, len(big) // 2, MB):  # ... when A has about half of its 100 MB
+                await f_a.write(big[offset:offset + MB], offset)
+            wait_until(a_in_flight, 30, "A's upload in flight: a pending row, a multipart upload of node-a")
+            a.kill()
+            with pytest.raises((asyncssh.Error, OSError)):
+                for offset in range(len(big) // 2, len(big), MB):
+                    await f_a.write(big[offset:offset + MB], offset)
+                await f_a.close()
+            conn_a.abort()
+            await f_b.write(small[len(small) // 2:], len(small) // 2)
+            await f_b.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 300))
+
+    # B: its upload is there and reads back; A's is not listed
+    assert listing(b, "arch-a", folder) == [kept]
+    assert sha(fetch(b, "arch-a", f"{folder}/{kept}", tmp_path / "kept.pdf")) == sha(small)
+    ((state, _, kept_blob),) = nodes.documents(kept)
+    assert state == "committed" and f"blobs/{kept_blob}" in nodes.bucket("blobs/")[0]
+
+    # B restarted meanwhile: its start-up recovery leaves A's upload alone (A may only be slow)
+    b.stop()
+    b.start()
+    assert [s for s, _, _ in nodes.documents(lost)] == ["pending"]
+    assert any(k.startswith("tmp/node-a/") for k in nodes.bucket("tmp/")[1]), "B removed A's upload in progress"
+
+    # A back (same node id): its recovery aborts its own upload; no row pending, no temporary left anywhere
+    a.start()
+    ((state, owner, lost_blob),) = nodes.documents(lost)
+    assert state == "aborted" and owner.startswith("node-a/")
+    assert nodes.bucket("tmp/") == ([], []), "a temporary object or multipart upload was left in the bucket"
+    assert list(nodes.services.blobs.list_temporary()) == []
+    objects = nodes.bucket("blobs/")[0]
+    assert f"blobs/{kept_blob}" in objects and f"blobs/{lost_blob}" not in objects
+    with nodes.repo.read() as c:
+        aborted = [e for e in nodes.repo.audit_events(c, action="upload") if e.outcome == "aborted"]
+    assert any("interrupted by a server stop" in e.detail for e in aborted), aborted
+    # and A serves B's document
+    assert sha(fetch(a, "arch-a", f"{folder}/{kept}", tmp_path / "kept-a.pdf")) == sha(small)
+    assert listing(a, "arch-a", folder) == [kept]
