@@ -213,3 +213,41 @@ def test_node_a_killed_mid_upload_leaves_nothing_while_b_delivers(nodes, tmp_pat
     # and A serves B's document
     assert sha(fetch(a, "arch-a", f"{folder}/{kept}", tmp_path / "kept-a.pdf")) == sha(small)
     assert listing(a, "arch-a", folder) == [kept]
+
+
+# -- 4 ----------------------------------------------------------------------------------------------------------
+def test_readyz_follows_s3_and_an_upload_while_it_is_down_is_refused_on_the_record(tmp_path, pg_url):
+    s3 = SeaweedS3(str(tmp_path / "seaweed")).start()  # this test's own: it is stopped and started again
+    try:
+        with cluster(tmp_path / "nodes", pg_url, s3) as c:
+            a, b = c["a"], c["b"]
+            c.admin.add_account(WRITER, "staff", password=PW)
+            c.admin.grant(WRITER, CENTRE_A, can_write=True)
+            assert (a.probe("/readyz"), b.probe("/readyz")) == (200, 200)
+
+            s3.stop()
+            wait_until(lambda: (a.probe("/readyz"), b.probe("/readyz")) == (503, 503), 30, "/readyz 503 on both")
+            assert (a.probe("/healthz"), b.probe("/healthz")) == (200, 200)  # up, only not ready
+            (tmp_path / "down.pdf").write_bytes(minimal_pdf("while S3 is down"))
+            r = a.sftp("podmi", f"put {tmp_path / 'down.pdf'} /{CENTRE_A}/sftp-down.pdf\n")
+            assert r.returncode != 0, "the SFTP upload must fail while S3 is down"
+            put = dav_curl(b, "PUT", f"/{CENTRE_A}/dav-down.pdf", tmp_path, body=minimal_pdf("down"), user=WRITER,
+                           password=PW)
+            assert put.status == 503, put
+            for name, node in (("sftp-down.pdf", "node-a/"), ("dav-down.pdf", "node-b/")):
+                assert {s for s, _, _ in c.documents(name)} <= {"aborted"}, c.documents(name)
+                with c.repo.read() as conn:
+                    events = [e for e in c.repo.audit_events(conn, action="upload") if e.path.endswith(name)]
+                assert events and events[0].outcome in ("refused", "aborted"), (name, events)
+            assert "sftp-down.pdf" not in "".join(listing(b, "arch-a", f"/{CENTRE_A}"))
+
+            s3.start()
+            wait_until(lambda: (a.probe("/readyz"), b.probe("/readyz")) == (200, 200), 30, "/readyz 200 again")
+            put = dav_curl(b, "PUT", f"/{CENTRE_A}/dav-down.pdf", tmp_path, body=minimal_pdf("down"), user=WRITER,
+                           password=PW)
+            assert put.status == 201, put
+            assert dav_curl(a, "GET", f"/{CENTRE_A}/dav-down.pdf", tmp_path, user=WRITER,
+                            password=PW).body == minimal_pdf("down")
+            assert c.bucket("tmp/") == ([], [])
+    finally:
+        s3.stop()
