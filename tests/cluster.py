@@ -62,6 +62,8 @@ class Node:
     def https_port(self) -> int:
         return int(self.env["INSTPAGES_WEBDAV_PORT"])
 
+    dav_port = https_port  # the name the in-process gateways of tests/conftest.py use
+
     @property
     def config(self):
         """The node's configuration as it reads it (paths of its TLS pair, for curl's ``--cacert``)."""
@@ -161,8 +163,8 @@ class Cluster:
         self.prefix = f"c{uuid.uuid4().hex[:10]}/"
         self.keys: dict[str, Path] = {}
         shared = {k: v for k, v in os.environ.items() if not k.startswith("INSTPAGES_")}
-        shared.update(PYTHONPATH=str(ROOT), INSTPAGES_STORAGE_DATABASE_URL=database_url, **BASE_ENV,
-                      **s3.env(prefix=self.prefix), **env)
+        shared.update(PYTHONPATH=str(ROOT), INSTPAGES_STORAGE_DATABASE_URL=database_url)
+        shared.update({**BASE_ENV, **s3.env(prefix=self.prefix), **env})
         self.nodes = [Node(n, dict(shared, INSTPAGES_NODE_ID=f"node-{n}", INSTPAGES_DATA_DIR=str(root / n / "var"),
                                    INSTPAGES_SFTP_PORT=str(free_port()), INSTPAGES_WEBDAV_PORT=str(free_port())),
                            root / f"serve-{n}.log", self.keys) for n in names]

@@ -251,3 +251,29 @@ def test_readyz_follows_s3_and_an_upload_while_it_is_down_is_refused_on_the_reco
             assert c.bucket("tmp/") == ([], [])
     finally:
         s3.stop()
+
+
+# -- 5 ----------------------------------------------------------------------------------------------------------
+def test_failed_logins_on_a_count_on_b_and_the_ban_holds_on_both(tmp_path, pg_url, s3_server):
+    from tests.gateway.test_login_limits import dav_get
+
+    def retry_after(answer) -> int:
+        return int(answer.headers.get("retry-after") or 0)
+
+    with cluster(tmp_path, pg_url, s3_server, env={"INSTPAGES_AUTH_BAN_AFTER": "4"}) as c:
+        a, b = c["a"], c["b"]
+        c.admin.add_account("tn-jan", "staff", password=PW)
+        c.admin.grant("tn-jan", CENTRE_A)
+        # four wrong passwords, two through each node: the fourth bans the name
+        answers = [dav_get(node, "tn-jan", f"wrong-{i}-password") for i, node in enumerate((a, b, a, b))]
+        assert [x.status for x in answers] == [401] * 4, answers
+        for node in (a, b):  # the right password, through either node: refused for the length of the ban
+            refused = dav_get(node, "tn-jan", PW)
+            assert refused.status == 401 and retry_after(refused) > 60, (node.name, refused)
+        listed = b.cli("ban", "list")
+        assert listed.returncode == 0 and any(ln.split()[:3] == ["account", "tn-jan", "4"]
+                                              for ln in listed.stdout.splitlines()), listed.stdout
+        lifted = a.cli("ban", "lift", "tn-jan")
+        assert lifted.returncode == 0 and "ban lifted" in lifted.stdout, lifted.stderr
+        assert dav_get(b, "tn-jan", PW).status == 200
+        assert dav_get(a, "tn-jan", PW).status == 200
