@@ -121,14 +121,14 @@ class Node:
         cmd = ["sftp", *SFTP_OPTS, "-o", "BatchMode=yes", "-o", "PreferredAuthentications=publickey",
                "-i", str(self.keys[user]), "-P", str(self.port), "-b", "-", f"{user}@127.0.0.1"]
         return subprocess.run(cmd, input=commands, capture_output=True, text=True, env=ssh_env(), timeout=timeout,
-                              start_new_session=True)
+                              start_new_session=True, check=False)
 
     def connect(self, user: str, **kw):
         """An asyncssh client connection to this node as ``user`` (use inside ``async with``)."""
         import asyncssh
 
-        opts = dict(username=user, known_hosts=None, agent_path=None, client_keys=[str(self.keys[user])],
-                    preferred_auth="publickey")
+        opts = {"username": user, "known_hosts": None, "agent_path": None, "client_keys": [str(self.keys[user])],
+                "preferred_auth": "publickey"}
         opts.update(kw)
         return asyncssh.connect("127.0.0.1", self.port, **opts)
 
