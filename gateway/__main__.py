@@ -1,3 +1,4 @@
+"""``python -m gateway``: the ``instpages`` command line (:mod:`gateway.cli`)."""
 import sys
 
 from gateway.cli import main

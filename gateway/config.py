@@ -366,6 +366,22 @@ def _validate(cfg: Config) -> None:
     need(1 <= cfg.server.workers <= 256, "server.workers", "must be between 1 and 256")
     need(0 <= cfg.sftp.port <= 65535, "sftp.port", "must be between 0 and 65535")
     need(0 <= cfg.webdav.port <= 65535, "webdav.port", "must be between 0 and 65535")
+    _validate_auth(cfg, need)
+    _validate_ldap(cfg, need)
+    _validate_webdav(cfg, need)
+    _validate_sftp(cfg, need)
+    _validate_storage(cfg, need)
+    _validate_documents(cfg, need)
+    _validate_mail(cfg, need)
+    need(cfg.logging.level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "logging.level",
+         "must be DEBUG, INFO, WARNING or ERROR")
+    need(bool(cfg.data_dir), "data_dir", "must not be empty")
+
+
+
+
+def _validate_auth(cfg: Config, need) -> None:
+    """The keys of logins, throttling and bans."""
     need(cfg.auth.second_factor in ("required", "off"), "auth.second_factor", 'must be "required" or "off"')
     need(4 <= cfg.auth.token_codes <= 100, "auth.token_codes", "must be between 4 and 100")
     need(cfg.auth.token_challenge_seconds > 0, "auth.token_challenge_seconds", "must be positive")
@@ -384,12 +400,20 @@ def _validate(cfg: Config) -> None:
                 ipaddress.ip_network(net, strict=False)
             except ValueError:
                 need(False, f"auth.{key}", f"{net!r} is not an address or CIDR range")
+
+
+def _validate_ldap(cfg: Config, need) -> None:
+    """The keys of the organisation's directory."""
     need(not cfg.ldap.enabled or bool(cfg.ldap.uris), "ldap.uris", "give at least one URI when LDAP is enabled")
     need(not cfg.ldap.enabled or bool(cfg.ldap.user_dn_template or cfg.ldap.user_base), "ldap.user_base",
          "give user_base (search then bind) or user_dn_template (direct bind)")
     need(cfg.ldap.timeout > 0, "ldap.timeout", "must be positive")
     need(not cfg.ldap.enabled or bool(cfg.ldap.bind_dn), "ldap.bind_dn",
          "a service account is needed to re-read accounts, so that a disabled or deleted user loses access")
+
+
+def _validate_webdav(cfg: Config, need) -> None:
+    """The keys of the HTTPS port."""
     need(1 <= cfg.webdav.threads <= 1024, "webdav.threads", "must be between 1 and 1024")
     need(60 <= cfg.webdav.session_seconds <= 86400, "webdav.session_seconds", "must be between 60 and 86400")
     need(cfg.webdav.auth_cache_seconds >= 0, "webdav.auth_cache_seconds", "must not be negative")
@@ -402,6 +426,10 @@ def _validate(cfg: Config) -> None:
     need(65536 <= cfg.webdav.block_size <= 16 * 1024 * 1024, "webdav.block_size", "must be between 65536 and 16777216")
     need(bool(cfg.webdav.tls_cert) == bool(cfg.webdav.tls_key), "webdav.tls_key",
          "tls_cert and tls_key are set together")
+
+
+def _validate_sftp(cfg: Config, need) -> None:
+    """The keys of the SFTP port."""
     try:
         ipaddress.ip_address(cfg.sftp.host)
     except ValueError:
@@ -411,9 +439,17 @@ def _validate(cfg: Config) -> None:
     need(1 <= cfg.sftp.max_auth_tries <= 100, "sftp.max_auth_tries", "must be between 1 and 100")
     need(cfg.sftp.idle_timeout >= 0, "sftp.idle_timeout", "must not be negative")
     need(cfg.sftp.write_window >= 65536, "sftp.write_window", "must be at least 65536")
+
+
+def _validate_storage(cfg: Config, need) -> None:
+    """The keys of the database and the blob store."""
     need(4096 <= cfg.storage.chunk_size <= 16 * 1024 * 1024, "storage.chunk_size", "must be between 4096 and 16777216")
     need(1 <= cfg.storage.workers <= 256, "storage.workers", "must be between 1 and 256")
     _validate_blobs(cfg, need)
+
+
+def _validate_documents(cfg: Config, need) -> None:
+    """The keys of what an upload may be."""
     need(cfg.documents.max_size > 0, "documents.max_size", "must be positive")
     need(1 <= cfg.documents.max_depth <= 16, "documents.max_depth", "must be between 1 and 16")
     need(16 <= cfg.documents.max_name_length <= 255, "documents.max_name_length", "must be between 16 and 255")
@@ -423,6 +459,10 @@ def _validate(cfg: Config) -> None:
              for p in cfg.documents.temporary_patterns),
          "documents.temporary_patterns", "a pattern may not contain / nor match an ordinary name (document.pdf)")
     need(cfg.documents.staged_ttl_hours > 0, "documents.staged_ttl_hours", "must be positive")
+
+
+def _validate_mail(cfg: Config, need) -> None:
+    """The keys of mail and notifications."""
     need(cfg.smtp.security in ("starttls", "tls", "none"), "smtp.security", 'must be "starttls", "tls" or "none"')
     need(0 < cfg.smtp.port <= 65535, "smtp.port", "must be between 1 and 65535")
     need(cfg.smtp.timeout > 0, "smtp.timeout", "must be positive")
@@ -436,9 +476,6 @@ def _validate(cfg: Config) -> None:
          "notifications.retry_base_seconds", "must be positive and at most retry_max_seconds")
     need(not cfg.notifications.public_url or cfg.notifications.public_url.startswith(("https://", "http://")),
          "notifications.public_url", "must start with https://")
-    need(cfg.logging.level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "logging.level",
-         "must be DEBUG, INFO, WARNING or ERROR")
-    need(bool(cfg.data_dir), "data_dir", "must not be empty")
 
 
 def _validate_blobs(cfg: Config, need) -> None:
