@@ -76,7 +76,8 @@ class CacheEpochs:
             self._seen = self._read()
             self._polled = self.clock()
         except Exception:  # the schema not made yet (a CLI command before init), the database away: the first
-            self._seen = {}  # poll then counts every scope as moved, which only costs a reload
+            log.debug("cache epochs not readable yet", exc_info=True)  # poll then counts every scope as moved,
+            self._seen = {}  # which only costs a reload
 
     # -- raising -------------------------------------------------------------------------------------------------
     def bump(self, scope: str, record: AuditRecord | None = None) -> None:
