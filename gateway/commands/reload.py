@@ -3,8 +3,8 @@ the eID trust anchors and CRLs, SSH user CAs and revoked keys -- and forgets cac
 ``storage.cache_sync_seconds`` (it raises the ``trust`` cache epoch: :mod:`gateway.core.epochs`). On the record."""
 from __future__ import annotations
 
-from gateway.commands.base import command
-from gateway.config import Config
+from gateway.admin.service import Administration
+from gateway.commands.base import administration, command
 from gateway.core.epochs import TRUST
 from storage.repository import AuditRecord
 
@@ -14,16 +14,11 @@ def add_reload(sub, common) -> None:
                                                 "CAs, CRLs, revoked keys)")
 
 
-def reload(args, cfg: Config) -> int:
-    from gateway.admin.service import Administration
-    from gateway.services import build
-
-    services = build(cfg)
-    try:
-        admin = Administration(services.mailbox)  # only for who acts: the operator as every command names them
-        services.mailbox.epochs.bump(TRUST, AuditRecord("trust-reload", "ok", admin.actor, admin.protocol,
-                                                        admin.source, detail="instpages reload"))
-    finally:
-        services.close()
-    print(f"trust material is read again by every gateway process within {cfg.storage.cache_sync_seconds:g} s")
+@administration
+def reload(args, admin: Administration) -> int:
+    mailbox = admin.mailbox
+    mailbox.epochs.bump(TRUST, AuditRecord("trust-reload", "ok", admin.actor, admin.protocol, admin.source,
+                                           detail="instpages reload"))
+    print(f"trust material is read again by every gateway process within "
+          f"{mailbox.config.storage.cache_sync_seconds:g} s")
     return 0

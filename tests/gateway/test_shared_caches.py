@@ -24,7 +24,6 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from gateway.admin.service import Administration
 from gateway.config import Config, load_config
 from gateway.core.enterprise import with_check
 from gateway.services import build
@@ -62,7 +61,7 @@ class Pair:
                     "INSTPAGES_WEBDAV_TRUST_REFRESH_SECONDS": "3600", "INSTPAGES_AUTH_BAN_AFTER": "100000"}
         self.services = build(load_config(None, env=dict(self.env, INSTPAGES_AUTH_SECOND_FACTOR="off"),
                                           overrides={"data_dir": str(root / "admin")}))
-        self.admin = Administration(self.services.mailbox, actor="test")
+        self.admin = self.services.administration(actor="test")
         self.admin.add_institution(C1, "OCMW Een", "active")
         self.admin.add_institution(C2, "OCMW Twee", "active")
         self.nodes = []
