@@ -427,6 +427,14 @@ def _validate(cfg: Config) -> None:
              for p in cfg.documents.temporary_patterns),
          "documents.temporary_patterns", "a pattern may not contain / nor match an ordinary name (document.pdf)")
     need(cfg.documents.staged_ttl_hours > 0, "documents.staged_ttl_hours", "must be positive")
+    _validate_mail(cfg, need)
+    need(cfg.logging.level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "logging.level",
+         "must be DEBUG, INFO, WARNING or ERROR")
+    need(bool(cfg.data_dir), "data_dir", "must not be empty")
+
+
+def _validate_mail(cfg: Config, need) -> None:
+    """The [smtp] and [notifications] keys (``need``: :func:`_validate`'s check)."""
     need(cfg.smtp.security in ("starttls", "tls", "none"), "smtp.security", 'must be "starttls", "tls" or "none"')
     need(0 < cfg.smtp.port <= 65535, "smtp.port", "must be between 1 and 65535")
     need(cfg.smtp.timeout > 0, "smtp.timeout", "must be positive")
@@ -440,9 +448,6 @@ def _validate(cfg: Config) -> None:
          "notifications.retry_base_seconds", "must be positive and at most retry_max_seconds")
     need(not cfg.notifications.public_url or cfg.notifications.public_url.startswith(("https://", "http://")),
          "notifications.public_url", "must start with https://")
-    need(cfg.logging.level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "logging.level",
-         "must be DEBUG, INFO, WARNING or ERROR")
-    need(bool(cfg.data_dir), "data_dir", "must not be empty")
 
 
 def _validate_blobs(cfg: Config, need) -> None:
