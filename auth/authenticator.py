@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Set
 from dataclasses import dataclass, field
 import argon2
 
@@ -144,13 +145,14 @@ def _verify(stored: str | None, password: str) -> bool:
 
 
 class GatewayAuthenticator:
-    def __init__(self, repo: Repository, trusted_ca_fingerprints: frozenset[str] = frozenset(), *,
+    def __init__(self, repo: Repository, trusted_ca_fingerprints: Set[str] = frozenset(), *,
                  tokens: TokenCardService | None = None, devices: DevicePasswordService | None = None,
                  directory: DirectoryService | None = None, second_factor_required: bool = True,
                  api_tokens: ApiTokenService | None = None, client_certs: ClientCertificates | None = None):
         self.repo = repo
         #: the eID trust anchors and CRLs that TLS client certificates are judged by
         self.client_certs = client_certs or ClientCertificates()
+        #: the SSH user CAs' fingerprints (a live view: ``instpages reload`` changes them in place)
         self.trusted_ca_fingerprints = trusted_ca_fingerprints
         self.tokens: TokenCardService = tokens or TokenCards(repo)
         self.devices: DevicePasswordService = devices or DevicePasswords(repo)

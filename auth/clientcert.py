@@ -13,6 +13,10 @@ is decided here, in one of two ways that never mix:
 
 Python's ``ssl`` module gives only the client's leaf certificate, not the intermediates the client sent, so the
 eID CA file must hold the intermediate CAs (the Citizen CAs) as well as the roots.
+
+The trust anchors and CRLs are read from their files at start and again by :meth:`ClientCertificates.reload`
+(``instpages reload`` reaches every gateway process through the ``trust`` cache epoch); verdicts are remembered
+for ``VERDICT_SECONDS`` per certificate and dropped by a reload.
 """
 from __future__ import annotations
 
@@ -84,20 +88,48 @@ def _ee_policy() -> verification.ExtensionPolicy:
             .may_be_present(x509.ExtendedKeyUsage, verification.Criticality.AGNOSTIC, _client_auth_if_named))
 
 
+class _Anchors:
+    """The eID trust anchors and CRLs as read from their files at one moment."""
+
+    def __init__(self, eid_ca_file: str, crl_files):
+        self.crl = RevocationList(crl_files)
+        cas = x509.load_pem_x509_certificates(Path(eid_ca_file).read_bytes()) if eid_ca_file else []
+        self.roots = [c for c in cas if c.subject == c.issuer]
+        self.intermediates = [c for c in cas if c.subject != c.issuer]
+        self.store = verification.Store(self.roots) if self.roots else None
+        if cas and not self.roots:
+            log.error("webdav.client_ca_file holds no root CA: no eID certificate can be verified")
+
+
 class ClientCertificates:
     """The eID trust anchors and revocation lists; the judge of presented certificates."""
 
     def __init__(self, eid_ca_file: str = "", crl_files=(), *, clock=time.time):
-        self.crl = RevocationList(crl_files)
         self.clock = clock
-        cas = x509.load_pem_x509_certificates(Path(eid_ca_file).read_bytes()) if eid_ca_file else []
-        self._roots = [c for c in cas if c.subject == c.issuer]
-        self._intermediates = [c for c in cas if c.subject != c.issuer]
-        self._store = verification.Store(self._roots) if self._roots else None
-        if cas and not self._roots:
-            log.error("webdav.client_ca_file holds no root CA: no eID certificate can be verified")
+        self._files = (eid_ca_file, tuple(crl_files))
+        self._anchors = _Anchors(eid_ca_file, crl_files)  # raises OSError/ValueError: a configuration error
         self._verdicts: dict[str, tuple[float, str, str]] = {}
         self._lock = threading.Lock()
+
+    @property
+    def crl(self) -> RevocationList:
+        return self._anchors.crl
+
+    def reload(self) -> bool:
+        """Read the trust anchors and CRLs from their files again and forget every verdict. A file that cannot
+        be read keeps the current ones (logged): a running gateway never ends up trusting nothing by accident.
+        True when the new files are in use."""
+        try:
+            anchors = _Anchors(*self._files)
+        except (OSError, ValueError) as exc:
+            log.error("reloading the eID trust anchors / CRLs failed, keeping the current ones: %s", exc)
+            return False
+        with self._lock:
+            self._anchors = anchors
+            self._verdicts.clear()
+        log.info("eID trust anchors and CRLs reloaded: %d roots, %d intermediates", len(anchors.roots),
+                 len(anchors.intermediates))
+        return True
 
     def is_revoked(self, cert: x509.Certificate) -> bool:
         return self.crl.is_revoked(cert)
@@ -109,30 +141,33 @@ class ClientCertificates:
         with self._lock:
             hit = self._verdicts.get(key)
         if hit is None or now - hit[0] >= VERDICT_SECONDS:
-            nrn, reason = self._judge(cert, now)
+            anchors = self._anchors
+            nrn, reason = self._judge(anchors, cert, now)
             with self._lock:
                 if len(self._verdicts) >= _VERDICTS_MAX:
                     self._verdicts.clear()
-                self._verdicts[key] = (now, nrn, reason)
+                if anchors is self._anchors:  # not judged by anchors a reload replaced meanwhile
+                    self._verdicts[key] = (now, nrn, reason)
         else:
             _, nrn, reason = hit
         if not nrn:
             raise NotAnEid(reason)
         return nrn
 
-    def _judge(self, cert: x509.Certificate, now: float) -> tuple[str, str]:
-        if self._store is None:
+    @staticmethod
+    def _judge(anchors: _Anchors, cert: x509.Certificate, now: float) -> tuple[str, str]:
+        if anchors.store is None:
             return "", "no eID trust anchors are configured (webdav.client_ca_file)"
-        builder = (verification.PolicyBuilder().store(self._store).max_chain_depth(4)
+        builder = (verification.PolicyBuilder().store(anchors.store).max_chain_depth(4)
                    .time(dt.datetime.fromtimestamp(now, dt.timezone.utc))
                    .extension_policies(ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(),
                                        ee_policy=_ee_policy()))
         try:
-            chain = builder.build_client_verifier().verify(cert, self._intermediates).chain
+            chain = builder.build_client_verifier().verify(cert, anchors.intermediates).chain
         except verification.VerificationError as exc:
             return "", f"does not verify against the eID trust anchors ({str(exc)[:160]})"
         for c in chain[:-1]:
-            if self.crl.is_revoked(c):
+            if anchors.crl.is_revoked(c):
                 return "", f"revoked (serial {c.serial_number:x}, issuer {c.issuer.rfc4514_string()[:120]})"
         nrn = subject_nrn(cert)
         if not nrn:

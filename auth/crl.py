@@ -3,7 +3,8 @@ than by OpenSSL.
 
 OpenSSL's CRL checking (VERIFY_CRL_CHECK_LEAF) demands a CRL for the issuer of every client certificate, which
 would lock out machine accounts whose pinned certificates have none. Here a certificate is refused only when a
-configured CRL of its own issuer lists its serial number.
+configured CRL of its own issuer lists its serial number. A :class:`RevocationList` holds what its files said when
+it was made; :meth:`auth.clientcert.ClientCertificates.reload` makes a new one (``instpages reload``).
 """
 from __future__ import annotations
 

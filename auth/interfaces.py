@@ -85,6 +85,9 @@ class DirectoryService(Protocol):
     def centre_access(self, user: DirectoryUser) -> dict[str, str]:
         """Centre id -> "read", "remove" or "admin", from the person's groups."""
 
+    def invalidate(self, username: str | None = None) -> None:
+        """Forget cached entries (all, or one person's): ``instpages reload`` on every gateway process."""
+
 
 class AccountProvisioner(Protocol):
     """Accounts for directory people, made on first sight (a login, or being designated or given access)."""

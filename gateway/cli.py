@@ -13,7 +13,8 @@ import os
 import sys
 
 from gateway import terminal
-from gateway.commands import accounts, audit, bans, centres, credentials, documents, grants, notifications, serve
+from gateway.commands import (accounts, audit, bans, centres, credentials, documents, grants, notifications, reload,
+                              serve)
 from gateway.commands.base import EXIT_ERROR
 from gateway.config import Config, load_config
 from storage.errors import GatewayError
@@ -23,7 +24,7 @@ EXIT_USAGE = 2
 #: every command, in the order of ``instpages --help``
 COMMANDS = (serve.add_init, serve.add_serve, centres.add_institution, accounts.add_account, credentials.add_token,
             credentials.add_device_password, grants.add_grant, notifications.add_notify, credentials.add_api_token,
-            audit.add_audit, bans.add_ban, documents.add_document)
+            audit.add_audit, bans.add_ban, documents.add_document, reload.add_reload)
 
 
 class _Parser(argparse.ArgumentParser):

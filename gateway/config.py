@@ -169,6 +169,9 @@ class StorageConfig:
     #: hours after which an upload in progress of another node or worker is abandoned: its temporary blob is
     #: removed by the periodic sweep (a node removes its own at start-up)
     abandoned_hours: int = 24
+    #: seconds between two reads of the cache epochs: a change made by any process (a revoked grant, a disabled
+    #: account, a suspended centre, a pinned certificate, ``instpages reload``) reaches every process within this
+    cache_sync_seconds: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -446,6 +449,7 @@ def _validate_storage(cfg: Config, need) -> None:
     need(4096 <= cfg.storage.chunk_size <= 16 * 1024 * 1024, "storage.chunk_size", "must be between 4096 and 16777216")
     need(1 <= cfg.storage.workers <= 256, "storage.workers", "must be between 1 and 256")
     _validate_blobs(cfg, need)
+    need(0.05 <= cfg.storage.cache_sync_seconds <= 60, "storage.cache_sync_seconds", "must be between 0.05 and 60")
 
 
 def _validate_documents(cfg: Config, need) -> None:

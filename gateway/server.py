@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from gateway import supervisor
 from gateway.config import Config
 from gateway.web import tls
+from gateway.core.epochs import PINS, TRUST
 from gateway.web.https import HTTPSFrontend
 from gateway.services import Services, build, check_connection_budget
 from gateway.sftp.server import SFTPFrontend
@@ -43,6 +44,10 @@ class GatewayServer:
                                     self.services.administration, ready=self.services.ready,
                                     listener=self.listeners.https) if config.webdav.enabled else None)
         self._stop = asyncio.Event()
+        epochs = self.services.mailbox.epochs  # changes announced by any process (gateway.core.epochs)
+        epochs.on_change(TRUST, self.reload_trust)  # instpages reload, on any node
+        if self.https is not None:
+            epochs.on_change(PINS, self.https.refresh_trust)  # a certificate pinned by any process
 
     async def start(self) -> None:
         # a node's recovery runs where the node starts (here, or in the supervisor before the fork); a worker
@@ -98,8 +103,9 @@ class GatewayServer:
         self._stop.set()
 
     def reload_trust(self) -> None:
-        """SIGHUP: SSH user CAs, eID trust anchors and CRLs, revoked SSH keys and pinned TLS client certificates
-        are read again; new logins and handshakes use them."""
+        """SIGHUP (this process), or ``instpages reload`` on any node (the ``trust`` cache epoch): SSH user CAs,
+        eID trust anchors and CRLs, revoked SSH keys and pinned TLS client certificates are read again, cached
+        directory entries forgotten; new logins and handshakes use them."""
         self.services.reload_trust()
         revoked = self.sftp.reload_revoked()
         if self.https is not None:
@@ -119,6 +125,7 @@ class GatewayServer:
             except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover - not the main thread
                 pass
         await self.start()
+        self.services.mailbox.epochs.start()
         if on_ready:
             on_ready(self)
         keeper = asyncio.create_task(self._housekeeping())

@@ -4,7 +4,9 @@ the directory, the authenticator, the mailbox, the administration's collaborator
 The one factory: the CLI and the server both call :func:`build`, and everything the pieces share (the token card,
 device password and API token services, the directory) is built here once and passed in, never reached through
 another object; tests construct the pieces directly. :meth:`Services.administration` is how wiring code gets an
-:class:`~gateway.admin.service.Administration`.
+:class:`~gateway.admin.service.Administration`. Trust material read from files (SSH user CAs, eID trust anchors
+and CRLs) and cached directory entries are read again by :meth:`Services.reload_trust`, which the server runs on
+SIGHUP and when the ``trust`` cache epoch moves (``instpages reload`` on any node).
 The blob store is the local folder or an S3 bucket (``[storage] blobs``); its temporaries are owned by
 ``<node_id>/<worker>``, the worker given by the caller (the process model numbers its workers).
 """
@@ -47,6 +49,8 @@ class Services:
     user_cas: dict[str, asyncssh.SSHKey]
     #: what the administration uses besides the mailbox
     collaborators: Collaborators
+    #: the eID trust anchors and CRLs the authenticator judges TLS client certificates by
+    client_certs: ClientCertificates | None = None
     _readiness: tuple[float, bool] = field(default=(float("-inf"), False), init=False, repr=False)
 
     def administration(self, **kw):
@@ -57,6 +61,7 @@ class Services:
         return Administration(self.mailbox, collaborators=self.collaborators, **kw)
 
     def close(self) -> None:
+        self.mailbox.epochs.stop()
         self.blobs.close()
         self.repo.engine.dispose()
 
@@ -79,21 +84,23 @@ class Services:
         return verdict
 
     def reload_trust(self) -> None:
-        """Read the SSH user CAs, the eID trust anchors and their CRLs again (SIGHUP). A file that cannot be read
-        keeps the trust in force and is logged."""
+        """Read the trust material of the core and auth/ again: the SSH user CAs (in place: the SFTP front-end
+        and the authenticator hold this dict), the eID trust anchors and CRLs, and forget cached directory entries.
+        A CA file that cannot be read keeps the current CAs (logged). The server adds what its front-ends hold
+        (pinned certificates in the TLS context, revoked SSH keys)."""
         try:
             cas = load_user_cas(self.config)
-            certs = load_client_certificates(self.config)
         except ConfigError as exc:
-            log.error("trust material not reloaded: %s", exc.message)
-            return
-        for fp in [fp for fp in self.user_cas if fp not in cas]:
-            self.user_cas.pop(fp, None)
-        self.user_cas.update(cas)  # the SFTP front-end holds this same dict
-        auth = self.mailbox.authenticator
-        auth.trusted_ca_fingerprints = frozenset(cas)
-        auth.client_certs = certs
-        log.info("trust material reloaded: %d SSH user CAs", len(cas))
+            log.error("reloading the SSH user CAs failed, keeping the current ones: %s", exc.message)
+        else:
+            self.user_cas.update(cas)  # added before the old ones go: never an empty moment
+            for fp in set(self.user_cas) - set(cas):
+                del self.user_cas[fp]
+        if self.client_certs is not None:
+            self.client_certs.reload()
+        if self.collaborators.directory is not None:
+            self.collaborators.directory.invalidate()
+        log.info("trust material reloaded: %d SSH user CAs", len(self.user_cas))
 
 
 def load_user_cas(config: Config) -> dict[str, asyncssh.SSHKey]:
@@ -176,16 +183,17 @@ def build(config: Config, *, initialize: bool = True, worker: str = "0") -> Serv
     devices = DevicePasswords(repo, days=a.device_password_days)
     api_tokens = ApiTokens(repo, days=365)
     directory = build_directory(config)
+    client_certs = load_client_certificates(config)
     authenticator = GatewayAuthenticator(
-        repo, frozenset(cas), tokens=tokens, devices=devices, api_tokens=api_tokens, directory=directory,
-        second_factor_required=a.second_factor == "required", client_certs=load_client_certificates(config))
+        repo, cas.keys(), tokens=tokens, devices=devices, api_tokens=api_tokens, directory=directory,
+        second_factor_required=a.second_factor == "required", client_certs=client_certs)
     mailbox = Mailbox(config, repo, blobs, authenticator, worker=worker)
     from gateway.admin.notify import Notifier
 
     mailbox.notifier = Notifier(config, repo)
     collaborators = Collaborators(tokens=tokens, devices=devices, api_tokens=api_tokens, provisioner=authenticator,
                                   directory=directory)
-    return Services(config, repo, blobs, keyring, mailbox, cas, collaborators)
+    return Services(config, repo, blobs, keyring, mailbox, cas, collaborators, client_certs)
 
 
 def build_directory(config: Config):

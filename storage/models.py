@@ -346,3 +346,15 @@ class LoginFailure(Base):
     first_at: Mapped[float] = mapped_column(sa.Float)
     last_at: Mapped[float] = mapped_column(sa.Float)
     banned_until: Mapped[float] = mapped_column(sa.Float, default=0.0)
+
+
+class CacheEpoch(Base):
+    """A version per cache scope ("logins", "centres", "pins", "trust"), raised by whoever changes what that scope
+    caches; every gateway process polls the versions and drops the scope's entries when one moved
+    (gateway/core/epochs.py). One counter per scope, raised by an UPDATE of its row: concurrent raisers wait for
+    each other's commit, so a reader never sees a later version before an earlier one."""
+
+    __tablename__ = "cache_epochs"
+
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

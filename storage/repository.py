@@ -2,9 +2,9 @@
 
 :class:`Repository` is composed of one mixin per aggregate, each in its own module of :mod:`storage.repo`
 (institutions, grants, accounts, credentials, folders, documents, notifications, WebDAV state, failed logins,
-audit) over the shared transactions of :mod:`storage.repo.base`. Callers hold one ``Repository`` and call
-``repo.method(c, ...)`` with a connection from :meth:`~storage.repo.base.RepositoryBase.write` or ``read``, so
-that a state change and its audit event commit together.
+cache epochs, audit) over the shared transactions of :mod:`storage.repo.base`. Callers hold one ``Repository``
+and call ``repo.method(c, ...)`` with a connection from :meth:`~storage.repo.base.RepositoryBase.write` or
+``read``, so that a state change and its audit event commit together.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from storage.repo.base import (CC, DL, DP, LF, OB, SC, TC, TCH, TK, A, Conflict,
 from storage.repo.credentials import CredentialsRepo
 from storage.repo.davstate import DavStateRepo
 from storage.repo.documents import DocumentRow, DocumentsRepo
+from storage.repo.epochs import EpochsRepo
 from storage.repo.failures import FailuresRepo
 from storage.repo.folders import FoldersRepo
 from storage.repo.grants import GrantsRepo
@@ -29,7 +30,7 @@ __all__ = ["Repository", "AuditRecord", "DocumentRow", "Conflict", "GENESIS", "a
 
 
 class Repository(InstitutionsRepo, GrantsRepo, AccountsRepo, CredentialsRepo, FoldersRepo, DocumentsRepo,
-                 NotificationsRepo, DavStateRepo, FailuresRepo, AuditRepo, RepositoryBase):
+                 NotificationsRepo, DavStateRepo, FailuresRepo, EpochsRepo, AuditRepo, RepositoryBase):
     """All aggregates over one engine (each mixin's methods are named apart; tests/storage checks it)."""
 
     def initialize(self) -> None:

@@ -360,27 +360,32 @@ class GatewayProcess:
         self.proc.wait(30)
 
 
+def spawn_process(data_dir: Path, extra_env: dict | None, log: Path, started: list) -> GatewayProcess:
+    """``python -m gateway serve`` on free ports (SFTP: ``.port``; HTTPS: ``.env["INSTPAGES_WEBDAV_PORT"]``),
+    appended to ``started`` (to be killed) before it is waited for."""
+    port = free_port()
+    env = dict(os.environ, INSTPAGES_DATA_DIR=str(data_dir), INSTPAGES_SFTP_PORT=str(port),
+               INSTPAGES_WEBDAV_PORT=str(free_port()), INSTPAGES_AUTH_SECOND_FACTOR="off",
+               INSTPAGES_AUTH_FAILURE_DELAY_BASE="0", INSTPAGES_AUTH_SOURCE_BAN_SCORE="100000",
+               PYTHONPATH=str(ROOT), **(extra_env or {}))
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([PYTHON, "-m", "gateway", "serve"], stdout=fh, stderr=subprocess.STDOUT,
+                                env=env, cwd=str(ROOT), start_new_session=True)
+    gp = GatewayProcess(proc, port, data_dir, env, log)
+    started.append(gp)
+    try:
+        wait_port(port, proc, timeout=60)
+    except Exception:
+        raise RuntimeError(f"gateway failed to start: {log.read_text()[-2000:]}") from None
+    return gp
+
+
 @pytest.fixture
 def spawn_gateway():
     procs: list[GatewayProcess] = []
 
     def spawn(data_dir: Path, extra_env: dict | None = None) -> GatewayProcess:
-        port = free_port()
-        env = dict(os.environ, INSTPAGES_DATA_DIR=str(data_dir), INSTPAGES_SFTP_PORT=str(port),
-                   INSTPAGES_WEBDAV_PORT=str(free_port()), INSTPAGES_AUTH_SECOND_FACTOR="off",
-                   INSTPAGES_AUTH_FAILURE_DELAY_BASE="0", INSTPAGES_AUTH_SOURCE_BAN_SCORE="100000",
-                   PYTHONPATH=str(ROOT), **(extra_env or {}))
-        log = data_dir.parent / f"serve-{len(procs)}.log"
-        with open(log, "wb") as fh:
-            proc = subprocess.Popen([PYTHON, "-m", "gateway", "serve"], stdout=fh, stderr=subprocess.STDOUT,
-                                    env=env, cwd=str(ROOT), start_new_session=True)
-        gp = GatewayProcess(proc, port, data_dir, env, log)
-        procs.append(gp)
-        try:
-            wait_port(port, proc, timeout=60)
-        except Exception:
-            raise RuntimeError(f"gateway failed to start: {log.read_text()[-2000:]}") from None
-        return gp
+        return spawn_process(data_dir, extra_env, data_dir.parent / f"serve-{len(procs)}.log", procs)
 
     yield spawn
     for gp in procs:

@@ -16,7 +16,8 @@
 - **Connections** (timeouts, failover, the service-account pool) are :mod:`auth.ldap.pool`'s.
 - **Cache.** :meth:`Directory.lookup` and :meth:`Directory.lookup_by_nrn` trust an answer for ``cache_seconds``
   (so a disabled or deleted person loses access within that time); :meth:`Directory.authenticate` always binds
-  (passwords are never cached) and refreshes the entry.
+  (passwords are never cached) and refreshes the entry. :meth:`Directory.invalidate` forgets answers at once
+  (``instpages reload`` calls it in every gateway process, through the ``trust`` cache epoch).
 """
 from __future__ import annotations
 

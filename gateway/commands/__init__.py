@@ -13,7 +13,8 @@ parser (``set_defaults(func=...)``) and runs the one the operator named.
 - ``notifications``: ``notify ...`` -- mails to the centres;
 - ``audit``: ``audit ...`` -- the record and its hash chain;
 - ``bans``: ``ban ...`` -- names and addresses banned after failed logins;
-- ``documents``: ``document ...``.
+- ``documents``: ``document ...``;
+- ``reload``: ``reload`` -- every gateway process reads its trust material again.
 
 Each topic module has ``add_<command>(sub, common)`` functions that declare a command's arguments, and one short
 handler per sub-command: ``handler(args, cfg) -> exit code`` (the ones wrapped by

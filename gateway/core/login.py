@@ -4,11 +4,16 @@
 remembered logins of protocols that send their credentials with every request (HTTP Basic), the resumed sessions
 of the web front-ends, and :meth:`Logins.load_principal`, which every login and every resumed session goes
 through. The :class:`~gateway.core.mailbox.Mailbox` composes one and hands its answers to the front-ends.
+
+What this process remembers (logins, the principals behind them) is dropped by :meth:`Logins.forget_logins` here,
+and in every other process when the ``logins`` cache epoch moves (:mod:`gateway.core.epochs`): then every
+remembered login and open session loads its principal again on its next use (credentials are not asked again).
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import logging
 import os
 import threading
@@ -23,6 +28,7 @@ from auth.networks import in_networks, parse_networks, source_refusal
 from auth.principal import Grant, Principal, Role
 from auth.throttle import LoginThrottle
 from gateway.config import Config
+from gateway.core.epochs import LOGINS, CacheEpochs
 from storage.errors import AuthenticationFailed, ServiceUnavailable, Throttled
 from storage.repository import AuditRecord, Repository, as_utc, utcnow
 
@@ -59,8 +65,9 @@ class Logins:
 
     Collaborators: the repository (accounts, grants, centres, the record), the authenticator (credentials), the
     throttle (failed logins), ``institution`` (the centre row by id, from the mailbox's short-lived cache: what a
-    remembered login re-checks its centres' ranges against) and ``clock`` (monotonic seconds). A remembered
-    login's grants and directory verdict are read again every ``principal_ttl`` seconds."""
+    remembered login re-checks its centres' ranges against), ``clock`` (monotonic seconds) and ``epochs`` (the
+    shared caches' versions). A remembered login's grants and directory verdict are read again every
+    ``principal_ttl`` seconds, and on its next use after any process announced a change (:meth:`generation`)."""
 
     repo: Repository
     authenticator: Authenticator
@@ -68,11 +75,27 @@ class Logins:
     institution: Callable[[str], object | None] = field(kw_only=True)
     clock: Callable[[], float] = field(kw_only=True)
     principal_ttl: float = field(kw_only=True)
-    # key -> (verified at, account, method, device, principal, loaded)
+    epochs: CacheEpochs = field(kw_only=True)
+    # key -> (verified at, account, method, device, principal, loaded at, generation loaded under)
     _logins: dict[bytes, tuple] = field(default_factory=dict, init=False, repr=False)
     _login_locks: dict[bytes, threading.Lock] = field(default_factory=dict, init=False, repr=False)
     _login_locks_guard: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _secret: bytes = field(default_factory=lambda: os.urandom(32), init=False, repr=False)
+    _generations: itertools.count = field(default_factory=lambda: itertools.count(1), init=False, repr=False)
+    _generation: int = field(default=0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.epochs.on_change(LOGINS, self._outdate)
+
+    def generation(self) -> int:
+        """Changes whenever principals loaded before may be out of date: a change announced here
+        (:meth:`forget_logins`) or by another process (the ``logins`` epoch, read at most every
+        ``storage.cache_sync_seconds``)."""
+        self.epochs.check()
+        return self._generation
+
+    def _outdate(self) -> None:
+        self._generation = next(self._generations)
 
     # -- pre-checks ------------------------------------------------------------------------------------------
     def accepts_public_key(self, username: str, fingerprint: str) -> bool:
@@ -124,19 +147,20 @@ class Logins:
             return self._login(creds, protocol, source, key)
 
     def _remembered(self, key: bytes, reuse_seconds: float, source: str) -> Principal | None:
+        generation = self.generation()
         hit = self._logins.get(key)
         now = self.clock()
         if hit is None or now - hit[0] >= reuse_seconds:
             return None
-        _, account_id, method, device_id, principal, loaded = hit
+        _, account_id, method, device_id, principal, loaded, loaded_under = hit
         if device_id is not None:
             secrets_of_kind = (self.authenticator.api_tokens if method == "api-token" else self.authenticator.devices)
             if not secrets_of_kind.is_live(account_id, device_id):
                 return None
         try:
-            if now - loaded >= self.principal_ttl:
+            if now - loaded >= self.principal_ttl or loaded_under != generation:
                 principal = self.load_principal(account_id, method, source)
-                self._logins[key] = (hit[0], account_id, method, device_id, principal, now)
+                self._logins[key] = (hit[0], account_id, method, device_id, principal, now, generation)
             else:
                 self._still_admitted(principal, source)
         except AuthenticationFailed:
@@ -159,6 +183,7 @@ class Logins:
             raise _refused(acc, refusal)
 
     def _login(self, creds: Credentials, protocol: str, source: str, key: bytes | None) -> Principal:
+        generation = self._generation  # what is loaded below is at least this new
         username = getattr(creds, "username", "") or ""
         method = type(creds).__name__.replace("Credentials", "").lower()
         guessable = not isinstance(creds, PROVEN_BY_SIGNATURE)
@@ -188,17 +213,18 @@ class Logins:
             self.repo.audit(c, AuditRecord("login", "ok", principal.name, protocol, source,
                                            principal.institution_id, detail=f"method={result.method}"))
         if key is not None:
-            self._remember(key, result, principal)
+            self._remember(key, result, principal, generation)
         return principal
 
-    def _remember(self, key: bytes, result, principal: Principal) -> None:
-        """Keep a verified login under ``key`` for :meth:`_remembered` (``result``: the authenticator's)."""
+    def _remember(self, key: bytes, result, principal: Principal, generation: int) -> None:
+        """Keep a verified login under ``key`` for :meth:`_remembered` (``result``: the authenticator's;
+        ``generation``: the one the principal was loaded under)."""
         now = self.clock()
         if len(self._logins) > REMEMBERED_MAX:  # drop the oldest half rather than everything at once
             for k, _ in sorted(self._logins.items(), key=lambda kv: kv[1][0])[:REMEMBERED_MAX // 2]:
                 self._logins.pop(k, None)
                 self._login_locks.pop(k, None)
-        self._logins[key] = (now, result.account_id, result.method, result.device_id, principal, now)
+        self._logins[key] = (now, result.account_id, result.method, result.device_id, principal, now, generation)
 
     def _throttle_check(self, username: str, source: str) -> None:
         """Raise a throttled AuthenticationFailed when the name or the address may not try now."""
@@ -219,10 +245,12 @@ class Logins:
 
     def forget_logins(self, account_id: int | None = None) -> None:
         """Forget remembered logins (of one account, or all), so that changed grants or designations apply to
-        the next request rather than after the remembered principal's lifetime."""
+        the next request rather than after the remembered principal's lifetime; open sessions of this process
+        load their principal again on their next use. (Other processes: the mailbox raises the epoch.)"""
         for k, hit in list(self._logins.items()):
             if account_id is None or hit[1] == account_id:
                 self._logins.pop(k, None)
+        self._outdate()
 
     # -- source ranges ---------------------------------------------------------------------------------------
     def source_allowed(self, username: str, source: str) -> bool:

@@ -5,7 +5,8 @@ and the :class:`~gateway.core.session.MailboxSession` its login opens, and nothi
 over the core's parts: logins and resumed sessions (:mod:`gateway.core.login`), crash recovery and housekeeping
 (:mod:`gateway.core.housekeeping`), the tree operations of a session (:mod:`gateway.core.session`) and its
 transfers (:mod:`gateway.core.transfer`); it keeps what they share: the configuration, repository, blob store,
-the centre cache and the content policy of a centre. Everything here is synchronous and thread-safe per session;
+the centre cache, the cache epochs (:mod:`gateway.core.epochs`: a change made by any process reaches this one's
+caches within ``storage.cache_sync_seconds``) and the content policy of a centre. Everything here is synchronous and thread-safe per session;
 the asyncio front-end runs it in worker threads so that database, disk and crypto never stall its event loop.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from auth.principal import Principal
 from auth.throttle import LoginThrottle
 from gateway.config import Config
 from gateway.core.content import ContentPolicy
+from gateway.core.epochs import CENTRES, LOGINS, CacheEpochs
 from gateway.core.housekeeping import Housekeeping
 from gateway.core.login import Logins, login_throttle
 from gateway.core.session import MailboxSession
@@ -30,9 +32,10 @@ from storage.repository import Repository
 class Mailbox:
     """Factory of sessions, owner of shared state (repository, blob store, caches)."""
 
-    #: seconds a session trusts the grants it loaded at login before reading them again
+    #: seconds a session trusts the grants it loaded at login before reading them again, when no change was
+    #: announced (changes made through the core are announced: :mod:`gateway.core.epochs`)
     PRINCIPAL_TTL = 30.0
-    #: seconds the status of a centre is cached
+    #: seconds the status of a centre is cached, when no change was announced
     INSTITUTION_TTL = 2.0
 
     def __init__(self, config: Config, repo: Repository, blobs: BlobStore, authenticator: Authenticator,
@@ -47,8 +50,11 @@ class Mailbox:
         self.throttle = throttle or login_throttle(repo, config)
         self._inst_cache: dict[str, tuple[float, object]] = {}
         self._inst_lock = threading.Lock()
+        #: the versions of the shared caches (a server starts its poller thread: ``epochs.start()``)
+        self.epochs = CacheEpochs(repo, interval=config.storage.cache_sync_seconds)
+        self.epochs.on_change(CENTRES, self._forget_institutions)
         self.logins = Logins(repo, authenticator, self.throttle, institution=self.institution, clock=clock,
-                             principal_ttl=self.PRINCIPAL_TTL)
+                             principal_ttl=self.PRINCIPAL_TTL, epochs=self.epochs)
         self.housekeeping = Housekeeping(repo, blobs, node_id=self.node_id, worker=worker,
                                          staged_ttl_hours=config.documents.staged_ttl_hours,
                                          abandoned_hours=config.storage.abandoned_hours)
@@ -109,8 +115,15 @@ class Mailbox:
 
     def forget_logins(self, account_id: int | None = None) -> None:
         """Forget remembered logins (of one account, or all), so that changed grants or designations apply to
-        the next request rather than after the remembered principal's lifetime."""
+        the next request rather than after the remembered principal's lifetime: in this process at once, in every
+        other process on every node within ``storage.cache_sync_seconds`` (the ``logins`` epoch)."""
         self.logins.forget_logins(account_id)
+        self.epochs.bump(LOGINS)
+
+    def principal_epoch(self) -> int:
+        """A number that changes whenever principals loaded before may be out of date (a change announced by
+        any process); an open session compares it with the one it loaded its principal under."""
+        return self.logins.generation()
 
     def record_failed_login(self, username: str, protocol: str, source: str, method: str, reason: str) -> None:
         """A refused login or resumed session a front-end decided on its own (a bad cookie...): on the record."""
@@ -122,7 +135,9 @@ class Mailbox:
 
     # -- shared lookups --------------------------------------------------------------------------------------
     def institution(self, institution_id: str):
-        """The centre row (None: no such centre), cached for ``INSTITUTION_TTL`` seconds."""
+        """The centre row (None: no such centre), cached for ``INSTITUTION_TTL`` seconds, or until a change is
+        announced by any process (the ``centres`` epoch)."""
+        self.epochs.check()
         now = self.clock()
         with self._inst_lock:
             hit = self._inst_cache.get(institution_id)
@@ -135,8 +150,15 @@ class Mailbox:
         return row
 
     def forget_institution(self, institution_id: str) -> None:
+        """The centre changed: read it again, in this process at once, in every other process on every node
+        within ``storage.cache_sync_seconds`` (the ``centres`` epoch)."""
         with self._inst_lock:
             self._inst_cache.pop(institution_id, None)
+        self.epochs.bump(CENTRES)
+
+    def _forget_institutions(self) -> None:
+        with self._inst_lock:
+            self._inst_cache.clear()
 
     def content_policy(self, inst) -> ContentPolicy:
         types = frozenset(t.strip() for t in (inst.content_types or "application/pdf").split(",") if t.strip())

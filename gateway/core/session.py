@@ -36,6 +36,7 @@ class MailboxSession:
         self.repo = mailbox.repo
         self._principal = principal
         self._loaded = mailbox.clock()
+        self._loaded_under = mailbox.principal_epoch()
         self._ended: AuthenticationFailed | None = None
         self.protocol = protocol
         self.source = source
@@ -44,10 +45,12 @@ class MailboxSession:
     @property
     def principal(self) -> Principal:
         """Who acts; re-read (account, grants, source ranges) at most ``PRINCIPAL_TTL`` seconds after the last
-        time, so a disabled account or a new range ends an open session within that bound, on the record."""
+        time, and on the first use after any process announced a change (:mod:`gateway.core.epochs`), so a
+        disabled account, a revoked grant or a new range ends an open session within that bound, on the record."""
         if self._ended is not None:
             raise self._ended
-        if self.mailbox.clock() - self._loaded > self.mailbox.PRINCIPAL_TTL:
+        epoch = self.mailbox.principal_epoch()
+        if self.mailbox.clock() - self._loaded > self.mailbox.PRINCIPAL_TTL or epoch != self._loaded_under:
             p = self._principal
             try:
                 self._principal = self.mailbox.resume_session(p.account_id, p.name, None, method=p.method,
@@ -55,7 +58,7 @@ class MailboxSession:
             except AuthenticationFailed as exc:
                 self._ended = exc
                 raise
-            self._loaded = self.mailbox.clock()
+            self._loaded, self._loaded_under = self.mailbox.clock(), epoch
         return self._principal
 
     @property

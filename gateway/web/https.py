@@ -247,9 +247,9 @@ class HTTPSFrontend:
         return ctx
 
     def refresh_trust(self, force: bool = False) -> bool:
-        """Read the pinned client certificates again (whichever process pinned them); when they changed (or
-        ``force``: SIGHUP, the eID CA file may have changed), new TLS handshakes use a context that lets exactly
-        those through. True when it changed."""
+        """Read the pinned client certificates again (whichever process pinned them); when they changed, or
+        ``force`` (the eID CA file may have changed: SIGHUP, ``instpages reload``), new TLS handshakes use a context
+        that lets exactly those through. True when it changed."""
         if self.server.ssl_adapter is None:
             return False
         repo = self.mailbox.repo

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from storage.repo.base import A, CC, DP, K, TC, TCH, TK, Conflict, utcnow
+from storage.repo.epochs import PINS
 
 
 class CredentialsRepo:
@@ -32,6 +33,7 @@ class CredentialsRepo:
                                              created_at=utcnow()))
         except IntegrityError:
             raise Conflict(f"certificate {fingerprint} is already registered") from None
+        self.bump_epoch(c, PINS)  # every gateway process lets it through its TLS handshakes (gateway.core.epochs)
 
     def account_for_certificate(self, c: Connection, fingerprint: str):
         return c.execute(sa.select(A).join(CC, CC.c.account_id == A.c.id).where(CC.c.fingerprint == fingerprint)).first()

@@ -13,7 +13,7 @@ from gateway.services import build
 from storage.models import Document
 from storage.repository import utcnow
 from tests import pdfsamples
-from tests.gateway.test_mailbox import A, download, session, upload
+from tests.gateway.test_mailbox import A, download, session
 
 PDF = pdfsamples.minimal_pdf("in flight")
 

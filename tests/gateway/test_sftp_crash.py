@@ -220,7 +220,6 @@ def test_openssh_client_killed_mid_put_leaves_nothing(gw, pdf30):
 
 
 def test_asyncssh_connection_aborted_mid_write_leaves_nothing(gw):
-    import asyncssh
 
     data_dir = gw.data_dir
     name = f"aborted-conn-{uuid.uuid4().hex[:8]}.pdf"

@@ -168,7 +168,7 @@ def test_litmus_on_a_normal_centre_meets_refusals_not_crashes(clients_world, tmp
 
     crashes = [(req, st, " ".join(re.findall(r"Source exception: ([^<\n]*)", body)) or body[:200])
                for req, st, body in exchanges if st >= 500]
-    assert not crashes, f"server errors instead of refusals:\n" + "\n".join(map(str, crashes)) + \
+    assert not crashes, "server errors instead of refusals:\n" + "\n".join(map(str, crashes)) + \
                         "\n" + run.report()
 
     puts = [(req, st, body) for req, st, body in exchanges if req.startswith("PUT ")]

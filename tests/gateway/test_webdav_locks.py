@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.core.enterprise import with_check
-from tests.conftest import CENTRE_B, STAFF_PASSWORD
+from tests.conftest import CENTRE_B
 from tests.davtools import audit_list, dav_curl, lock, lock_token
 from tests.machinecert import add_machine
 from tests.pdfsamples import minimal_pdf

@@ -9,7 +9,7 @@ from storage.repo import base, documents
 from storage.repository import Repository
 
 AGGREGATES = ["institutions", "grants", "accounts", "credentials", "folders", "documents", "notifications",
-              "davstate", "failures", "audit"]
+              "davstate", "failures", "epochs", "audit"]
 
 
 def _mixins():
