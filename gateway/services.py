@@ -58,6 +58,7 @@ class Services:
 
     def close(self) -> None:
         self.blobs.close()
+        self.repo.close()  # the record writes still queued are committed first
         self.repo.engine.dispose()
 
     def ready(self, now: float | None = None) -> bool:
