@@ -280,6 +280,9 @@ class HandshakingServer(wsgi.Server):
     blocking ``wrap`` is never called."""
 
     handshaker: Handshaker | HandshakePool | None = None
+    #: idle keep-alive connections kept open (cheroot's default, 10, closed the connection after its request
+    #: whenever more than 10 clients were between requests: 200 clients paid a new TLS handshake per request)
+    keep_alive_conn_limit = 1024
     #: a listening socket opened before the workers were forked (``instpages serve --workers N``); None = bind
     listener: socket.socket | None = None
 
