@@ -5,5 +5,6 @@
 - ``accounts``: account rows; ``credentials``: SSH keys, certificates, token cards, device passwords, API tokens;
 - ``folders`` and ``documents``: a centre's mailbox tree and the documents' lifecycle;
 - ``notifications``: digest cursors and the mail outbox; ``davstate``: reads over the WebDAV locks;
-- ``failures``: failed-login counts and bans; ``audit``: the hash-chained audit trail.
+- ``failures``: failed-login counts and bans; ``audit``: the hash-chained audit trail;
+- ``batcher`` (no aggregate): group commit of the record writes of many request threads of one process.
 """
