@@ -63,6 +63,7 @@ class Services:
     def close(self) -> None:
         self.mailbox.epochs.stop()
         self.blobs.close()
+        self.repo.close()  # the record writes still queued are committed first
         self.repo.engine.dispose()
 
     def ready(self, now: float | None = None) -> bool:

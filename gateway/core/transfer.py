@@ -70,12 +70,18 @@ class Download:
         finally:
             complete = not aborted and self.failure is None and self._contiguous >= self.size
             s = self.session
-            with s.repo.write() as c:
+            nbytes = min(self._served, self.size)
+            detail = self.failure or ("" if complete else "client stopped before the end")
+            fetched_by = s.loaded_principal.name
+
+            def record(c) -> None:
                 s.audit(c, "download", "complete" if complete else "aborted", self.path, document_id=self.doc.id,
-                        nbytes=min(self._served, self.size),
-                        detail=self.failure or ("" if complete else "client stopped before the end"))
+                        nbytes=nbytes, detail=detail)
                 if complete:
-                    s.repo.mark_fetched(c, self.doc.id, s.loaded_principal.name)
+                    s.repo.mark_fetched(c, self.doc.id, fetched_by)
+
+            # committed with the other downloads finishing now, in one transaction; returns once it is durable
+            s.repo.grouped.run(record)
 
 
 class Upload:

@@ -36,6 +36,11 @@ MAX_PENDING = 4096
 HANDSHAKE_THREADS = 4
 #: clients that gave up during their handshake are logged as one line per this many seconds at most
 REPORT_SECONDS = 1.0
+#: a worker sharing its listening socket with sibling processes, holding more than SHARED_ACCEPT_SLACK
+#: connections, waits SHARED_ACCEPT_DELAY before it accepts, so that a less busy sibling (woken by the same
+#: readiness) takes the connection: without it one worker took all 200 connections of a burst (WebDAV bench)
+SHARED_ACCEPT_SLACK = 4
+SHARED_ACCEPT_DELAY = 0.001
 _NO_FD = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _PLAIN_HTTP = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 38\r\n"
                b"Connection: close\r\n\r\nThis port speaks HTTPS only (TLS).\r\n\r\n")
@@ -262,7 +267,15 @@ class _AcceptOnly(connections.ConnectionManager):
         super().__init__(server)
         self.handshaker = handshaker
 
+    def held(self) -> int:
+        """Connections this process holds: idle keep-alive ones, served ones, queued ones, in their handshake."""
+        pool = self.server.requests
+        return (self._num_connections + len(pool._threads) - pool.idle + pool.qsize
+                + self.handshaker.pending)
+
     def _from_server_socket(self, server_socket):
+        if self.server.listener is not None and self.held() > SHARED_ACCEPT_SLACK:
+            time.sleep(SHARED_ACCEPT_DELAY)  # a sibling with fewer connections may take it first
         try:
             sock, addr = server_socket.accept()
         except OSError as exc:  # timeouts, connections aborted before accept, no descriptors left
@@ -280,6 +293,9 @@ class HandshakingServer(wsgi.Server):
     blocking ``wrap`` is never called."""
 
     handshaker: Handshaker | HandshakePool | None = None
+    #: idle keep-alive connections kept open (cheroot's default, 10, closed the connection after its request
+    #: whenever more than 10 clients were between requests: 200 clients paid a new TLS handshake per request)
+    keep_alive_conn_limit = 1024
     #: a listening socket opened before the workers were forked (``instpages serve --workers N``); None = bind
     listener: socket.socket | None = None
 

@@ -6,5 +6,6 @@
 - ``folders`` and ``documents``: a centre's mailbox tree and the documents' lifecycle;
 - ``notifications``: digest cursors and the mail outbox; ``davstate``: reads over the WebDAV locks;
 - ``failures``: failed-login counts and bans; ``epochs``: the cache epochs every gateway process polls;
-- ``audit``: the hash-chained audit trail.
+- ``audit``: the hash-chained audit trail;
+- ``batcher`` (no aggregate): group commit of the record writes of many request threads of one process.
 """

@@ -17,6 +17,8 @@ same events/s, each waiting longer for the lock (bench/audit_bench.py; numbers i
   crash loses no event (they are committed, unsealed) and leaves the chain whole (the head goes with it).
 - SQLite: writers hold the database's write lock for their whole transaction anyway (``BEGIN IMMEDIATE``), so
   the append seals inline, in the same transaction: on SQLite no committed event is ever unsealed.
+- Grouped (:mod:`storage.repo.batcher`: the record writes of many threads in one transaction): the events of
+  the group are sealed once, at the group's end, just before its commit, by the same rule as a single append.
 - Events left unsealed (a process stopped between its commit and its seal; a sealing that failed) are sealed
   by the next append from any process.
 
@@ -44,7 +46,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from storage import db
-from storage.repo.base import _B, E, H, after_commit, as_utc, utcnow
+from storage.repo.base import _B, E, H, after_commit, as_utc, before_commit, utcnow
+from storage.repo.batcher import GROUPED
 
 log = logging.getLogger(__name__)
 
@@ -147,16 +150,23 @@ class AuditRepo:
             "ts": utcnow(), "actor": rec.actor, "protocol": rec.protocol, "source": rec.source,
             "action": rec.action, "outcome": rec.outcome, "institution_id": rec.institution_id, "path": rec.path,
             "document_id": rec.document_id, "bytes": rec.bytes, "detail": rec.detail}).inserted_primary_key[0]
+        if c.info.get(GROUPED):  # one sealing for the whole group, at its end
+            before_commit(c, self._seal_appended)
+        else:
+            self._seal_appended(c)
+        return event_id
+
+    def _seal_appended(self, c: Connection) -> None:
+        """Seal what the transaction ``c`` appended, inside it (SQLite), or as soon as the head allows."""
         if c.dialect.name == "sqlite":  # the write lock is held anyway: seal at once
             while _seal_batch(c, SEAL_BATCH, skip_locked=False) == SEAL_BATCH:
                 pass
-            return event_id
+            return
         sealed = _seal_batch(c, SEAL_BATCH, skip_locked=True)
         if sealed is None:  # another transaction holds the head: try again once this one committed
             after_commit(c, self.seal_audit)
         else:  # sealed here: once the head is released (commit or rollback), seal what others committed meanwhile
             after_commit(c, self._seal_after_release, also_on_rollback=True)
-        return event_id
 
     def _seal_after_release(self, c: Connection) -> int:
         return self.seal_audit(c, released=True)
@@ -173,10 +183,10 @@ class AuditRepo:
         try:
             for _ in range(rounds):
                 if released:
-                    with c.begin():  # anything committed while this process held the head?
+                    with db.write_turn(self.engine), c.begin():  # anything committed while this process held the head?
                         if c.execute(_Q_ANY_UNSEALED).first() is None:
                             break
-                with c.begin():
+                with db.write_turn(self.engine), c.begin():
                     n = _seal_batch(c, SEAL_BATCH, skip_locked=True, own_tx=True)
                 if n is None:
                     break
