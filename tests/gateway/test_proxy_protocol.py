@@ -10,6 +10,7 @@ source of every rule and of the record.
   from 127.0.0.3 (on the record, with 127.0.0.3);
 - a direct client sending a forged PROXY header that claims 127.0.0.2 is not believed: the header is garbage to
   SSH and TLS, nobody logs in, and a direct client without a header is served as itself;
+- a v1 text header (``send-proxy``) works the same on both ports;
 - a connection from the balancer's address with no header, or a truncated one, is closed within the bound (5 s),
   logged, and the nodes serve everyone else meanwhile; one with no header at all but SSH/TLS bytes is closed at
   once.
@@ -17,6 +18,7 @@ source of every rule and of the record.
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import ssl
 import struct
@@ -38,12 +40,14 @@ CLIENT, OTHER = "127.0.0.2", "127.0.0.3"
 
 @pytest.fixture(scope="module")
 def front(tmp_path_factory, pg_server_url, s3_server):
-    """Nodes a and b (one TLS pair for both, as behind one name) and HAProxy in front; ``front.lb``."""
+    """Nodes a and b of two workers each (one TLS pair for both, as behind one name) and HAProxy in front;
+    ``front.lb``."""
     root = tmp_path_factory.mktemp("proxy")
     cert, key = root / "tls" / "server.pem", root / "tls" / "server.key"
     ensure_self_signed(cert, key, ["127.0.0.1"])
-    env = {"INSTPAGES_SERVER_PROXY_PROTOCOL_FROM": f"{BALANCER}/32", "INSTPAGES_WEBDAV_TLS_CERT": str(cert),
-           "INSTPAGES_WEBDAV_TLS_KEY": str(key)}
+    # two worker processes per node: the listeners the supervisor opened read PROXY headers too
+    env = {"INSTPAGES_SERVER_PROXY_PROTOCOL_FROM": f"{BALANCER}/32", "INSTPAGES_SERVER_WORKERS": "2",
+           "INSTPAGES_WEBDAV_TLS_CERT": str(cert), "INSTPAGES_WEBDAV_TLS_KEY": str(key)}
     with fresh_database(pg_server_url) as url, cluster(root, url, s3_server, env=env) as c, haproxy(root, c.nodes) as lb:
         c.lb, c.cert = lb, cert
         yield c
@@ -215,3 +219,30 @@ def test_a_balancer_connection_without_a_valid_header_is_closed_within_the_bound
         text = node.text()
         assert f"connection from balancer {BALANCER} closed: no complete PROXY header within" in text
     assert lb.wait_up()["sftp/gw-a"] == "UP"
+
+
+# -- 5 ----------------------------------------------------------------------------------------------------------
+def test_a_v1_text_header_from_the_balancer_is_read_on_both_ports(front):
+    """HAProxy's ``send-proxy`` (v1): the line names the client, here one from another network altogether."""
+    a, mark, far = front["a"], last_id(front), "192.0.2.44"
+
+    async def ssh_after_v1():
+        s = connect_from(BALANCER, a.port)
+        s.sendall(f"PROXY TCP4 {far} 127.0.0.1 50000 {a.port}\r\n".encode())
+        async with asyncssh.connect(sock=s, username="podmi", known_hosts=None, agent_path=None,
+                                    client_keys=[str(front.keys["podmi"])], preferred_auth="publickey") as conn:
+            async with conn.start_sftp_client() as sftp_client:
+                assert CENTRE_A in await sftp_client.listdir("/")
+
+    asyncio.run(ssh_after_v1())
+
+    s = connect_from(BALANCER, a.https_port)
+    s.sendall(f"PROXY TCP4 {far} 127.0.0.1 50001 {a.https_port}\r\n".encode())
+    ctx = ssl.create_default_context(cafile=str(front.cert))
+    with ctx.wrap_socket(s, server_hostname="127.0.0.1") as tls:
+        auth = base64.b64encode(f"staff-a:{STAFF_PASSWORD}".encode()).decode()
+        tls.sendall(f"PROPFIND /dav/ HTTP/1.1\r\nHost: gw\r\nDepth: 0\r\nAuthorization: Basic {auth}\r\n"
+                    f"Content-Length: 0\r\nConnection: close\r\n\r\n".encode())
+        answer = b"".join(iter(lambda: tls.recv(65536), b""))
+    assert answer.startswith(b"HTTP/1.1 207"), answer[:200]
+    assert [e.source for e in logins(front, "podmi") + logins(front, "staff-a") if e.id > mark] == [far, far]
