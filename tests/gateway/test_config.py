@@ -146,8 +146,8 @@ BAD_FILES = {
                                    "auth.source_exempt_networks"),
     "balancer not an address": ("[server]\nproxy_protocol_from = [\"haproxy.local\"]\n",
                                 "server.proxy_protocol_from"),
-    "PROXY headers on the plain-HTTP port": ("[server]\nproxy_protocol_from = [\"10.0.0.5\"]\n[webdav]\n"
-                                             "plain_http = true\n", "server.proxy_protocol_from"),
+    "PROXY headers on the plain-HTTP port": ('[server]\nproxy_protocol_from = ["10.0.0.5"]\n[webdav]\nplain_http = true\n',
+                                             "server.proxy_protocol_from"),
 }
 
 

@@ -231,8 +231,9 @@ def test_a_v1_text_header_from_the_balancer_is_read_on_both_ports(front):
         s.sendall(f"PROXY TCP4 {far} 127.0.0.1 50000 {a.port}\r\n".encode())
         async with asyncssh.connect(sock=s, username="podmi", known_hosts=None, agent_path=None,
                                     client_keys=[str(front.keys["podmi"])], preferred_auth="publickey") as conn:
-            async with conn.start_sftp_client() as sftp_client:
-                assert CENTRE_A in await sftp_client.listdir("/")
+            sftp_client = await conn.start_sftp_client()
+            assert CENTRE_A in await sftp_client.listdir("/")
+            sftp_client.exit()
 
     asyncio.run(ssh_after_v1())
 
