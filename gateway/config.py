@@ -27,6 +27,10 @@ class ServerConfig:
     #: identical worker processes serving the SFTP and HTTPS ports under one supervisor (1 = one process, no
     #: supervisor); default the number of cores
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    #: addresses/ranges of the TCP load balancers in front of the SFTP and HTTPS ports: a connection from one of
+    #: them must begin with a PROXY header (v1 or v2) and its client address is the connection's source; a header
+    #: from anyone else is not believed. Empty = no PROXY headers.
+    proxy_protocol_from: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -367,6 +371,7 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"configuration key {key}: {why}")
 
     need(1 <= cfg.server.workers <= 256, "server.workers", "must be between 1 and 256")
+    _validate_balancers(cfg, need)
     need(0 <= cfg.sftp.port <= 65535, "sftp.port", "must be between 0 and 65535")
     need(0 <= cfg.webdav.port <= 65535, "webdav.port", "must be between 0 and 65535")
     _validate_auth(cfg, need)
@@ -381,6 +386,16 @@ def _validate(cfg: Config) -> None:
     need(bool(cfg.data_dir), "data_dir", "must not be empty")
 
 
+def _validate_balancers(cfg: Config, need) -> None:
+    """``server.proxy_protocol_from``: addresses or ranges, and a TLS port to read the PROXY headers on."""
+    for net in cfg.server.proxy_protocol_from:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            need(False, "server.proxy_protocol_from", f"{net!r} is not an address or CIDR range")
+    need(not (cfg.server.proxy_protocol_from and cfg.webdav.enabled and cfg.webdav.plain_http),
+         "server.proxy_protocol_from", "the plain-HTTP port reads no PROXY headers (it believes X-Forwarded-For "
+         "from auth.trusted_proxies): put the balancer in front of the TLS port")
 
 
 def _validate_auth(cfg: Config, need) -> None:

@@ -7,13 +7,14 @@
 #   curl, litmus, cadaver, rclone  (the real WebDAV clients of tests/gateway/test_webdav*.py; webdav4 is in
 #                   pyproject's test extra), openssl (PKCS#12 client certificates for cadaver)
 #   slapd, ldap-utils (the real directory), libldap2-dev libsasl2-dev (to build python-ldap)
+#   haproxy         (a real TCP load balancer sending PROXY v2 headers: tests/gateway/test_proxy_protocol.py)
 #   chromium        (the real browser Playwright drives in tests/gateway/test_console_browser.py; Playwright
 #                    never downloads a browser here)
 # Never starts a system service: a policy-rc.d forbids service starts during the install.
 set -euo pipefail
 
 packages=(openssh-client lftp python3-paramiko postgresql curl litmus cadaver rclone openssl slapd ldap-utils
-          libldap2-dev libsasl2-dev chromium)
+          libldap2-dev libsasl2-dev chromium haproxy)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$pkg")

@@ -6,6 +6,9 @@ with the SAME master key (copied from the first node's data folder, as an operat
 database and the first node's keys with the people of :func:`tests.conftest.populate`, starts the nodes one after
 the other, and stops every process it started by its handle (SIGTERM, a bounded wait, SIGKILL). A node is
 restarted with the same node id and data folder by :meth:`Node.start` after :meth:`Node.kill`.
+
+:func:`haproxy` puts a real HAProxy (Debian's ``haproxy``) in TCP mode in front of the nodes, sending PROXY v2
+headers from its own address (:data:`BALANCER`), health-checking ``/readyz`` over TLS.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import http.client
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import time
@@ -25,7 +29,7 @@ import sqlalchemy as sa
 
 from gateway.config import load_config
 from gateway.services import build
-from tests.conftest import PYTHON, ROOT, SFTP_OPTS, cli, free_port, populate, ssh_env
+from tests.conftest import PYTHON, ROOT, SFTP_OPTS, cli, free_port, populate, ssh_env, wait_port
 
 RUNNING = "Institutional Pages is running"
 #: what every node runs with unless a test says otherwise: one process per node (the two-core machine runs
@@ -205,6 +209,11 @@ class Cluster:
         return boto3.client("s3", endpoint_url=self.s3.endpoint, region_name="us-east-1",
                             aws_access_key_id=self.s3.access_key, aws_secret_access_key=self.s3.secret_key)
 
+    def audit(self, action: str | None = None, limit: int = 50) -> list:
+        """The newest events of the record (every node writes the one record), as ``Gateway.audit``."""
+        with self.repo.read() as c:
+            return self.repo.audit_events(c, action=action, limit=limit)
+
     def bucket(self, under: str = "") -> tuple[list[str], list[str]]:
         """What the bucket holds below this cluster's prefix + ``under``, listed with boto3: (object keys,
         keys of multipart uploads in progress), both without the prefix."""
@@ -226,3 +235,97 @@ def cluster(root: Path, database_url: str, s3, names: tuple[str, ...] = ("a", "b
         yield c.start()
     finally:
         c.stop()
+
+
+#: the address HAProxy connects to the nodes from (``source``): the nodes' ``server.proxy_protocol_from``
+BALANCER = "127.0.0.5"
+HAPROXY_CONFIG = """global
+    maxconn 500
+    stats socket {stats} mode 600 level admin
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 180s
+    timeout server 180s
+    source {balancer}
+listen sftp
+    bind 127.0.0.1:{sftp_port}
+    balance roundrobin
+{sftp_servers}
+listen https
+    bind 127.0.0.1:{https_port}
+    balance roundrobin
+    option httpchk
+    http-check send meth HEAD uri /readyz ver HTTP/1.1 hdr Host gateway
+    http-check expect status 200
+{https_servers}
+"""
+
+
+@dataclass
+class Balancer:
+    """A running HAProxy: clients use ``port`` (SFTP) and ``https_port``; ``status()`` is what its health checks
+    say of each server."""
+
+    proc: subprocess.Popen
+    port: int
+    https_port: int
+    stats: Path
+    log: Path
+
+    def status(self) -> dict[str, str]:
+        """``{"sftp/gw-a": "UP", ...}`` from HAProxy's stats socket."""
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(5)
+            s.connect(str(self.stats))
+            s.sendall(b"show stat\n")
+            out = b"".join(iter(lambda: s.recv(65536), b"")).decode()
+        rows = [ln.split(",") for ln in out.splitlines() if ln and not ln.startswith("#")]
+        return {f"{r[0]}/{r[1]}": r[17] for r in rows if r[1] not in ("FRONTEND", "BACKEND")}
+
+    def wait_up(self, timeout: float = 30.0) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.status()
+            if all(v == "UP" for v in st.values()) or time.monotonic() > deadline:
+                return st
+            time.sleep(0.2)
+
+
+def haproxy_binary() -> str:
+    found = shutil.which("haproxy") or next((p for p in ("/usr/sbin/haproxy",) if os.path.exists(p)), None)
+    if found is None:  # a missing balancer fails the test: scripts/install-test-deps.sh installs it
+        raise RuntimeError("haproxy not found: run scripts/install-test-deps.sh (Debian package haproxy)")
+    return found
+
+
+@contextmanager
+def haproxy(root: Path, nodes, *, check_interval: str = "1s"):
+    """HAProxy in TCP mode in front of ``nodes`` (anything with ``name``, ``port``, ``https_port``), sending PROXY v2
+    headers (``send-proxy-v2``) from :data:`BALANCER`, health checks included; stopped by its handle afterwards."""
+    sftp_port, https_port = free_port(), free_port()
+    stats, cfg, log = root / "haproxy.sock", root / "haproxy.cfg", root / "haproxy.log"
+    line = "    server gw-{n} 127.0.0.1:{p} send-proxy-v2 check inter {i}"
+    cfg.write_text(HAPROXY_CONFIG.format(
+        stats=stats, balancer=BALANCER, sftp_port=sftp_port, https_port=https_port,
+        sftp_servers="\n".join(line.format(n=n.name, p=n.port, i=check_interval) for n in nodes),
+        https_servers="\n".join(line.format(n=n.name, p=n.https_port, i=check_interval)
+                                + " check-ssl verify none" for n in nodes)))
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([haproxy_binary(), "-db", "-f", str(cfg)], stdout=fh, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        for port in (sftp_port, https_port):
+            wait_port(port, proc)
+        deadline = time.monotonic() + 10
+        while not stats.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield Balancer(proc, sftp_port, https_port, stats, log)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)

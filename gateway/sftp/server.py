@@ -19,6 +19,7 @@ from auth.authenticator import CertificateCredentials, PasswordCredentials, Publ
 from gateway.config import Config
 from gateway.core.mailbox import Mailbox
 from gateway.core.session import MailboxSession
+from gateway.proxyheader import HeaderFirst, ProxyPolicy
 from gateway.sftp import sshcompat  # asyncssh adjustments, installed at import
 from gateway.sftp.handler import GatewaySFTPServer
 from storage.errors import AuthenticationFailed, GatewayError
@@ -56,7 +57,10 @@ class SFTPFrontend:
         self.trusted_ca = trusted_ca
         self.revoked: frozenset[str] = frozenset()
         self.reload_revoked()
-        self._server: asyncssh.SSHAcceptor | None = None
+        self._server: asyncssh.SSHAcceptor | asyncio.Server | None = None
+        #: balancers whose connections begin with a PROXY header, and those connections still in their header
+        self.proxy = ProxyPolicy.from_networks(config.server.proxy_protocol_from)
+        self._in_header: set[HeaderFirst] = set()
         self.connections: set[asyncssh.SSHServerConnection] = set()
 
     def reload_revoked(self) -> int:
@@ -96,18 +100,35 @@ class SFTPFrontend:
         host_key = self.load_or_create_host_key(self.config.host_key_path)
         cfg = self.config.sftp
         where = {"sock": listener} if listener is not None else {"host": cfg.host, "port": cfg.port}
-        self._server = await asyncssh.listen(
-            **where, server_host_keys=[host_key],
-            server_factory=lambda: SSHConnection(self),
-            sftp_factory=lambda chan: GatewaySFTPServer(chan, self),
-            allow_scp=False, agent_forwarding=False, x11_forwarding=False, allow_pty=False,
-            kex_algs=KEX_ALGS, encryption_algs=ENCRYPTION_ALGS, mac_algs=MAC_ALGS, compression_algs=["none"],
+        options = {
+            "server_host_keys": [host_key], "server_factory": lambda: SSHConnection(self),
+            "sftp_factory": lambda chan: GatewaySFTPServer(chan, self),
+            "allow_scp": False, "agent_forwarding": False, "x11_forwarding": False, "allow_pty": False,
+            "kex_algs": KEX_ALGS, "encryption_algs": ENCRYPTION_ALGS, "mac_algs": MAC_ALGS, "compression_algs": ["none"],
+            "signature_algs": SIGNATURE_ALGS,
             # our own grace timer (SSHConnection) drops a connection that has not logged in, on the record;
             # asyncssh's is a backstop only
-            signature_algs=SIGNATURE_ALGS, login_timeout=cfg.login_timeout + 30, keepalive_interval=60,
-            keepalive_count_max=3, server_version="InstitutionalPages", line_editor=False,
-            encoding=None)
+            "login_timeout": cfg.login_timeout + 30, "keepalive_interval": 60, "keepalive_count_max": 3,
+            "server_version": "InstitutionalPages", "line_editor": False, "encoding": None}
+        if self.proxy.balancers:
+            self._server = await self._listen_behind_balancers(where, options)
+        else:
+            self._server = await asyncssh.listen(**where, **options)
         return self.port
+
+    async def _listen_behind_balancers(self, where: dict, options: dict) -> asyncio.Server:
+        """The listener when ``server.proxy_protocol_from`` names balancers: each accepted connection first goes
+        through :class:`HeaderFirst` (a balancer's PROXY header read in the event loop, bounded in time and
+        length; anyone else's connection handed over untouched), then to asyncssh under the client's address --
+        which ``SSHConnection`` takes as the source of everything."""
+        loop = asyncio.get_running_loop()
+        ssh_options = await asyncssh.SSHServerConnectionOptions.construct(proxy_command=None, **options)
+
+        def connection() -> asyncssh.SSHServerConnection:
+            return asyncssh.SSHServerConnection(loop, ssh_options)
+
+        return await loop.create_server(lambda: HeaderFirst(self.proxy, connection, self._in_header), **where,
+                                        backlog=100)
 
     @property
     def port(self) -> int:
@@ -120,6 +141,8 @@ class SFTPFrontend:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        for waiting in list(self._in_header):
+            waiting.abort()
         conns = list(self.connections)
         for conn in conns:
             conn.close()

@@ -2,7 +2,8 @@
 
 cheroot runs its own worker threads; the WSGI application calls the (synchronous, thread-safe) core directly.
 TLS handshakes happen off cheroot's accept thread, in a few threads, each with a deadline
-(:mod:`gateway.web.tlsaccept`). ``/healthz`` and ``/readyz`` answer a load balancer without a login.
+(:mod:`gateway.web.tlsaccept`), and so does the PROXY header of a TCP load balancer (``server.proxy_protocol_from``).
+``/healthz`` and ``/readyz`` answer a load balancer without a login.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from gateway.web import tls
 from gateway.web.continuation import ContinuingConnection
 from gateway.web.tlsaccept import HandshakePool, HandshakingServer
 from gateway.config import Config
+from gateway.proxyheader import ProxyPolicy
 from storage.errors import MalformedRequest
 from gateway.core.mailbox import Mailbox
 from auth.networks import client_address
@@ -228,8 +230,10 @@ class HTTPSFrontend:
             tls.ensure_self_signed(config.tls_cert_path, config.tls_key_path, [cfg.host])
             self.server.ssl_adapter = BuiltinSSLAdapter(str(config.tls_cert_path), str(config.tls_key_path))
             self.refresh_trust()
-            self.server.handshaker = HandshakePool(lambda: self.context, self.server.deliver,
-                                                   timeout=cfg.handshake_timeout_seconds)
+            # behind TCP balancers, their PROXY headers are read by the same threads, before the handshake
+            self.server.handshaker = HandshakePool(
+                lambda: self.context, self.server.deliver, timeout=cfg.handshake_timeout_seconds,
+                proxy=ProxyPolicy.from_networks(config.server.proxy_protocol_from))
         self._thread: threading.Thread | None = None
         self._keeper: threading.Thread | None = None
 

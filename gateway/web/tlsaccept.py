@@ -10,6 +10,10 @@ other's key exchanges. A finished connection goes to cheroot's connection manage
 environ, which hands it to a worker thread once a request arrives. So a client that never completes its
 handshake, or never sends a request, costs a file descriptor until its deadline and holds up no one.
 
+Behind TCP load balancers (``server.proxy_protocol_from``) the same threads first read the PROXY header of each
+connection from a balancer, non-blocking, bounded by its own deadline and never past the header's last byte; the
+client address it names is the connection's ``REMOTE_ADDR`` (:mod:`gateway.proxyheader`).
+
 The one cheroot internal used is the connection manager's ``_from_server_socket`` (cheroot 10 and 11), replaced by
 an accept that hands over; the stall tests in tests/gateway/test_https_handshakes.py notice if that changes.
 """
@@ -27,6 +31,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from cheroot import connections, wsgi
+
+from gateway.proxyheader import HeaderReader, MalformedHeader, ProxyPolicy
 
 log = logging.getLogger("instpages.https")
 
@@ -48,10 +54,12 @@ _PLAIN_HTTP = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent
 
 @dataclass(eq=False)
 class _Pending:
-    sock: ssl.SSLSocket
+    sock: ssl.SSLSocket | socket.socket
     addr: tuple
     deadline: float
     done: bool = False
+    #: while a balancer's PROXY header is read (the socket is not wrapped in TLS yet)
+    header: HeaderReader | None = None
 
 
 class Handshaker:
@@ -61,9 +69,11 @@ class Handshaker:
     ``deliver(sock, addr)`` receives each connection whose handshake completed (socket back in blocking mode)."""
 
     def __init__(self, context: Callable[[], ssl.SSLContext], deliver: Callable[[ssl.SSLSocket, tuple], None], *,
-                 timeout: float, max_pending: int = MAX_PENDING, clock: Callable[[], float] = time.monotonic):
+                 timeout: float, max_pending: int = MAX_PENDING, clock: Callable[[], float] = time.monotonic,
+                 proxy: ProxyPolicy | None = None):
         self.context, self.deliver = context, deliver
         self.timeout, self.max_pending, self.clock = timeout, max_pending, clock
+        self.proxy = proxy or ProxyPolicy()  # whose connections begin with a PROXY header (none by default)
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         for s in (self._wake_r, self._wake_w):
@@ -71,6 +81,7 @@ class Handshaker:
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._incoming: collections.deque[tuple[socket.socket, tuple]] = collections.deque()
         self._pending: dict[_Pending, None] = {}  # insertion order = age order (one timeout for all)
+        self._headers: dict[_Pending, None] = {}  # balancers' connections reading their PROXY header, by age
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._abandoned = self._expired = 0  # not yet logged
@@ -92,7 +103,7 @@ class Handshaker:
         self._wake()
         if self._thread is not None:
             self._thread.join(10)
-        for p in list(self._pending):
+        for p in [*self._pending, *self._headers]:
             self._drop(p)
         while self._incoming:
             self._incoming.popleft()[0].close()
@@ -103,7 +114,7 @@ class Handshaker:
 
     @property
     def pending(self) -> int:
-        return len(self._pending) + len(self._incoming)
+        return len(self._pending) + len(self._headers) + len(self._incoming)
 
     def _wake(self) -> None:
         try:
@@ -118,7 +129,11 @@ class Handshaker:
                 for key, _ in self._selector.select(self._next_timeout()):
                     if key.data is None:
                         self._take_incoming()
-                    elif not key.data.done:
+                    elif key.data.done:
+                        continue
+                    elif key.data.header is not None:
+                        self._read_header(key.data)
+                    else:
                         self._step(key.data)
                 self._expire()
                 self._report()
@@ -126,9 +141,7 @@ class Handshaker:
                 log.exception("TLS handshake loop")
 
     def _next_timeout(self) -> float | None:
-        waits = []
-        if self._pending:
-            waits.append(next(iter(self._pending)).deadline - self.clock())
+        waits = [next(iter(queue)).deadline - self.clock() for queue in (self._pending, self._headers) if queue]
         if self._abandoned or self._expired:
             waits.append(self._reported + REPORT_SECONDS - self.clock())
         return max(0.0, min(waits)) if waits else None
@@ -151,17 +164,49 @@ class Handshaker:
             pass
         while self._incoming:
             sock, addr = self._incoming.popleft()
+            if not self.proxy.expects(addr[0]):
+                self._begin_tls(sock, addr)
+                continue
             try:
                 sock.setblocking(False)
-                tls = self.context().wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                p = _Pending(sock, addr, self.clock() + self.proxy.timeout, header=HeaderReader())
+                self._selector.register(sock, selectors.EVENT_READ, p)
             except (OSError, ValueError):
                 sock.close()
                 continue
-            p = _Pending(tls, addr, self.clock() + self.timeout)
-            self._pending[p] = None
-            self._selector.register(tls, selectors.EVENT_READ, p)
-            while len(self._pending) > self.max_pending:
-                self._drop(next(iter(self._pending)), "too many handshakes in progress")
+            self._headers[p] = None
+            while len(self._headers) > self.max_pending:
+                self._drop(next(iter(self._headers)), "too many PROXY headers in progress")
+
+    def _begin_tls(self, sock: socket.socket, addr: tuple) -> None:
+        try:
+            sock.setblocking(False)
+            tls = self.context().wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        except (OSError, ValueError):
+            sock.close()
+            return
+        p = _Pending(tls, addr, self.clock() + self.timeout)
+        self._pending[p] = None
+        self._selector.register(tls, selectors.EVENT_READ, p)
+        while len(self._pending) > self.max_pending:
+            self._drop(next(iter(self._pending)), "too many handshakes in progress")
+
+    def _read_header(self, p: _Pending) -> None:
+        """Read what a balancer's connection may still send of its PROXY header (never a byte of TLS after it);
+        once complete, the TLS handshake starts under the client's address. Anything else closes it, logged."""
+        try:
+            data = p.sock.recv(p.header.wanted())
+            if not data:
+                raise MalformedHeader("closed before the end of its PROXY header")
+            header = p.header.feed(data)
+        except BlockingIOError:
+            return
+        except (OSError, MalformedHeader) as exc:
+            self._drop(p, str(exc))
+            return
+        if header is not None:
+            self._forget(p)
+            self._begin_tls(p.sock, header.client(p.addr))
 
     def _step(self, p: _Pending) -> None:
         try:
@@ -198,13 +243,19 @@ class Handshaker:
         while self._pending:
             first = next(iter(self._pending))
             if first.deadline > now:
-                return
+                break
             self._expired += 1
             self._drop(first, f"no TLS handshake within {self.timeout:g} s")
+        while self._headers:
+            first = next(iter(self._headers))
+            if first.deadline > now:
+                break
+            self._drop(first, f"no complete PROXY header within {self.proxy.timeout:g} s")
 
     def _forget(self, p: _Pending) -> None:
         p.done = True
         self._pending.pop(p, None)
+        self._headers.pop(p, None)
         try:
             self._selector.unregister(p.sock)
         except (KeyError, ValueError, OSError):
@@ -212,7 +263,9 @@ class Handshaker:
 
     def _drop(self, p: _Pending, why: str = "") -> None:
         self._forget(p)
-        if why:
+        if why and p.header is not None:  # a balancer misbehaving is the operator's business
+            log.warning("connection from balancer %s closed: %s", p.addr[0], why)
+        elif why:
             log.debug("client %s dropped: %s", p.addr[0] if p.addr else "?", why)
         p.sock.close()
 
@@ -222,11 +275,11 @@ class HandshakePool:
 
     def __init__(self, context: Callable[[], ssl.SSLContext], deliver: Callable[[ssl.SSLSocket, tuple], None], *,
                  timeout: float, threads: int = HANDSHAKE_THREADS, max_pending: int = MAX_PENDING,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, proxy: ProxyPolicy | None = None):
         if threads < 1:
             raise ValueError("at least one handshake thread")
-        self.members = [Handshaker(context, deliver, timeout=timeout, max_pending=max_pending, clock=clock)
-                        for _ in range(threads)]
+        self.members = [Handshaker(context, deliver, timeout=timeout, max_pending=max_pending, clock=clock,
+                                   proxy=proxy) for _ in range(threads)]
 
     def submit(self, sock: socket.socket, addr: tuple) -> None:
         min(self.members, key=lambda h: h.pending).submit(sock, addr)

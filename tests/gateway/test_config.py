@@ -107,6 +107,14 @@ def test_explicit_overrides_beat_the_environment(tmp_path):
     assert cfg.data_dir == str(tmp_path) and cfg.sftp.port == 0
 
 
+def test_load_balancers_from_the_file_and_the_environment(tmp_path):
+    assert load_config(None, env={}).server.proxy_protocol_from == ()
+    cfg = load_config(write(tmp_path, '[server]\nproxy_protocol_from = ["10.0.0.5/32", "2001:db8::5"]\n'), env={})
+    assert cfg.server.proxy_protocol_from == ("10.0.0.5/32", "2001:db8::5")
+    env = {"INSTPAGES_SERVER_PROXY_PROTOCOL_FROM": "10.0.0.5/32, 10.0.0.6"}
+    assert load_config(None, env=env).server.proxy_protocol_from == ("10.0.0.5/32", "10.0.0.6")
+
+
 def test_empty_list_from_environment():
     assert load_config(None, env={"INSTPAGES_SFTP_USER_CA_KEYS": ""}).sftp.user_ca_keys == ()
 
@@ -136,6 +144,10 @@ BAD_FILES = {
     "negative source score": ("[auth]\nsource_score_unknown_name = -1\n", "auth.source_score_unknown_name"),
     "exempt network not a range": ("[auth]\nsource_exempt_networks = [\"10.0.0.0/33\"]\n",
                                    "auth.source_exempt_networks"),
+    "balancer not an address": ("[server]\nproxy_protocol_from = [\"haproxy.local\"]\n",
+                                "server.proxy_protocol_from"),
+    "PROXY headers on the plain-HTTP port": ('[server]\nproxy_protocol_from = ["10.0.0.5"]\n[webdav]\nplain_http = true\n',
+                                             "server.proxy_protocol_from"),
 }
 
 
