@@ -162,21 +162,29 @@ class Handshaker:
                 pass
         except OSError:
             pass
+        # a connection leaves the queue only once it is counted among those in progress: the pool gives the next
+        # one to the thread with the fewest, and a connection between the two would count for none
         while self._incoming:
-            sock, addr = self._incoming.popleft()
-            if not self.proxy.expects(addr[0]):
-                self._begin_tls(sock, addr)
-                continue
+            sock, addr = self._incoming[0]
             try:
-                sock.setblocking(False)
-                p = _Pending(sock, addr, self.clock() + self.proxy.timeout, header=HeaderReader())
-                self._selector.register(sock, selectors.EVENT_READ, p)
-            except (OSError, ValueError):
-                sock.close()
-                continue
-            self._headers[p] = None
-            while len(self._headers) > self.max_pending:
-                self._drop(next(iter(self._headers)), "too many PROXY headers in progress")
+                self._take(sock, addr)
+            finally:
+                self._incoming.popleft()
+
+    def _take(self, sock: socket.socket, addr: tuple) -> None:
+        if not self.proxy.expects(addr[0]):
+            self._begin_tls(sock, addr)
+            return
+        try:
+            sock.setblocking(False)
+            p = _Pending(sock, addr, self.clock() + self.proxy.timeout, header=HeaderReader())
+            self._selector.register(sock, selectors.EVENT_READ, p)
+        except (OSError, ValueError):
+            sock.close()
+            return
+        self._headers[p] = None
+        while len(self._headers) > self.max_pending:
+            self._drop(next(iter(self._headers)), "too many PROXY headers in progress")
 
     def _begin_tls(self, sock: socket.socket, addr: tuple) -> None:
         try:
