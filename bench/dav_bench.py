@@ -44,9 +44,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import (BenchError, enterprise_number, free_port, median, proc_ppids, raise_interrupt, seaweed,
-                    sha256_file, tail,
-                    vmrss_kib)
+from common import (BenchError, CpuMeter, connections_per_pid, enterprise_number, free_port, median, proc_ppids,
+                    raise_interrupt, seaweed, sha256_file, tail, vmrss_kib)
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -1226,16 +1225,28 @@ class Bench:
                 th.join(timeout=95)
 
         prober = threading.Thread(target=probe, daemon=True)
+        spread: dict[str, int] = {}
+        counter = threading.Thread(target=lambda: stop.wait(seconds * 0.8) or spread.update(
+            connections_per_pid(t.port)), daemon=True)
+        cpu = CpuMeter(lambda: tree_pids(t.pid))
         overflows0 = listen_overflows()
         drops0 = self.handshake_drops() if t.name == "gateway" else 0
         with self.sampled(t, scenario):
             prober.start()
+            counter.start()
+            cpu.start()
             try:
                 r = run_wrk(t, self.wrk_script(), a.connections, a.wrk_threads, seconds, 30,
                             self.work / f"wrk-{t.name}-{label}.txt")
             finally:
+                cpu.stop()
                 stop.set()
         prober.join(timeout=120)  # outside the RSS sampling: the probes started late may still run
+        counter.join(timeout=15)
+        r["cpu"] = cpu.result
+        r["cpu"]["server_cpu_ms_per_request"] = round(cpu.result["server_cores"] * cpu.result["seconds"] * 1000
+                                                      / max(1, r["requests"]), 3)
+        r["connections_per_pid"] = spread  # at 80% of the run, per server process holding them
         r["listen_overflows"] = listen_overflows() - overflows0
         if t.name == "gateway":
             time.sleep(1.5)  # let the server log the connections wrk dropped at its end (once a second)
@@ -1253,6 +1264,10 @@ class Bench:
                if r["listen_overflows"] else "")
             + (f"; the gateway has logged {r['handshake_drops']} more connections dropped during their TLS "
                f"handshake" if r.get("handshake_drops") else ""))
+        c = r["cpu"]
+        log(f"  wrk {t.name:7s} {label}: server used {c['server_cores']:.2f} of {c['cores']} cores "
+            f"({c['server_cpu_ms_per_request']:.2f} ms CPU per request), machine busy {c['machine_busy_cores']:.2f}; "
+            f"connections per server process at 80% of the run: {sorted(spread.values(), reverse=True)}")
         if r["requests"] == 0:
             raise BenchError(f"{t.name}: wrk completed no request{tail(self.work / f'wrk-{t.name}-{label}.txt', 20)}")
         if r["err_status"]:
