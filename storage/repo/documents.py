@@ -43,11 +43,16 @@ _DOC_COLS = (D.c.id, D.c.institution_id, D.c.folder, D.c.name, D.c.state, D.c.bl
              D.c.key_id, D.c.wrapped_key, D.c.content_type, D.c.uploaded_by, D.c.created_at, D.c.committed_at,
              D.c.archived_at, D.c.first_fetched_at)
 
+#: "a visible document (or staged upload)", with its states written into the SQL text rather than bound: only then
+#: can SQLite and PostgreSQL prove that a lookup by name falls under the partial unique index
+#: ``uq_documents_visible_name``; with bound states both planners took ``ix_documents_listing`` instead and read
+#: every document of the folder to find one name (10,000 rows per stat in a 10,000-document folder)
+_VISIBLE = D.c.state.in_(sa.bindparam("visible_states", ("committed", "staged"), expanding=True, literal_execute=True))
 _Q_VISIBLE_DOC = sa.select(*_DOC_COLS).where(D.c.institution_id == _B("i"), D.c.folder == _B("f"),
-                                             D.c.name == _B("n"), D.c.state.in_(("committed", "staged")))
+                                             D.c.name == _B("n"), _VISIBLE)
 _Q_LISTING = sa.select(D.c.id, D.c.name, D.c.size, D.c.committed_at, D.c.sha256, D.c.content_type, D.c.state,
                        D.c.uploaded_by).where(D.c.institution_id == _B("i"), D.c.folder == _B("f"),
-                                              D.c.state.in_(("committed", "staged")))
+                                              _VISIBLE)
 _Q_MARK_FETCHED = (D.update().where(D.c.id == _B("d"), D.c.first_fetched_at.is_(None))
                    .values(first_fetched_at=_B("t"), first_fetched_by=_B("by")))
 
@@ -66,7 +71,7 @@ class DocumentsRepo:
     def documents_in(self, c: Connection, institution_id: str, folder: str,
                      uploaded_by: int | None = None) -> list[DocumentRow]:
         q = sa.select(*_DOC_COLS).where(D.c.institution_id == institution_id, D.c.folder == folder,
-                                        D.c.state.in_(("committed", "staged")))
+                                        _VISIBLE)
         if uploaded_by is not None:
             q = q.where(D.c.uploaded_by == uploaded_by)
         return [DocumentRow.from_row(r) for r in c.execute(q)]
@@ -78,7 +83,7 @@ class DocumentsRepo:
 
     def has_children(self, c: Connection, institution_id: str, folder: str) -> bool:
         if c.execute(sa.select(D.c.id).where(D.c.institution_id == institution_id, D.c.folder == folder,
-                                             D.c.state.in_(("committed", "staged"))).limit(1)).first():
+                                             _VISIBLE).limit(1)).first():
             return True
         return c.execute(sa.select(F.c.id).where(F.c.institution_id == institution_id,
                                                  F.c.path.startswith(folder + "/", autoescape=True)).limit(1)).first() is not None
