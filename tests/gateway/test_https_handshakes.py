@@ -139,3 +139,27 @@ def test_plain_http_to_the_tls_port_gets_an_answer_not_a_hang(gw):
             data += chunk
     assert data.startswith(b"HTTP/1.1 400 ") and b"HTTPS" in data, data
     assert time.monotonic() - t0 < FAST
+
+
+def test_idle_keep_alive_connections_are_counted_one_each(gw):
+    """The count of connections waiting for their next request (which decides whether one more may be kept alive,
+    and, with worker processes, who accepts next) is read without cheroot's lock: it must still be exact."""
+    manager = gw._server.https.server._connections
+    before = manager._num_connections
+    ctx = ssl.create_default_context(cafile=str(gw.config.tls_cert_path))
+    conns = [http.client.HTTPSConnection("127.0.0.1", gw.dav_port, context=ctx, timeout=20) for _ in range(12)]
+    try:
+        for c in conns:
+            c.request("OPTIONS", "/dav/")
+            assert c.getresponse().read() is not None
+        deadline = time.monotonic() + 5
+        while manager._num_connections != before + 12 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert manager._num_connections == before + 12
+    finally:
+        for c in conns:
+            c.close()
+    deadline = time.monotonic() + 5
+    while manager._num_connections != before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert manager._num_connections == before
