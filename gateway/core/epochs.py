@@ -109,6 +109,11 @@ class CacheEpochs:
         if self.clock() - self._polled >= self.interval:
             self.poll(due_only=True)
 
+    def due(self) -> bool:
+        """Whether :meth:`check` would read the versions now: an answer from memory is then not given (the
+        caller takes the ordinary path, which reads them)."""
+        return self.clock() - self._polled >= self.interval
+
     def poll(self, due_only: bool = False) -> list[str]:
         """Read the versions now; run the callbacks of the scopes that moved. Returns those scopes."""
         with self._lock:

@@ -87,11 +87,13 @@ class Logins:
     def __post_init__(self) -> None:
         self.epochs.on_change(LOGINS, self._outdate)
 
-    def generation(self) -> int:
+    def generation(self, poll: bool = True) -> int:
         """Changes whenever principals loaded before may be out of date: a change announced here
         (:meth:`forget_logins`) or by another process (the ``logins`` epoch, read at most every
-        ``storage.cache_sync_seconds``)."""
-        self.epochs.check()
+        ``storage.cache_sync_seconds``; ``poll=False``: as last read, for a caller that checked
+        :meth:`CacheEpochs.due <gateway.core.epochs.CacheEpochs.due>` itself)."""
+        if poll:
+            self.epochs.check()
         return self._generation
 
     def _outdate(self) -> None:

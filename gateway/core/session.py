@@ -15,6 +15,7 @@ from auth.policy import (Action, Decision, LockTarget, decide, decide_lock, held
 from auth.principal import Principal, Role
 from gateway.core import path as vpath
 from gateway.core.entry import DOCUMENT_MODE, FOLDER_MODE_READ, FOLDER_MODE_WRITE, Entry, epoch
+from gateway.core.known import AnsweredFromMemory, Known, changes_tree
 from gateway.core.path import VPath
 from gateway.core.transfer import Download, Upload
 from storage.blobs.store import BlobRef
@@ -26,10 +27,11 @@ if TYPE_CHECKING:
     from gateway.core.mailbox import Mailbox
 
 
-class MailboxSession:
+class MailboxSession(AnsweredFromMemory):
     """One logged-in connection (SFTP) or request (WebDAV); made by :meth:`Mailbox.login
     <gateway.core.mailbox.Mailbox.login>` (or for an internal caller, from :meth:`Mailbox.load_principal
-    <gateway.core.mailbox.Mailbox.load_principal>`)."""
+    <gateway.core.mailbox.Mailbox.load_principal>`). What it was just shown is kept in ``known``
+    (:mod:`gateway.core.known`) and answered from there by ``stat`` and ``open_download``."""
 
     def __init__(self, mailbox: Mailbox, principal: Principal, protocol: str, source: str):
         self.mailbox = mailbox
@@ -40,6 +42,7 @@ class MailboxSession:
         self._ended: AuthenticationFailed | None = None
         self.protocol = protocol
         self.source = source
+        self.known = Known(mailbox.clock, mailbox.INSTITUTION_TTL)
 
     # -- identity --------------------------------------------------------------------------------------------
     @property
@@ -59,6 +62,7 @@ class MailboxSession:
                 self._ended = exc
                 raise
             self._loaded, self._loaded_under = self.mailbox.clock(), epoch
+            self.known.forget()  # what it was shown was filtered for the principal as it was
         return self._principal
 
     @property
@@ -76,8 +80,9 @@ class MailboxSession:
                                        document_id, nbytes, detail))
 
     def _audit_now(self, action: str, outcome: str, path: VPath | None = None, **kw) -> None:
-        with self.repo.write() as c:
-            self.audit(c, action, outcome, path, **kw)
+        """Put an event on the record on its own; committed with the other sessions' (group commit), durable
+        when this returns."""
+        self.repo.grouped.run(lambda c: self.audit(c, action, outcome, path, **kw))
 
     # -- authorization -----------------------------------------------------------------------------------------
     def _authorize(self, action: Action, path: VPath, *, audit_denial: bool = False):
@@ -116,22 +121,35 @@ class MailboxSession:
             raise on_root or on_mailbox
         return path
 
-    def _visible_doc(self, path: VPath) -> DocumentRow | None:
-        """The document at ``path`` as this caller may see it (uploaders: only their own)."""
-        with self.repo.read() as c:
-            doc = self.repo.visible_document(c, path.institution, path.folder, path.name)
+    def _visible_doc(self, path: VPath, *, known: bool = False) -> DocumentRow | None:
+        """The document at ``path`` as this caller may see it (uploaders: only their own); ``known``: the row this
+        session read less than ``known.ttl`` ago will do (reads only: stat, download)."""
+        key = (path.institution, path.folder, path.name)
+        doc = self.known.row(key) if known else None
         if doc is None:
-            return None
+            ahead = self.known.read_ahead(path.institution, path.folder) if known else 1
+            with self.repo.read() as c:
+                if ahead == 1:
+                    rows = [self.repo.visible_document(c, path.institution, path.folder, path.name)]
+                else:  # the rows of the names that follow too: the next gets are answered from memory
+                    rows = self.repo.visible_documents_from(c, path.institution, path.folder, path.name, ahead)
+            for r in rows if known else ():
+                if r is not None:
+                    self.known.remember_row((r.institution_id, r.folder, r.name), r)
+            doc = rows[0] if rows and rows[0] is not None and rows[0].name == path.name else None
+            if doc is None:
+                return None
+        return doc if self._sees(doc) else None
+
+    def _sees(self, doc: DocumentRow) -> bool:
         own = doc.uploaded_by == self._principal.account_id
         if doc.state == "staged" and not own:
-            return None
-        if sees_only_own_documents(self._principal) and not own:
-            return None
-        return doc
+            return False
+        return own or not sees_only_own_documents(self._principal)
 
-    def _document(self, path: VPath) -> DocumentRow:
+    def _document(self, path: VPath, *, known: bool = False) -> DocumentRow:
         """The document at ``path`` as this caller sees it; a folder there is 'this is a folder', else NotFound."""
-        doc = self._visible_doc(path)
+        doc = self._visible_doc(path, known=known)
         if doc is None:
             with self.repo.read() as c:
                 if self.repo.folder_exists(c, path.institution, path.relpath):
@@ -155,7 +173,10 @@ class MailboxSession:
         if self._principal.role is Role.SECURITY_CELL:
             raise PermissionDenied("the security cell does not read mailbox contents")
         self._authorize(Action.LIST, path)
-        doc = self._visible_doc(path)  # documents first: most stats are of documents (a get, an ls -l)
+        entry = self.known.entry((path.institution, path.folder, path.name))  # in the listing just shown
+        if entry is not None:
+            return entry
+        doc = self._visible_doc(path, known=True)  # documents first: most stats are of documents (a get, ls -l)
         if doc is not None:
             return Entry.of_document(doc)
         with self.repo.read() as c:
@@ -187,8 +208,9 @@ class MailboxSession:
                     continue
                 entries.append(Entry(r.name, False, r.size, epoch(as_utc(r.committed_at)), DOCUMENT_MODE, r.id,
                                      r.sha256, r.content_type))
-            self._audit_now("list", "ok", path, detail=f"{len(entries)} entries")
+        self._audit_now("list", "ok", path, detail=f"{len(entries)} entries")
         entries.sort(key=lambda e: e.name)
+        self.known.remember_listing(inst.id, path.relpath, entries)
         return entries
 
     def _list_root(self, path: VPath) -> list[Entry]:
@@ -215,12 +237,18 @@ class MailboxSession:
         if path.is_root or path.is_mailbox:
             raise PermissionDenied("this is a folder")
         self._authorize(Action.READ, path, audit_denial=True)
-        doc = self._document(path)
+        doc = self._document(path, known=True)
         if doc.state != "committed":
             raise NotFound()
+        return self._download(path, doc, opened=True)
+
+    def _download(self, path: VPath, doc: DocumentRow, *, opened: bool) -> Download:
+        """A download of ``doc``, authorized by the caller; its blob opened now, or by its first read."""
         ref = BlobRef(doc.blob_id, doc.size, doc.sha256, doc.key_id, doc.wrapped_key)
-        reader = self.mailbox.blobs.open(ref, verify=True)
-        return Download(self, path, doc, reader)
+
+        def open_reader():
+            return self.mailbox.blobs.open(ref, verify=True)
+        return Download(self, path, doc, open_reader() if opened else None, open_reader)
 
     # -- uploads ------------------------------------------------------------------------------------------------
     def _is_temporary_name(self, name: str) -> bool:
@@ -296,6 +324,7 @@ class MailboxSession:
                 raise AlreadyExists("this folder already exists")
             self.audit(c, "mkdir", "ok", path)
 
+    @changes_tree
     def rmdir(self, raw) -> None:
         path = self._removal_path(raw)
         inst = self._authorize(Action.ARCHIVE, path, audit_denial=True)
@@ -335,6 +364,7 @@ class MailboxSession:
         """The checks :meth:`archive` and :meth:`rmdir` start with (refusals recorded); see :meth:`may_upload`."""
         self._removal_target(raw)
 
+    @changes_tree
     def archive(self, raw) -> None:
         path, staged = self._removal_target(raw)
         if staged is not None:
@@ -352,6 +382,7 @@ class MailboxSession:
             self.audit(c, "archive", "ok", path, document_id=doc.id, nbytes=doc.size)
 
     # -- rename: only a staged upload onto its final name ----------------------------------------------------
+    @changes_tree
     def rename(self, raw_src, raw_dst) -> None:
         src, dst = self._parse(raw_src), self._parse(raw_dst)
         if self.principal.role is not Role.UPLOADER:
@@ -446,6 +477,7 @@ class MailboxSession:
             download.close()
         return upload.commit()
 
+    @changes_tree
     def move(self, raw_src, raw_dst) -> None:
         """Move a document or folder to a free name in a mutable (scratch) centre; a staged upload onto its final
         name anywhere. Immutable centres never rename committed documents."""

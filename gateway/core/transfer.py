@@ -7,11 +7,14 @@ re-send) and put the outcome on the record: complete or aborted, committed, stag
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 from auth.policy import sees_only_own_documents
 from gateway.core.content import check_content
 from gateway.core.entry import DOCUMENT_MODE, Entry
+from gateway.core.known import changes_tree
 from gateway.core.path import VPath
 from storage.errors import (AlreadyExists, Conflict, ContentRefused, GatewayError, InstitutionNotActive,
                             ServiceUnavailable, TooLarge, UploadFinished)
@@ -22,14 +25,20 @@ if TYPE_CHECKING:
 
 
 class Download:
-    """An open document. ``read`` may be called with any offset; the record says complete or aborted."""
+    """An open document. ``read`` may be called with any offset; the record says complete or aborted.
 
-    def __init__(self, session: MailboxSession, path: VPath, doc: DocumentRow, reader):
+    ``reader``: the blob's reader, or None to open it with ``open_reader`` on the first fetch (a download opened
+    from memory, in a front-end's event loop: the blob store is only touched from a worker thread). A blob that
+    then fails to open fails that read, and the download is recorded as aborted with the reason."""
+
+    def __init__(self, session: MailboxSession, path: VPath, doc: DocumentRow, reader,
+                 open_reader: Callable[[], object] | None = None):
         self.session = session
         self.path = path
         self.doc = doc
         self.size = doc.size
         self._reader = reader
+        self._open_reader = open_reader
         self._served = 0          # bytes handed out (may exceed size on re-reads)
         self._contiguous = 0      # highest offset such that [0, offset) was handed out
         self._closed = False
@@ -50,6 +59,10 @@ class Download:
         if offset >= self.size or size <= 0:
             return b""
         try:
+            if self._reader is None:
+                if self._closed:
+                    return b""
+                self._reader = self._open_reader()
             return self._reader.read_range(offset, min(size, self.size - offset))
         except GatewayError as exc:
             self.failure = exc.message
@@ -62,26 +75,46 @@ class Download:
             self._contiguous = offset + n
 
     def close(self, aborted: bool = False) -> None:
+        """Close the blob and put the download on the record; returns once the event is durable."""
         if self._closed:
             return
         self._closed = True
         try:
-            self._reader.close()
+            if self._reader is not None:
+                self._reader.close()
         finally:
-            complete = not aborted and self.failure is None and self._contiguous >= self.size
-            s = self.session
-            nbytes = min(self._served, self.size)
-            detail = self.failure or ("" if complete else "client stopped before the end")
-            fetched_by = s.loaded_principal.name
-
-            def record(c) -> None:
-                s.audit(c, "download", "complete" if complete else "aborted", self.path, document_id=self.doc.id,
-                        nbytes=nbytes, detail=detail)
-                if complete:
-                    s.repo.mark_fetched(c, self.doc.id, fetched_by)
-
             # committed with the other downloads finishing now, in one transaction; returns once it is durable
-            s.repo.grouped.run(record)
+            self.session.repo.grouped.run(self._record(aborted))
+
+    def close_later(self, aborted: bool = False) -> Future | None:
+        """:meth:`close` for a caller that must not block (an event loop): the blob is closed and the event
+        queued for the next group commit; the future completes once the event is durable (or raises). None when
+        the record cannot take it at once (or the download is closed already): then :meth:`close` it, from a
+        thread."""
+        if self._closed:
+            return None
+        future = self.session.repo.grouped.submit(self._record(aborted))
+        if future is None:
+            return None
+        self._closed = True
+        if self._reader is not None:
+            self._reader.close()  # a file descriptor or a buffer: nothing that blocks
+        return future
+
+    def _record(self, aborted: bool) -> Callable[[object], None]:
+        """The record's work for this download as it ends now: complete or aborted, and the receipt."""
+        complete = not aborted and self.failure is None and self._contiguous >= self.size
+        s = self.session
+        nbytes = min(self._served, self.size)
+        detail = self.failure or ("" if complete else "client stopped before the end")
+        fetched_by = s.loaded_principal.name
+
+        def record(c) -> None:
+            s.audit(c, "download", "complete" if complete else "aborted", self.path, document_id=self.doc.id,
+                    nbytes=nbytes, detail=detail)
+            if complete:
+                s.repo.mark_fetched(c, self.doc.id, fetched_by)
+        return record
 
 
 class Upload:
@@ -139,6 +172,7 @@ class Upload:
                     detail=err.message)
         return err
 
+    @changes_tree
     def commit(self) -> Entry:
         """Finish, validate and commit. Returns the visible entry; raises (after cleaning up) on refusal."""
         if self._done:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import os
 import stat as statmod
 import time
@@ -21,10 +22,14 @@ from gateway.core.entry import Entry
 from gateway.core.session import MailboxSession
 from gateway.core.transfer import Download, Upload
 from gateway.sftp.errors import to_sftp_error
-from storage.errors import GatewayError, TooLarge, Unsupported
+from storage.errors import GatewayError, ServiceUnavailable, TooLarge, Unsupported
 
 if TYPE_CHECKING:
     from gateway.sftp.server import SFTPFrontend, SSHConnection
+
+
+#: seconds a CLOSE waits for its download's event to be durable (as long as the record's own callers wait)
+RECORD_WAIT = 60.0
 
 
 def _attrs(entry: Entry) -> SFTPAttrs:
@@ -35,10 +40,20 @@ def _attrs(entry: Entry) -> SFTPAttrs:
                      nlink=1)
 
 
+@functools.lru_cache(maxsize=64)
+def _filemode(bits: int) -> str:
+    return statmod.filemode(bits)
+
+
+@functools.lru_cache(maxsize=4096)
+def _when(minute: int, recent: bool) -> str:
+    """The date column of ``ls -l``, formatted once per minute (documents delivered together share it)."""
+    return time.strftime("%b %d %H:%M" if recent else "%b %d  %Y", time.gmtime(minute * 60))
+
+
 def _longname(entry: Entry, now: float) -> bytes:
-    mode = statmod.filemode((statmod.S_IFDIR if entry.is_folder else statmod.S_IFREG) | entry.mode)
-    t = time.gmtime(entry.mtime)
-    when = time.strftime("%b %d %H:%M" if now - entry.mtime < 182 * 86400 else "%b %d  %Y", t)
+    mode = _filemode((statmod.S_IFDIR if entry.is_folder else statmod.S_IFREG) | entry.mode)
+    when = _when(int(entry.mtime // 60), now - entry.mtime < 182 * 86400)
     return f"{mode}    1 pages    pages    {entry.size:>12} {when} {entry.name}".encode()
 
 
@@ -72,8 +87,9 @@ class _UploadHandle:
 
 
 class _DownloadHandle:
-    """Read-ahead over a core Download: the next window is decrypted in a worker thread while the client is
-    sent the current one, so most SFTP reads are answered from memory without a thread hop."""
+    """Read-ahead over a core Download: the first window is decrypted in a worker thread as soon as the document
+    is opened (while the answer to OPEN travels and the client sends its READs), then each next one while the
+    client is sent the current one, so most SFTP reads are answered from memory without a thread hop."""
 
     WINDOW = 1024 * 1024
 
@@ -88,6 +104,13 @@ class _DownloadHandle:
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         return _seek_data(self.download.size, offset, whence)
+
+    def read_ahead(self, fe: SFTPFrontend) -> _DownloadHandle:
+        """Start decrypting the first window now."""
+        if self.download.size:
+            self.next_start = 0
+            self.next = asyncio.get_running_loop().run_in_executor(fe.executor, self.download.fetch, 0, self.WINDOW)
+        return self
 
     def _covers(self, start: int, data: bytes, offset: int, end: int) -> bool:
         return start <= offset and end <= start + len(data)
@@ -126,7 +149,17 @@ class _DownloadHandle:
             except Exception:
                 pass
             self.next = None
-        await fe.run(self.download.close, dropped)
+        # the event goes to the record's next group commit straight from here (no worker thread to wait in);
+        # the answer to CLOSE still waits until it is durable
+        recorded = self.download.close_later(dropped)
+        if recorded is None:
+            await fe.run(self.download.close, dropped)
+            return
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(recorded), RECORD_WAIT)
+        except TimeoutError:
+            raise to_sftp_error(ServiceUnavailable(f"the record did not commit within {RECORD_WAIT:g} s; "
+                                                   "try again")) from None
 
 
 class GatewaySFTPServer(asyncssh.SFTPServer):
@@ -162,13 +195,21 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
             await self._owner.ready.wait()
         return await self._call(getattr(self.session, operation), *args)
 
+    def _known(self, operation: str, path: bytes):
+        """The answer of one of the session's ``*_known`` operations (:mod:`gateway.core.known`): given from
+        memory in the event loop, authorized by the core; None when the ordinary operation must be asked."""
+        session = self._owner.session
+        if session is None or not self._owner.ready.is_set():
+            return None
+        return getattr(session, operation)(path)
+
     # -- paths -----------------------------------------------------------------------------------------------
     def realpath(self, path: bytes) -> bytes:
         # purely lexical: the client keeps its own working directory and asks us to resolve it
         return vpath.normalize(path).encode("utf-8")
 
     async def stat(self, path: bytes) -> SFTPAttrs:
-        return _attrs(await self._core("stat", path))
+        return _attrs(self._known("stat_known", path) or await self._core("stat", path))
 
     lstat = stat
 
@@ -177,10 +218,15 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
 
     lsetstat = setstat
 
+    def _list_and_stat(self, path: bytes) -> tuple[list[Entry], Entry]:
+        session = self.session
+        return session.list(path), session.stat(path)
+
     async def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
-        entries = await self._core("list", path)
+        if not self._owner.ready.is_set():
+            await self._owner.ready.wait()
+        entries, here = await self._call(self._list_and_stat, path)  # one trip to a worker thread
         now = time.time()
-        here = await self._core("stat", path)
         yield SFTPName(b".", _longname(Entry(".", True, mtime=here.mtime, mode=here.mode), now), _attrs(here))
         yield SFTPName(b"..", _longname(Entry("..", True, mode=0o550), now), _attrs(Entry("..", True, mode=0o550)))
         for e in entries:
@@ -193,7 +239,8 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
                 raise asyncssh.SFTPOpUnsupported("documents are written once, from the start, and not read back")
             upload = await self._core("open_upload", path)
             return _UploadHandle(upload)
-        return _DownloadHandle(await self._core("open_download", path))
+        download = self._known("open_download_known", path) or await self._core("open_download", path)
+        return _DownloadHandle(download).read_ahead(self.fe)
 
     async def read(self, file_obj, offset: int, size: int) -> bytes:
         if not isinstance(file_obj, _DownloadHandle):

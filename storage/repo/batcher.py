@@ -21,6 +21,9 @@ The rules it keeps:
 - Clean stop: :meth:`close` lets the committer commit everything queued, then stops it; work handed in after
   that is written in its caller's own thread. The committer starts on first use, in the process using it (a
   forked child starts its own).
+- Without a thread to wait in: :meth:`submit` queues the work and returns a future that completes the same way
+  (for an event loop, which must not block); it refuses, rather than waits, when the queue is full or the
+  batcher stopped, and the caller then uses :meth:`run` from a thread.
 
 Work must not open a write transaction of its own (it runs inside one) and must not wait for other threads.
 """
@@ -32,6 +35,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, InvalidStateError
 from contextlib import AbstractContextManager
 
 from sqlalchemy.engine import Connection
@@ -47,17 +51,26 @@ Work = Callable[[Connection], object]
 
 
 class _Piece:
-    __slots__ = ("done", "error", "result", "work")
+    __slots__ = ("done", "error", "future", "result", "work")
 
-    def __init__(self, work: Work):
+    def __init__(self, work: Work, future: Future | None = None):
         self.work = work
         self.done = threading.Event()
         self.result: object = None
         self.error: BaseException | None = None
+        self.future = future
 
     def finish(self, result: object = None, error: BaseException | None = None) -> None:
         self.result, self.error = result, error
         self.done.set()
+        if self.future is not None:
+            try:
+                if error is not None:
+                    self.future.set_exception(error)
+                else:
+                    self.future.set_result(result)
+            except InvalidStateError:  # its caller gave up waiting (cancelled)
+                pass
 
 
 class _PieceFailed(Exception):
@@ -97,6 +110,17 @@ class RecordBatcher:
         if piece.error is not None:
             raise piece.error
         return piece.result
+
+    def submit(self, work: Work) -> Future | None:
+        """``work(c)`` queued for the next group, without waiting: a future that gets its result or exception once
+        the group's transaction committed or failed (see the module docstring), or None, at once, when it cannot
+        be queued now (the queue full, the batcher stopped): then :meth:`run` it from a thread."""
+        future: Future = Future()
+        with self._cond:
+            if self._closed or len(self._queue) >= self.max_queue:
+                return None
+            self._enqueue(_Piece(work, future))
+        return future
 
     def _enqueue(self, piece: _Piece) -> None:
         """Under the condition: wait for room, start the committer if this process has none, queue ``piece``."""

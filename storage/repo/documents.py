@@ -50,6 +50,9 @@ _DOC_COLS = (D.c.id, D.c.institution_id, D.c.folder, D.c.name, D.c.state, D.c.bl
 _VISIBLE = D.c.state.in_(sa.bindparam("visible_states", ("committed", "staged"), expanding=True, literal_execute=True))
 _Q_VISIBLE_DOC = sa.select(*_DOC_COLS).where(D.c.institution_id == _B("i"), D.c.folder == _B("f"),
                                              D.c.name == _B("n"), _VISIBLE)
+_Q_VISIBLE_FROM = (sa.select(*_DOC_COLS).where(D.c.institution_id == _B("i"), D.c.folder == _B("f"),
+                                               D.c.name >= _B("n"), _VISIBLE)
+                   .order_by(D.c.name).limit(_B("k")))
 _Q_LISTING = sa.select(D.c.id, D.c.name, D.c.size, D.c.committed_at, D.c.sha256, D.c.content_type, D.c.state,
                        D.c.uploaded_by).where(D.c.institution_id == _B("i"), D.c.folder == _B("f"),
                                               _VISIBLE)
@@ -63,6 +66,13 @@ class DocumentsRepo:
     def visible_document(self, c: Connection, institution_id: str, folder: str, name: str) -> DocumentRow | None:
         r = c.execute(_Q_VISIBLE_DOC, {"i": institution_id, "f": folder, "n": name}).first()
         return DocumentRow.from_row(r) if r else None
+
+    def visible_documents_from(self, c: Connection, institution_id: str, folder: str, name: str,
+                               limit: int) -> list[DocumentRow]:
+        """The visible documents of a folder from ``name`` on, in name order, at most ``limit`` (a read-ahead of
+        the rows a client going through a folder will ask for next)."""
+        return [DocumentRow.from_row(r) for r in c.execute(_Q_VISIBLE_FROM, {"i": institution_id, "f": folder,
+                                                                             "n": name, "k": limit})]
 
     def document(self, c: Connection, document_id: int) -> DocumentRow | None:
         r = c.execute(sa.select(*_DOC_COLS).where(D.c.id == document_id)).first()

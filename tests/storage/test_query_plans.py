@@ -52,3 +52,11 @@ def test_a_document_is_looked_up_by_name_through_the_unique_name_index(repo):
     plan = _plan(repo, *seen[0])
     assert "uq_documents_visible_name" in plan, plan
     assert "ix_documents_listing" not in plan, plan
+
+
+def test_the_rows_read_ahead_in_name_order_come_from_the_unique_name_index(repo):
+    seen = [s for s in _statements(repo, lambda c: repo.visible_documents_from(c, CENTRE, "2026-11", "a.pdf", 128))
+            if "FROM documents" in s[0]]
+    assert len(seen) == 1
+    plan = _plan(repo, *seen[0])
+    assert "uq_documents_visible_name" in plan, plan
