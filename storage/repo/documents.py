@@ -43,8 +43,13 @@ _DOC_COLS = (D.c.id, D.c.institution_id, D.c.folder, D.c.name, D.c.state, D.c.bl
              D.c.key_id, D.c.wrapped_key, D.c.content_type, D.c.uploaded_by, D.c.created_at, D.c.committed_at,
              D.c.archived_at, D.c.first_fetched_at)
 
+#: the visible states as literals in the SQL, not parameters: only then can SQLite prove that a lookup by name
+#: falls under the partial unique index ``uq_documents_visible_name`` (state IN ('committed', 'staged')) and use
+#: it; with parameters it walked ``ix_documents_listing`` over every visible document of the folder (2,000 rows
+#: for one name: 4 ms a GET)
+_VISIBLE = sa.bindparam("visible_states", ("committed", "staged"), expanding=True, literal_execute=True)
 _Q_VISIBLE_DOC = sa.select(*_DOC_COLS).where(D.c.institution_id == _B("i"), D.c.folder == _B("f"),
-                                             D.c.name == _B("n"), D.c.state.in_(("committed", "staged")))
+                                             D.c.name == _B("n"), D.c.state.in_(_VISIBLE))
 _Q_LISTING = sa.select(D.c.id, D.c.name, D.c.size, D.c.committed_at, D.c.sha256, D.c.content_type, D.c.state,
                        D.c.uploaded_by).where(D.c.institution_id == _B("i"), D.c.folder == _B("f"),
                                               D.c.state.in_(("committed", "staged")))
