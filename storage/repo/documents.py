@@ -46,8 +46,9 @@ _DOC_COLS = (D.c.id, D.c.institution_id, D.c.folder, D.c.name, D.c.state, D.c.bl
 #: the visible states as literals in the SQL, not parameters: only then can SQLite prove that a lookup by name
 #: falls under the partial unique index ``uq_documents_visible_name`` (state IN ('committed', 'staged')) and use
 #: it; with parameters it walked ``ix_documents_listing`` over every visible document of the folder (2,000 rows
-#: for one name: 4 ms a GET)
-_VISIBLE = sa.bindparam("visible_states", ("committed", "staged"), expanding=True, literal_execute=True)
+#: for one name: 4 ms a GET). Constant literal columns, so that the statement is compiled once (an expanding
+#: parameter rendered as literals costs 0.1 ms per execution).
+_VISIBLE = (sa.literal_column("'committed'"), sa.literal_column("'staged'"))
 _Q_VISIBLE_DOC = sa.select(*_DOC_COLS).where(D.c.institution_id == _B("i"), D.c.folder == _B("f"),
                                              D.c.name == _B("n"), D.c.state.in_(_VISIBLE))
 _Q_LISTING = sa.select(D.c.id, D.c.name, D.c.size, D.c.committed_at, D.c.sha256, D.c.content_type, D.c.state,
