@@ -210,12 +210,17 @@ class MailboxSession:
         return entries
 
     # -- downloads ----------------------------------------------------------------------------------------------
-    def open_download(self, raw) -> Download:
+    def open_download(self, raw, seen: Entry | None = None) -> Download:
+        """``seen``: the entry this session's :meth:`stat` gave for ``raw`` in the same operation (a WebDAV request
+        looks its target up first): its document is not looked up again. Authorized here either way."""
         path = self._parse(raw)
         if path.is_root or path.is_mailbox:
             raise PermissionDenied("this is a folder")
         self._authorize(Action.READ, path, audit_denial=True)
-        doc = self._document(path)
+        row = seen.row if seen is not None else None
+        same = row is not None and (row.institution_id, row.folder, row.name) == (path.institution, path.folder,
+                                                                                  path.name)
+        doc = row if same else self._document(path)
         if doc.state != "committed":
             raise NotFound()
         ref = BlobRef(doc.blob_id, doc.size, doc.sha256, doc.key_id, doc.wrapped_key)

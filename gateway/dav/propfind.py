@@ -30,6 +30,8 @@ _HREF_SAFE = "/" + "!*'()," + "$-_|."
 _PIECE = 1000
 #: seconds whose formatted dates a FastPropfind keeps (then it starts again)
 _DATES_MAX = 100_000
+#: documents' <D:response> elements a FastPropfind keeps (~0.5 KB each; then it starts again)
+_MADE_MAX = 30_000
 
 
 def _x(text: str) -> str:
@@ -40,7 +42,12 @@ class FastPropfind(BaseMiddleware):
     """PROPFIND with Depth 0 or 1 answered from one listing, one property query and one lock query, the XML
     written as strings. wsgidav builds an element tree per property per member and asks the property and lock
     stores once per member, which is what made 10,000-entry folders slow. Anything this path does not cover
-    (propname requests, locks anywhere near the target, unparsable bodies) goes to wsgidav unchanged."""
+    (propname requests, locks anywhere near the target, unparsable bodies) goes to wsgidav unchanged.
+
+    A document's ``<D:response>`` is a pure function of its href, its entry and the asked properties (a committed
+    document never changes): it is made once and kept (bounded), so a folder listed again costs the core's listing
+    and little more. Nothing kept depends on who asks: which documents an answer holds is the core's listing for
+    the caller, every time; documents with dead properties are made afresh."""
 
     def __init__(self, wsgidav_app, next_app, config):
         super().__init__(wsgidav_app, next_app, config)
@@ -48,6 +55,7 @@ class FastPropfind(BaseMiddleware):
         self.props: DbPropertyManager = config["property_manager"]
         self.locks: DbLockStorage = config["lock_storage"]
         self._dates: dict[int, tuple[str, str]] = {}  # second -> its dates as the properties show them
+        self._made: dict[tuple, str] = {}  # (href, document entry, asked properties) -> its <D:response>
 
     def is_disabled(self):
         return False
@@ -86,9 +94,19 @@ class FastPropfind(BaseMiddleware):
         parts = ['<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:">']
         if len(self._dates) > _DATES_MAX:
             self._dates.clear()
-        dates = self._dates
+        if len(self._made) > _MADE_MAX:
+            self._made.clear()
+        dates, made, asked = self._dates, self._made, None if wanted is None else tuple(wanted)
         for i, (p, e) in enumerate(members, 1):
-            parts.append(self._response(p, e, wanted, dead.get(quote(p), ()) if dead else (), dates))
+            own_dead = dead.get(quote(p), ()) if dead else ()
+            if own_dead or e.is_folder:
+                parts.append(self._response(p, e, wanted, own_dead, dates))
+            else:  # a pure function of (href, entry, asked properties): made once, answered many times
+                key = (p, e, asked)
+                xml = made.get(key)
+                if xml is None:
+                    xml = made[key] = self._response(p, e, wanted, (), dates)
+                parts.append(xml)
             if i % _PIECE == 0:
                 body.append("".join(parts).encode("utf-8"))
                 parts.clear()

@@ -237,7 +237,7 @@ class DocumentResource(_Common, DAVNonCollection):
         return True
 
     def get_content(self):
-        return _DownloadStream(core_call(self.session.open_download, self.vp))
+        return _DownloadStream(core_call(self.session.open_download, self.vp, self.entry))
 
     def begin_write(self, *, content_type=None):
         self._sink = _UploadSink(core_call(self.session.open_upload, self.vp))
