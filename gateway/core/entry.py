@@ -3,7 +3,7 @@ document) and the permission bits it shows. Built by the session (:mod:`gateway.
 (:mod:`gateway.core.transfer`); the front-ends turn it into SFTP attributes or WebDAV properties."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from storage.repository import DocumentRow
@@ -24,12 +24,15 @@ class Entry:
     sha256: str = ""
     content_type: str = ""
     display_name: str = ""  # centres: their name
+    #: the document's row as the session's stat found it (not part of the entry's value): a download opened in the
+    #: same operation starts from it instead of looking the name up again (:meth:`MailboxSession.open_download`)
+    row: DocumentRow | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of_document(cls, doc: DocumentRow) -> Entry:
         """The entry of a stored document, as the caller may see it (always read-only)."""
         return cls(doc.name, False, doc.size, epoch(doc.committed_at), DOCUMENT_MODE, doc.id, doc.sha256,
-                   doc.content_type)
+                   doc.content_type, row=doc)
 
 
 def epoch(dt: datetime | None) -> float:

@@ -7,6 +7,7 @@ authorized here (``auth.policy``) and recorded, refusals included.
 """
 from __future__ import annotations
 
+import functools
 import time
 from typing import TYPE_CHECKING
 
@@ -232,12 +233,15 @@ class MailboxSession(AnsweredFromMemory):
         return entries
 
     # -- downloads ----------------------------------------------------------------------------------------------
-    def open_download(self, raw) -> Download:
+    def open_download(self, raw, seen: Entry | None = None) -> Download:
+        """``seen``: the entry :meth:`stat` just gave for ``raw`` (its row is not read again); authorized anyway."""
         path = self._parse(raw)
         if path.is_root or path.is_mailbox:
             raise PermissionDenied("this is a folder")
         self._authorize(Action.READ, path, audit_denial=True)
-        doc = self._document(path, known=True)
+        doc = seen.row if seen is not None else None
+        if doc is None or (doc.institution_id, doc.folder, doc.name) != (path.institution, path.folder, path.name):
+            doc = self._document(path, known=True)
         if doc.state != "committed":
             raise NotFound()
         return self._download(path, doc, opened=True)
@@ -245,9 +249,7 @@ class MailboxSession(AnsweredFromMemory):
     def _download(self, path: VPath, doc: DocumentRow, *, opened: bool) -> Download:
         """A download of ``doc``, authorized by the caller; its blob opened now, or by its first read."""
         ref = BlobRef(doc.blob_id, doc.size, doc.sha256, doc.key_id, doc.wrapped_key)
-
-        def open_reader():
-            return self.mailbox.blobs.open(ref, verify=True)
+        open_reader = functools.partial(self.mailbox.blobs.open, ref, verify=True)
         return Download(self, path, doc, open_reader() if opened else None, open_reader)
 
     # -- uploads ------------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from gateway.core.mailbox import Mailbox
 from gateway.core.session import MailboxSession
 from gateway.dav.domain import REALM, SESSION_KEY, session_of
 from gateway.dav.errors import core_call, to_dav_error
-from gateway.dav.provider import is_junk
+from gateway.dav.provider import is_junk, lookup
 from gateway.dav.state import LockPrincipal
 from gateway.web.httpauth import basic_header, parse_authorization
 from storage.errors import AlreadyExists, GatewayError, MalformedCredentials, NotFound
@@ -81,30 +81,19 @@ class FrontDoor:
         return self.app(environ, start_response)
 
 
-def resolve(session: MailboxSession, path: str) -> tuple[vpath.VPath, Entry] | None:
-    """The entry at ``path`` as this session sees it; None when there is none (wsgidav then answers 404)."""
-    try:
-        vp = vpath.parse(path)
-        return vp, session.stat(vp)
-    except NotFound:
-        return None
-    except GatewayError as exc:
-        raise to_dav_error(exc) from None
-
-
 def request_target(environ) -> tuple[MailboxSession, str, vpath.VPath, Entry] | None:
     """For a middleware past the login: the session, the request's path and what the core finds there; None when
-    nothing is there (the request goes on to wsgidav)."""
+    nothing is there (the request goes on to wsgidav, which then answers 404)."""
     session: MailboxSession = environ[SESSION_KEY]
     path = environ.get("PATH_INFO") or "/"
-    found = resolve(session, path)
+    found = lookup(session, path, environ)
     return None if found is None else (session, path, *found)
 
 
 def _on_collection(environ) -> bool:
     """Does the request name a collection? A PROPFIND of Depth infinity (the default, which webdav4 sends before
     every upload) is refused on collections only."""
-    found = resolve(session_of(environ), environ.get("PATH_INFO") or "/")
+    found = lookup(session_of(environ), environ.get("PATH_INFO") or "/", environ)
     return found is not None and found[1].is_folder
 
 

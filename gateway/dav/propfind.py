@@ -26,23 +26,36 @@ _LIVE = ("{DAV:}resourcetype", "{DAV:}creationdate", "{DAV:}getlastmodified", "{
          "{DAV:}getcontentlength", "{DAV:}getcontenttype", "{DAV:}getetag", "{DAV:}lockdiscovery",
          "{DAV:}supportedlock")
 _HREF_SAFE = "/" + "!*'()," + "$-_|."
+#: responses per piece of the answer
+_PIECE = 1000
+#: seconds whose formatted dates a FastPropfind keeps (then it starts again)
+_DATES_MAX = 100_000
+#: documents' <D:response> elements a FastPropfind keeps (~0.5 KB each; then it starts again)
+_MADE_MAX = 30_000
 
 
 def _x(text: str) -> str:
-    return html.escape(text, quote=False)
+    return html.escape(text, quote=False) if "&" in text or "<" in text or ">" in text else text
 
 
 class FastPropfind(BaseMiddleware):
     """PROPFIND with Depth 0 or 1 answered from one listing, one property query and one lock query, the XML
     written as strings. wsgidav builds an element tree per property per member and asks the property and lock
     stores once per member, which is what made 10,000-entry folders slow. Anything this path does not cover
-    (propname requests, locks anywhere near the target, unparsable bodies) goes to wsgidav unchanged."""
+    (propname requests, locks anywhere near the target, unparsable bodies) goes to wsgidav unchanged.
+
+    A document's ``<D:response>`` is a pure function of its href, its entry and the asked properties (a committed
+    document never changes): it is made once and kept (bounded), so a folder listed again costs the core's listing
+    and little more. Nothing kept depends on who asks: which documents an answer holds is the core's listing for
+    the caller, every time; documents with dead properties are made afresh."""
 
     def __init__(self, wsgidav_app, next_app, config):
         super().__init__(wsgidav_app, next_app, config)
         self.mount = config.get("mount_path") or ""
         self.props: DbPropertyManager = config["property_manager"]
         self.locks: DbLockStorage = config["lock_storage"]
+        self._dates: dict[int, tuple[str, str]] = {}  # second -> its dates as the properties show them
+        self._made: dict[tuple, str] = {}  # (href, document entry, asked properties) -> its <D:response>
 
     def is_disabled(self):
         return False
@@ -66,17 +79,40 @@ class FastPropfind(BaseMiddleware):
         members: list[tuple[str, Entry]] = [(own, entry)]
         if entry.is_folder and environ["HTTP_DEPTH"] == "1":
             base = own if own.endswith("/") else own + "/"
-            for e in core_call(session.list, vp):
-                members.append((base + e.name + ("/" if e.is_folder else ""), e))
+            members.extend((base + e.name + ("/" if e.is_folder else ""), e) for e in core_call(session.list, vp))
         dead = self.props.under(quote(own)) if self._has_dead(wanted) else {}
-        parts = ['<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:">']
-        for p, e in members:
-            parts.append(self._response(p, e, wanted, dead.get(quote(p), ())))
-        parts.append("</D:multistatus>\n")
-        body = "".join(parts).encode("utf-8")
+        body = self._body(members, wanted, dead)
         start_response("207 Multi-Status", [("Content-Type", "application/xml; charset=utf-8"),
-                                            ("Content-Length", str(len(body))), ("DAV", "1, 2")])
-        return [body]
+                                            ("Content-Length", str(sum(map(len, body)))), ("DAV", "1, 2")])
+        return body
+
+    def _body(self, members: list[tuple[str, Entry]], wanted, dead) -> list[bytes]:
+        """The multistatus in pieces of ``_PIECE`` responses each, encoded as they are made: a 10,000-document
+        answer is never one string and one copy of it in bytes at once. The server sends them one after the
+        other."""
+        body: list[bytes] = []
+        parts = ['<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:">']
+        if len(self._dates) > _DATES_MAX:
+            self._dates.clear()
+        if len(self._made) > _MADE_MAX:
+            self._made.clear()
+        dates, made, asked = self._dates, self._made, None if wanted is None else tuple(wanted)
+        for i, (p, e) in enumerate(members, 1):
+            own_dead = dead.get(quote(p), ()) if dead else ()
+            if own_dead or e.is_folder:
+                parts.append(self._response(p, e, wanted, own_dead, dates))
+            else:  # a pure function of (href, entry, asked properties): made once, answered many times
+                key = (p, e, asked)
+                xml = made.get(key)
+                if xml is None:
+                    xml = made[key] = self._response(p, e, wanted, (), dates)
+                parts.append(xml)
+            if i % _PIECE == 0:
+                body.append("".join(parts).encode("utf-8"))
+                parts.clear()
+        parts.append("</D:multistatus>\n")
+        body.append("".join(parts).encode("utf-8"))
+        return body
 
     @staticmethod
     def _has_dead(wanted) -> bool:
@@ -102,16 +138,17 @@ class FastPropfind(BaseMiddleware):
             return [child.tag for child in node]
         return False
 
-    def _response(self, path: str, e: Entry, wanted, dead) -> str:
+    def _response(self, path: str, e: Entry, wanted, dead, dates: dict) -> str:
         found: list[str] = []
         missing: list[str] = []
-        live = self._live(e)
         names = list(_LIVE) + [n for n, _ in dead] if wanted is None else wanted
-        dead_map = dict(dead)
+        dead_map = dict(dead) if dead else {}
         for name in names:
-            if name in live:
-                if live[name] is not None:
-                    found.append(live[name])
+            render = _RENDER.get(name)
+            if render is not None:
+                xml = render(e, dates)
+                if xml is not None:
+                    found.append(xml)
                 elif wanted is not None:
                     missing.append(name)
             elif name in dead_map:
@@ -132,24 +169,37 @@ class FastPropfind(BaseMiddleware):
         out.append("</D:response>")
         return "".join(out)
 
-    @staticmethod
-    def _live(e: Entry) -> dict[str, str | None]:
-        mtime = e.mtime or 0.0
-        display = e.display_name or e.name
-        live: dict[str, str | None] = {
-            "{DAV:}resourcetype": "<D:resourcetype><D:collection/></D:resourcetype>" if e.is_folder
-            else "<D:resourcetype/>",
-            "{DAV:}creationdate": f"<D:creationdate>{util.get_rfc3339_time(mtime)}</D:creationdate>",
-            "{DAV:}getlastmodified": f"<D:getlastmodified>{util.get_rfc1123_time(mtime)}</D:getlastmodified>",
-            "{DAV:}displayname": f"<D:displayname>{_x(display)}</D:displayname>",
-            "{DAV:}lockdiscovery": "<D:lockdiscovery/>",
-            "{DAV:}supportedlock": _SUPPORTEDLOCK,
-            "{DAV:}getcontentlength": None, "{DAV:}getcontenttype": None, "{DAV:}getetag": None,
-        }
-        if not e.is_folder:
-            ctype = e.content_type or mimetypes.guess_type(e.name)[0] or "application/octet-stream"
-            live["{DAV:}getcontentlength"] = f"<D:getcontentlength>{e.size}</D:getcontentlength>"
-            live["{DAV:}getcontenttype"] = f"<D:getcontenttype>{_x(ctype)}</D:getcontenttype>"
-            if e.sha256:
-                live["{DAV:}getetag"] = f"<D:getetag>{e.sha256[:40]}</D:getetag>"
-        return live
+
+def _times(mtime: float, dates: dict) -> tuple[str, str]:
+    """(RFC 3339, RFC 1123) of ``mtime``, formatted once per second of time a request meets: both have a
+    resolution of one second, and the documents of a folder arrive in bursts."""
+    second = int(mtime)
+    if mtime - second >= 0.999 or mtime < 0:  # where rounding to the microsecond could reach the next second
+        return util.get_rfc3339_time(mtime), util.get_rfc1123_time(mtime)
+    hit = dates.get(second)
+    if hit is None:
+        hit = dates[second] = (util.get_rfc3339_time(second), util.get_rfc1123_time(second))
+    return hit
+
+
+def _content_type(e: Entry) -> str:
+    return e.content_type or mimetypes.guess_type(e.name)[0] or "application/octet-stream"
+
+
+#: the live properties: Clark name -> its XML for an entry (None: the entry has none)
+_RENDER = {
+    "{DAV:}resourcetype": lambda e, d: "<D:resourcetype><D:collection/></D:resourcetype>" if e.is_folder
+    else "<D:resourcetype/>",
+    "{DAV:}creationdate": lambda e, d: f"<D:creationdate>{_times(e.mtime or 0.0, d)[0]}</D:creationdate>",
+    "{DAV:}getlastmodified": lambda e, d: f"<D:getlastmodified>{_times(e.mtime or 0.0, d)[1]}</D:getlastmodified>",
+    "{DAV:}displayname": lambda e, d: f"<D:displayname>{_x(e.display_name or e.name)}</D:displayname>",
+    "{DAV:}lockdiscovery": lambda e, d: "<D:lockdiscovery/>",
+    "{DAV:}supportedlock": lambda e, d: _SUPPORTEDLOCK,
+    "{DAV:}getcontentlength": lambda e, d: None if e.is_folder
+    else f"<D:getcontentlength>{e.size}</D:getcontentlength>",
+    "{DAV:}getcontenttype": lambda e, d: None if e.is_folder
+    else f"<D:getcontenttype>{_x(_content_type(e))}</D:getcontenttype>",
+    "{DAV:}getetag": lambda e, d: f"<D:getetag>{e.sha256[:40]}</D:getetag>" if not e.is_folder and e.sha256
+    else None,
+}
+assert set(_RENDER) == set(_LIVE)

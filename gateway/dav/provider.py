@@ -31,6 +31,29 @@ def is_junk(name: str) -> bool:
     return name in _JUNK_NAMES or name.startswith(_JUNK_PREFIXES)
 
 
+#: environ key: what the core found at each path during this request, for the methods that change nothing
+_FOUND = "instpages.found"
+_READ_ONLY = frozenset(("GET", "HEAD", "PROPFIND"))
+
+
+def lookup(session: MailboxSession, path: str, environ: dict) -> tuple[vpath.VPath, Entry] | None:
+    """The entry at ``path`` as this session sees it; None when there is none. A request that changes nothing asks
+    the core once per path: the middlewares look the target up before wsgidav does (a GET asked three times)."""
+    memo = environ.setdefault(_FOUND, {}) if environ.get("REQUEST_METHOD") in _READ_ONLY else None
+    if memo is not None and path in memo:
+        return memo[path]
+    try:
+        vp = vpath.parse(path)
+        found = vp, session.stat(vp)
+    except NotFound:
+        found = None
+    except GatewayError as exc:
+        raise to_dav_error(exc) from None
+    if memo is not None:
+        memo[path] = found
+    return found
+
+
 class _Common:
     entry: Entry
     vp: vpath.VPath
@@ -214,7 +237,7 @@ class DocumentResource(_Common, DAVNonCollection):
         return True
 
     def get_content(self):
-        return _DownloadStream(core_call(self.session.open_download, self.vp))
+        return _DownloadStream(core_call(self.session.open_download, self.vp, self.entry))
 
     def begin_write(self, *, content_type=None):
         self._sink = _UploadSink(core_call(self.session.open_upload, self.vp))
@@ -316,14 +339,10 @@ class MailboxProvider(DAVProvider):
         name = path.rstrip("/").rsplit("/", 1)[-1]
         if is_junk(name):
             return None
-        try:
-            vp = vpath.parse(path)
-            entry = session.stat(vp)
-        except NotFound:
+        found = lookup(session, path, environ)
+        if found is None:
             return self._locked_placeholder(path, environ, session)
-        except GatewayError as exc:
-            raise to_dav_error(exc) from None
-        return make_resource(path, environ, session, vp, entry)
+        return make_resource(path, environ, session, *found)
 
     def _locked_placeholder(self, path: str, environ: dict, session: MailboxSession):
         """LOCK on a name that holds nothing yet (Windows and Office lock before they PUT): the locked name is a

@@ -43,11 +43,12 @@ _DOC_COLS = (D.c.id, D.c.institution_id, D.c.folder, D.c.name, D.c.state, D.c.bl
              D.c.key_id, D.c.wrapped_key, D.c.content_type, D.c.uploaded_by, D.c.created_at, D.c.committed_at,
              D.c.archived_at, D.c.first_fetched_at)
 
-#: "a visible document (or staged upload)", with its states written into the SQL text rather than bound: only then
-#: can SQLite and PostgreSQL prove that a lookup by name falls under the partial unique index
-#: ``uq_documents_visible_name``; with bound states both planners took ``ix_documents_listing`` instead and read
-#: every document of the folder to find one name (10,000 rows per stat in a 10,000-document folder)
-_VISIBLE = D.c.state.in_(sa.bindparam("visible_states", ("committed", "staged"), expanding=True, literal_execute=True))
+#: "a visible document (or staged upload)", its states as literals in the SQL, not parameters: only then can SQLite
+#: and PostgreSQL prove that a lookup by name falls under the partial unique index ``uq_documents_visible_name``
+#: (state IN ('committed', 'staged')) and use it; with parameters SQLite walked ``ix_documents_listing`` over every
+#: visible document of the folder (2,000 rows for one name: 4 ms a GET). Constant literal columns, so that each
+#: statement is compiled once (an expanding parameter rendered as literals costs 0.1 ms per execution).
+_VISIBLE = D.c.state.in_((sa.literal_column("'committed'"), sa.literal_column("'staged'")))
 _Q_VISIBLE_DOC = sa.select(*_DOC_COLS).where(D.c.institution_id == _B("i"), D.c.folder == _B("f"),
                                              D.c.name == _B("n"), _VISIBLE)
 _Q_VISIBLE_FROM = (sa.select(*_DOC_COLS).where(D.c.institution_id == _B("i"), D.c.folder == _B("f"),
