@@ -17,6 +17,10 @@ Each adjustment is installed once, at import, and is a no-op for connections who
 - A dropped connection: asyncssh closes every open handle through the SFTP server's ``close``, as if the client
   had sent SSH_FXP_CLOSE, so a cut upload would look like a finished one. Before it does, the SFTP server is told
   (``server.connection_dropped()``); its ``close`` then knows the handle was not closed by the client.
+- SSH_MSG_IGNORE: asyncssh sends an empty IGNORE packet before every packet after the key exchange, a defence of
+  CBC mode (whose next IV is the last ciphertext block, RFC 4251 9.3.1) that costs one more encryption and
+  packet per answer. OpenSSH does not send them; none of the ciphers offered here (AES-GCM, ChaCha20-Poly1305,
+  AES-CTR) is CBC, and should one with "cbc" in its name be negotiated, the IGNORE packets are sent as before.
 - Which key exchange algorithms this asyncssh build has (:func:`kex_algorithms`; the post-quantum ones depend on
   liboqs).
 
@@ -31,6 +35,7 @@ import asyncssh
 import asyncssh.kex
 import asyncssh.sftp as _sftp
 from asyncssh.connection import SSHServerConnection
+from asyncssh.constants import MSG_IGNORE, MSG_KEX_LAST
 from asyncssh.packet import PacketDecodeError, SSHPacket, String, UInt64
 
 log = logging.getLogger("instpages.sftp")
@@ -119,6 +124,26 @@ class GatewaySFTPHandler(_sftp.SFTPServerHandler):
     }
 
 
+def _install_no_cbc_ignore() -> None:
+    original = SSHServerConnection.send_packet
+
+    @functools.wraps(original)
+    def send_packet(self, pkttype: int, *args: bytes, handler=None) -> None:
+        if self.__dict__.get("_instpages_sending"):
+            if pkttype == MSG_IGNORE and b"cbc" not in self._enc_alg_sc:
+                return  # the one asyncssh puts before the packet being sent: not needed without CBC
+            return original(self, pkttype, *args, handler=handler)
+        if pkttype <= MSG_KEX_LAST:
+            return original(self, pkttype, *args, handler=handler)
+        self._instpages_sending = True
+        try:
+            return original(self, pkttype, *args, handler=handler)
+        finally:
+            self._instpages_sending = False
+
+    SSHServerConnection.send_packet = send_packet
+
+
 def kex_algorithms() -> list[bytes]:
     """The key exchange algorithms this asyncssh build can do."""
     return asyncssh.kex.get_kex_algs()
@@ -129,6 +154,7 @@ def install() -> None:
         return
     _install_certificate_hooks()
     _install_auth_round_hook()
+    _install_no_cbc_ignore()
     # asyncssh creates the session handler by this module-level name when an SFTP subsystem starts
     _sftp.SFTPServerHandler = GatewaySFTPHandler
     SSHServerConnection._instpages_compat = True

@@ -6,6 +6,7 @@ import asyncio
 import random
 
 import asyncssh
+import pytest
 
 from tests import pdfsamples
 from tests.conftest import CENTRE_A
@@ -85,3 +86,35 @@ def test_tampered_blob_fails_the_download(world, tmp_path):
     assert reason and "integrity" in reason
     events = [e for e in world.audit(action="download", limit=5) if e.path == remote]
     assert events[0].outcome == "aborted" and "integrity" in events[0].detail
+
+
+def test_no_ignore_packet_precedes_the_answers_and_reads_stay_exact(world, tmp_path, monkeypatch):
+    """asyncssh's CBC defence (an SSH_MSG_IGNORE before every packet) is not sent with the GCM, ChaCha20 and CTR
+    ciphers the gateway offers; a CBC cipher is not offered at all."""
+    from asyncssh.connection import SSHClientConnection
+    from asyncssh.constants import MSG_IGNORE
+
+    data = pdfsamples.big_pdf(2)
+    remote = _put(world, tmp_path, "ignored.pdf", data)
+    seen = {"ignore": 0}
+    original = SSHClientConnection._packet_handlers[MSG_IGNORE]
+
+    def count(self, *args):  # the table is shared with the server's connections (same process): count the client's
+        if isinstance(self, SSHClientConnection):
+            seen["ignore"] += 1
+        return original(self, *args)
+
+    monkeypatch.setitem(SSHClientConnection._packet_handlers, MSG_IGNORE, count)
+
+    async def run(cipher: str):
+        async with world.connect("arch-a", encryption_algs=[cipher]) as conn:
+            async with conn.start_sftp_client() as sftp:
+                async with sftp.open(remote, "rb") as f:
+                    assert await f.read() == data
+                assert (await sftp.stat(remote)).size == len(data)
+
+    for cipher in ("aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com", "aes128-ctr"):
+        asyncio.run(run(cipher))
+    assert seen["ignore"] == 0
+    with pytest.raises(asyncssh.KeyExchangeFailed):
+        asyncio.run(run("aes128-cbc"))

@@ -103,3 +103,10 @@ def test_the_key_exchange_algorithms_are_listed_as_bytes():
     algs = sshcompat.kex_algorithms()
     assert algs == asyncssh.kex.get_kex_algs()
     assert b"curve25519-sha256" in algs and all(isinstance(a, bytes) for a in algs)
+
+
+def test_send_packet_puts_an_ignore_packet_before_each_packet_through_send_packet_itself():
+    source = inspect.getsource(SSHConnection.send_packet)
+    assert "self.send_packet(MSG_IGNORE, String(b''))" in source
+    assert SSHServerConnection.send_packet.__wrapped__ is SSHConnection.send_packet
+    assert "_enc_alg_sc" in inspect.getsource(SSHConnection)  # the negotiated server-to-client cipher's name
