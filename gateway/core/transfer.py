@@ -68,6 +68,12 @@ class Download:
             self.failure = exc.message
             raise
 
+    def prefetch(self, offset: int, size: int) -> None:
+        """The client streams in order: start decrypting ``[offset, offset + size)`` (the next ``read``/``fetch``
+        of exactly that range) on the blob store's threads while the current range is sent."""
+        if 0 <= offset < self.size and size > 0:
+            self._reader.prefetch(offset, min(size, self.size - offset))
+
     def served(self, offset: int, n: int) -> None:
         """Record that the client was sent ``n`` bytes at ``offset`` (the record says complete or aborted)."""
         self._served += n

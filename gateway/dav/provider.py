@@ -184,6 +184,8 @@ class _DownloadStream(io.RawIOBase):
             size = self._d.size - self._pos
         data = core_call(self._d.read, self._pos, size)
         self._pos += len(data)
+        if data and self._pos < self._d.size:
+            self._d.prefetch(self._pos, size)  # wsgidav reads in order: decrypt the next block while this one goes
         return data
 
     def readinto(self, b):

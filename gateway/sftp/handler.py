@@ -89,7 +89,9 @@ class _UploadHandle:
 class _DownloadHandle:
     """Read-ahead over a core Download: the first window is decrypted in a worker thread as soon as the document
     is opened (while the answer to OPEN travels and the client sends its READs), then each next one while the
-    client is sent the current one, so most SFTP reads are answered from memory without a thread hop."""
+    client is sent the current one, so most SFTP reads are answered from memory without a thread hop. Reads are
+    answered with views into the window (asyncssh copies them into its packet anyway): no copy of their own, and a
+    read that straddles two windows copies only its own bytes."""
 
     WINDOW = 1024 * 1024
 
@@ -98,7 +100,7 @@ class _DownloadHandle:
     def __init__(self, download: Download):
         self.download = download
         self.start = 0
-        self.data = b""
+        self.data = memoryview(b"")
         self.next_start = -1
         self.next: asyncio.Future | None = None
 
@@ -112,29 +114,31 @@ class _DownloadHandle:
             self.next = asyncio.get_running_loop().run_in_executor(fe.executor, self.download.fetch, 0, self.WINDOW)
         return self
 
-    def _covers(self, start: int, data: bytes, offset: int, end: int) -> bool:
-        return start <= offset and end <= start + len(data)
+    def _covers(self, offset: int, end: int) -> bool:
+        return self.start <= offset and end <= self.start + len(self.data)
 
-    async def read(self, fe: SFTPFrontend, offset: int, size: int) -> bytes:
+    async def read(self, fe: SFTPFrontend, offset: int, size: int) -> bytes | memoryview:
         d = self.download
         end = min(offset + size, d.size)
         if offset >= end:
             return b""
-        if not self._covers(self.start, self.data, offset, end):
+        piece = None
+        if not self._covers(offset, end):
             if self.next is not None:
                 # one reader, one thread at a time: the read-ahead finishes before anything else is fetched
                 fut, self.next = self.next, None
-                data = await fut
-                if self.start <= offset < self.start + len(self.data) == self.next_start:
-                    # the read straddles the window's end: keep its tail and append the read-ahead
-                    self.data = self.data[offset - self.start:] + data
-                    self.start = offset
-                elif self.next_start <= offset < self.next_start + len(data):
+                data = memoryview(await fut)
+                head = self.data[offset - self.start:] if self.start <= offset < self.start + len(self.data) else None
+                if head is not None and self.start + len(self.data) == self.next_start \
+                        and end <= self.next_start + len(data):
+                    piece = b"".join((head, data[:end - self.next_start]))  # straddles the two windows
+                if self.next_start <= offset < self.next_start + len(data) or piece is not None:
                     self.start, self.data = self.next_start, data
-            if not self._covers(self.start, self.data, offset, end):
+            if piece is None and not self._covers(offset, end):
                 self.start = offset
-                self.data = await fe.run(d.fetch, offset, max(size, self.WINDOW))
-        piece = self.data[offset - self.start:end - self.start]
+                self.data = memoryview(await fe.run(d.fetch, offset, max(size, self.WINDOW)))
+        if piece is None:
+            piece = self.data[offset - self.start:end - self.start]
         d.served(offset, len(piece))
         ahead = self.start + len(self.data)
         if self.next is None and ahead < d.size:
@@ -149,6 +153,7 @@ class _DownloadHandle:
             except Exception:
                 pass
             self.next = None
+        self.data = memoryview(b"")
         # the event goes to the record's next group commit straight from here (no worker thread to wait in);
         # the answer to CLOSE still waits until it is durable
         recorded = self.download.close_later(dropped)

@@ -21,6 +21,11 @@ Each adjustment is installed once, at import, and is a no-op for connections who
   CBC mode (whose next IV is the last ciphertext block, RFC 4251 9.3.1) that costs one more encryption and
   packet per answer. OpenSSH does not send them; none of the ciphers offered here (AES-GCM, ChaCha20-Poly1305,
   AES-CTR) is CBC, and should one with "cbc" in its name be negotiated, the IGNORE packets are sent as before.
+- Sending: asyncssh writes every SSH packet to the socket on its own, so a 255 KiB SFTP read answer cost 16
+  ``send`` calls (with the IGNORE packets above). The packets one channel flush
+  produces are now written with one call (the same bytes, in the same order, at the same moment: only batched);
+  and an AES-GCM cipher keeps its key schedule (``AESGCM``) instead of building it again for every packet. Both
+  are for server connections and change nothing on the wire (tests/gateway/sftp reads the bytes back).
 - Which key exchange algorithms this asyncssh build has (:func:`kex_algorithms`; the post-quantum ones depend on
   liboqs).
 
@@ -34,9 +39,12 @@ import logging
 import asyncssh
 import asyncssh.kex
 import asyncssh.sftp as _sftp
+from asyncssh.channel import SSHChannel
 from asyncssh.connection import SSHServerConnection
 from asyncssh.constants import MSG_IGNORE, MSG_KEX_LAST
+from asyncssh.crypto.cipher import GCMCipher
 from asyncssh.packet import PacketDecodeError, SSHPacket, String, UInt64
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 log = logging.getLogger("instpages.sftp")
 
@@ -83,6 +91,51 @@ async def _write_ignoring_padding(self, packet: SSHPacket):
     offset = packet.get_uint64()
     data = packet.get_string()
     return await _ORIGINAL_WRITE(self, SSHPacket(String(handle) + UInt64(offset) + String(data)))
+
+
+def _install_send_batching() -> None:
+    flush, send = SSHChannel._flush_send_buf, SSHServerConnection._send
+
+    @functools.wraps(send)
+    def batched_send(self, data: bytes) -> None:
+        held = self._instpages_held
+        if held is None:
+            send(self, data)
+        else:
+            held.append(data)
+
+    @functools.wraps(flush)
+    def batched_flush(self) -> None:
+        conn = self._conn
+        if not isinstance(conn, SSHServerConnection) or conn._instpages_held is not None:
+            flush(self)
+            return
+        conn._instpages_held = held = []
+        try:
+            flush(self)  # every packet it sends (data, the IGNORE before it, a rekey's KEXINIT...) lands in held
+        finally:
+            conn._instpages_held = None
+            if held:
+                send(conn, held[0] if len(held) == 1 else b"".join(held))
+
+    SSHServerConnection._instpages_held = None
+    SSHServerConnection._send = batched_send
+    SSHChannel._flush_send_buf = batched_flush
+
+
+def _install_gcm_key_schedule() -> None:
+    original = GCMCipher.encrypt_and_sign
+
+    @functools.wraps(original)
+    def encrypt_and_sign(self, header: bytes, data: bytes) -> tuple[bytes, bytes]:
+        aead = self.__dict__.get("_instpages_aead")
+        if aead is None:  # one cipher object per direction and key: a rekey makes a new one
+            aead = self._instpages_aead = AESGCM(self._key)
+        sealed = aead.encrypt(self._iv, data, header)
+        self._update_iv()
+        return header + sealed[:-16], sealed[-16:]
+
+    GCMCipher.encrypt_and_sign = encrypt_and_sign
 
 
 _EXPECTED = (asyncssh.SFTPError, PacketDecodeError, NotImplementedError)
@@ -155,6 +208,8 @@ def install() -> None:
     _install_certificate_hooks()
     _install_auth_round_hook()
     _install_no_cbc_ignore()
+    _install_send_batching()
+    _install_gcm_key_schedule()
     # asyncssh creates the session handler by this module-level name when an SFTP subsystem starts
     _sftp.SFTPServerHandler = GatewaySFTPHandler
     SSHServerConnection._instpages_compat = True

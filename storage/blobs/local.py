@@ -98,7 +98,8 @@ class LocalBlobStore(BlobStore):
     """Blobs as files under ``root``: ``root/tmp/<node>/<worker>/<id>.tmp`` while written,
     ``root/<id[:2]>/<id[2:4]>/<id>`` after.  A temporary's start time is its modification time.
 
-    Large writes are hashed on the store's own :class:`~storage.blobs.writer.HashPool`, shut down by :meth:`close`.
+    Large writes are hashed, and prefetched reads decrypted, on the store's own
+    :class:`~storage.blobs.writer.HashPool`, shut down by :meth:`close`.
     """
 
     def __init__(self, root: Path, keyring: Keyring, chunk_size: int = DEFAULT_CHUNK_SIZE, *, owner: str = "",
@@ -128,7 +129,7 @@ class LocalBlobStore(BlobStore):
     def open(self, ref: BlobRef, verify: bool = True) -> BlobReader:
         if not valid_blob_id(ref.blob_id):
             raise NotFound()
-        return BlobReader(FileSource(self._final_path(ref.blob_id)), ref, self.keyring, verify)
+        return BlobReader(FileSource(self._final_path(ref.blob_id)), ref, self.keyring, verify, pool=self._hash_pool)
 
     def delete(self, blob_id: str) -> None:
         if not valid_blob_id(blob_id):

@@ -3,7 +3,8 @@
 Only the chunks a read touches are fetched from the store's :class:`~storage.blobs.store.BlobSource` and
 decrypted.  Any authentication failure, a bad header, an impossible size or a plaintext whose SHA-256 differs from
 ``BlobRef.sha256`` (checked when the blob is read in order to its end) raises
-:class:`~storage.errors.IntegrityFailure`.
+:class:`~storage.errors.IntegrityFailure`.  A reader streaming a blob in order can have the next range decrypted
+(and hashed) ahead on the store's threads while it sends the current one (:meth:`BlobReader.prefetch`).
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import errno
 import hashlib
 import hmac
 import io
+from concurrent import futures
+from concurrent.futures import Future
 
 from cryptography.exceptions import InvalidTag
 
@@ -32,14 +35,17 @@ class BlobReader(ReadOnlyStream):
     (re-reading is allowed, skipping ahead is not), the SHA-256 of the plaintext is compared with
     ``BlobRef.sha256`` before the last bytes are returned.  Each reader has its own source and buffers and
     reads at explicit offsets, so any number of readers of one blob may be used in parallel threads (each by one thread
-    at a time).
+    at a time).  A :meth:`prefetch` in progress is that thread's too: every read and :meth:`close` waits for it
+    first, so the reader's buffers are never used by two threads at once.
     """
 
-    def __init__(self, source: BlobSource, ref: BlobRef, keyring: Keyring, verify: bool = True):
+    def __init__(self, source: BlobSource, ref: BlobRef, keyring: Keyring, verify: bool = True, pool=None):
         super().__init__()
         self._src = source
         self.ref = ref
         self._pos = 0
+        self._pool = pool  # where prefetch() decrypts (anything with submit(fn, *args) -> Future); None: nowhere
+        self._ahead: tuple[int, int, Future] | None = None  # (offset, length, decryption) of a prefetch()
         try:
             header = bytearray(HEADER_SIZE)
             if source.read_into(header, 0) != HEADER_SIZE:
@@ -50,8 +56,9 @@ class BlobReader(ReadOnlyStream):
             if self.size != ref.size:
                 raise IntegrityFailure()
             self._aead = chunks.data_key(keyring, ref.blob_id, ref.key_id, ref.wrapped_key)
-            self._ct = bytearray(cs + TAG_SIZE)  # reused ciphertext buffer
-            self._cache = bytearray(cs)  # plaintext of chunk self._cache_index
+            biggest = min(cs, self.size)  # a document smaller than a chunk gets buffers of its own size
+            self._ct = bytearray(biggest + TAG_SIZE)  # reused ciphertext buffer
+            self._cache = bytearray(biggest)  # plaintext of chunk self._cache_index
             self._cache_index = -1
             self._scratch = bytearray()  # reused target of multi-chunk read()/read_range()
             self._verify = bool(verify)
@@ -92,6 +99,7 @@ class BlobReader(ReadOnlyStream):
 
     def readinto(self, b) -> int:
         self._check_open()
+        self._join_ahead()
         view = memoryview(b)
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B")
@@ -103,7 +111,9 @@ class BlobReader(ReadOnlyStream):
         self._check_open()
         if size is None or size < 0:
             size = self.size - self._pos
-        data = self._read_bytes(self._pos, size)
+        data = self._join_ahead(self._pos, size)
+        if data is None:
+            data = self._read_bytes(self._pos, size)
         self._pos += len(data)
         return data
 
@@ -115,9 +125,26 @@ class BlobReader(ReadOnlyStream):
         self._check_open()
         if offset < 0 or length < 0:
             raise ValueError("offset and length must not be negative")
-        return self._read_bytes(offset, length)
+        data = self._join_ahead(offset, length)
+        return self._read_bytes(offset, length) if data is None else data
+
+    def prefetch(self, offset: int, length: int) -> bool:
+        """Start decrypting ``[offset, offset + length)`` on the store's threads, so that the next read of exactly
+        that range (``read_range(offset, length)``, or ``read(length)`` at ``offset``) finds it done: a stream
+        sends one range while the next is decrypted.  The plaintext is authenticated and hashed as by that read
+        (an IntegrityFailure is raised by it, never earlier, and the last bytes only come after the SHA-256
+        check); a read of anything else discards the prefetched range.  Returns whether it was started (not when
+        the reader has no threads, a prefetch is already under way, or there is nothing there)."""
+        self._check_open()
+        if self._pool is None or self._ahead is not None or self._failed or offset < 0 or length <= 0 \
+                or offset >= self.size:
+            return False
+        self._ahead = (offset, length, self._pool.submit(self._read_bytes, offset, length))
+        return True
 
     def close(self) -> None:
+        if self._src is not None:
+            self._join_ahead()
         src, self._src = self._src, None
         if src is not None:
             src.close()
@@ -133,6 +160,24 @@ class BlobReader(ReadOnlyStream):
     def _check_open(self) -> None:
         if self._src is None:
             raise ValueError("I/O operation on closed blob reader")
+
+    def _join_ahead(self, offset: int = -1, length: int = 0) -> bytes | None:
+        """Wait for the prefetch in progress; the bytes of ``[offset, offset + length)`` when it holds them, else
+        None (nothing prefetched, or another range: dropped, its failure too -- a failed chunk fails the next read)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return None
+        at, n, fut = ahead
+        if fut.cancel():  # still queued behind other work: the caller reads it itself
+            return None
+        if not at <= offset < at + n:
+            futures.wait((fut,))
+            return None
+        data = fut.result()  # what a read of this range raises, it raises
+        start, stop = offset - at, offset - at + length
+        if stop <= len(data) or at + len(data) >= self.size:
+            return data[start:stop]  # all of it: the same object, no copy
+        return None
 
     def _read_bytes(self, offset: int, length: int) -> bytes:
         if self._failed:

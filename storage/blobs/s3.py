@@ -339,7 +339,8 @@ class S3BlobStore(BlobStore):
     def open(self, ref: BlobRef, verify: bool = True) -> BlobReader:
         if not valid_blob_id(ref.blob_id):
             raise NotFound()
-        return BlobReader(S3Source(self, self.final_key(ref.blob_id), self.first_read), ref, self.keyring, verify)
+        return BlobReader(S3Source(self, self.final_key(ref.blob_id), self.first_read), ref, self.keyring, verify,
+                          pool=self._hash_pool)
 
     def delete(self, blob_id: str) -> None:
         if valid_blob_id(blob_id):

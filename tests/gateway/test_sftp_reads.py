@@ -118,3 +118,23 @@ def test_no_ignore_packet_precedes_the_answers_and_reads_stay_exact(world, tmp_p
     assert seen["ignore"] == 0
     with pytest.raises(asyncssh.KeyExchangeFailed):
         asyncio.run(run("aes128-cbc"))
+def test_sequential_reads_across_read_ahead_windows_are_exact(world, tmp_path):
+    """OpenSSH's read size (255 KiB) does not divide the read-ahead window: nearly every window ends inside a read,
+    which is answered from the end of one window and the start of the next."""
+    data = pdfsamples.big_pdf(5)
+    remote = _put(world, tmp_path, "sequential.pdf", data)
+
+    async def run():
+        async with world.connect("arch-a") as conn:
+            async with conn.start_sftp_client() as sftp:
+                async with sftp.open(remote, "rb") as f:
+                    for size in (261120, 32768 + 3):
+                        got = []
+                        for offset in range(0, len(data), size):
+                            got.append(await f.read(size, offset))
+                            assert got[-1] == data[offset:offset + size], (offset, size)
+                        assert b"".join(got) == data
+
+    asyncio.run(run())
+    events = [e for e in world.audit(action="download", limit=10) if e.path == remote]
+    assert events[0].outcome == "complete" and events[0].bytes == len(data)

@@ -110,3 +110,28 @@ def test_send_packet_puts_an_ignore_packet_before_each_packet_through_send_packe
     assert "self.send_packet(MSG_IGNORE, String(b''))" in source
     assert SSHServerConnection.send_packet.__wrapped__ is SSHConnection.send_packet
     assert "_enc_alg_sc" in inspect.getsource(SSHConnection)  # the negotiated server-to-client cipher's name
+def test_channel_data_leaves_through_flush_send_buf_and_each_packet_through_send():
+    from asyncssh.channel import SSHChannel
+
+    flush = SSHChannel._flush_send_buf.__wrapped__
+    send = SSHServerConnection._send.__wrapped__
+    assert flush.__module__ == "asyncssh.channel" and send.__module__ == "asyncssh.connection"
+    assert _params(flush) == ["self"] and _params(send) == ["self", "data"]
+    assert "self._conn" in inspect.getsource(SSHChannel.send_packet)  # a channel's packets go to its connection
+    assert "self._send(" in inspect.getsource(SSHConnection.send_packet)  # ... and reach the socket through _send
+    assert SSHServerConnection._instpages_held is None  # nothing held between flushes
+
+
+def test_the_gcm_cipher_with_its_kept_key_schedule_seals_exactly_as_asyncssh_s_own():
+    import os
+
+    from asyncssh.crypto.cipher import GCMCipher
+
+    original = GCMCipher.encrypt_and_sign.__wrapped__
+    assert original.__module__ == "asyncssh.crypto.cipher" and _params(original) == ["self", "header", "data"]
+    for name, key_size in (("aes128-gcm", 16), ("aes256-gcm", 32)):
+        key, iv = os.urandom(key_size), os.urandom(12)
+        ours, theirs = GCMCipher(name, key, iv), GCMCipher(name, key, iv)
+        for size in (0, 35, 32768 + 20, 1000):  # the invocation counter moves on per packet in both
+            header, data = os.urandom(4), os.urandom(size)
+            assert ours.encrypt_and_sign(header, data) == original(theirs, header, data)

@@ -604,6 +604,64 @@ def test_hash_not_checked_when_reading_skips_ahead(store):
             reader.read()
 
 
+def test_prefetched_stream_is_exact_and_decrypted_on_the_store_s_threads(store: BlobStore):
+    data = os.urandom(7 * CS + 123)
+    ref = put(store, data)
+    block = 2 * CS + 5  # not a multiple of the chunk size
+    threads = set()
+    with store.open(ref) as reader:
+        original = reader._read_bytes
+
+        def spy(offset, length):
+            threads.add(threading.get_ident())
+            return original(offset, length)
+
+        reader._read_bytes = spy
+        got, offset = [], 0
+        while offset < len(data):
+            part = reader.read_range(offset, block)
+            assert part == data[offset:offset + block], offset
+            got.append(part)
+            offset += len(part)
+            assert reader.prefetch(offset, block) == (offset < len(data))
+        assert b"".join(got) == data
+        assert threading.get_ident() in threads and len(threads) >= 2  # the first block here, the rest ahead
+        # a read of another range than the prefetched one: the prefetch is dropped, the read is exact
+        assert reader.prefetch(CS, block)
+        assert reader.read_range(3, 10) == data[3:13]
+        assert reader.prefetch(CS, block)
+        assert reader.read_range(CS + 7, 10) == data[CS + 7:CS + 17]  # inside the prefetched range
+        assert reader.prefetch(0, block)  # closing with a prefetch under way waits for it
+    assert reader.closed
+
+
+def test_prefetch_never_hands_out_a_corrupted_chunk_or_the_last_bytes_of_a_wrong_hash(store: BlobStore):
+    data = os.urandom(4 * CS + 100)
+    ref = put(store, data)
+    raw = bytearray(raw_read(store, ref.blob_id))
+    raw[chunk_span(2)[0] + 3] ^= 0x80
+    raw_write(store, ref.blob_id, raw)
+    with store.open(ref) as reader:
+        assert reader.read_range(0, 2 * CS) == data[:2 * CS]
+        assert reader.prefetch(2 * CS, 2 * CS)  # the corrupted chunk is decrypted ahead...
+        with pytest.raises(IntegrityFailure):  # ... and refused by the read that asks for it
+            reader.read_range(2 * CS, 2 * CS)
+        with pytest.raises(IntegrityFailure):
+            reader.read_range(0, 10)
+        assert not reader.prefetch(0, CS)  # a failed reader starts nothing
+    good = put(store, data)
+    bad = dataclasses.replace(good, sha256="00" * 32)
+    with store.open(bad) as reader:
+        assert reader.read_range(0, 3 * CS) == data[:3 * CS]
+        assert reader.prefetch(3 * CS, 3 * CS)  # the rest, up to the end: the hash is checked ahead
+        with pytest.raises(IntegrityFailure):
+            reader.read_range(3 * CS, 3 * CS)
+    with store.open(good) as reader:  # the same with the right hash
+        assert reader.read_range(0, 3 * CS) == data[:3 * CS]
+        assert reader.prefetch(3 * CS, 3 * CS)
+        assert reader.read_range(3 * CS, 3 * CS) == data[3 * CS:]
+
+
 # -- keyring -----------------------------------------------------------------------------------------------
 
 
