@@ -193,6 +193,8 @@ class Document(Base):
               sqlite_where=text("state IN ('committed', 'staged')"),
               postgresql_where=text("state IN ('committed', 'staged')")),
         Index("ix_documents_listing", "institution_id", "folder", "state"),
+        # lookups by name, whatever the state (an identical document archived before): revision 0008
+        Index("ix_documents_name", "institution_id", "folder", "name"),
         Index("ix_documents_state_node", "state", "node_id"),
     )
 

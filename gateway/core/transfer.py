@@ -6,6 +6,7 @@ re-send) and put the outcome on the record: complete or aborted, committed, stag
 """
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -125,7 +126,14 @@ class Download:
 
 class Upload:
     """An upload in progress: bytes go straight into an encrypted temporary blob; nothing is visible until
-    :meth:`commit` has validated and committed it. :meth:`abort` (dropped connection) leaves nothing."""
+    :meth:`commit` has validated and committed it. :meth:`abort` (dropped connection) leaves nothing.
+
+    A small upload (up to :attr:`KEEP_FOR_CHECK` bytes, one chunk of the blob format: POD MI's statements and
+    lists) also keeps the bytes it was given, so that its content check reads them rather than decrypting the
+    blob it just wrote, and runs while that blob is made durable. A front-end hands its buffers over already
+    (SFTP: up to 1 MiB at a time), so this holds no copy; a larger upload drops what it kept."""
+
+    KEEP_FOR_CHECK = 256 * 1024
 
     def __init__(self, session: MailboxSession, path: VPath, doc_id: int, writer, staged: bool):
         self.session = session
@@ -135,6 +143,8 @@ class Upload:
         self.staged = staged
         self.max_size = session.mailbox.config.documents.max_size
         self._done = False
+        #: the plaintext of a small upload as it came (up to KEEP_FOR_CHECK bytes), for the content check
+        self._kept: list[bytes] | None = []
 
     @property
     def size(self) -> int:
@@ -150,6 +160,11 @@ class Upload:
             self._writer.write(data)
         except ServiceUnavailable as exc:  # the blob store is down: nothing kept, the refusal on the record
             raise self.refuse(exc) from None
+        if self._kept is not None:
+            if self._writer.size <= self.KEEP_FOR_CHECK:
+                self._kept.append(bytes(data))
+            else:
+                self._kept = None
 
     def abort(self, reason: str = "upload interrupted") -> None:
         if self._done:
@@ -179,40 +194,77 @@ class Upload:
         return err
 
     @changes_tree
-    def commit(self) -> Entry:
-        """Finish, validate and commit. Returns the visible entry; raises (after cleaning up) on refusal."""
+    def commit(self, tail: bytes = b"") -> Entry:
+        """Append ``tail`` (the last bytes), finish, validate and commit. Returns the visible entry; raises (after
+        cleaning up) on refusal. The blob is finished (its last chunk encrypted, the file made durable) on the
+        store's I/O pool while this thread looks for an identical earlier delivery and checks the content of a
+        small upload from the copy it kept; the outcome, refusals and their order are those of doing one after
+        the other, and the record commits only once the blob is durable in its place."""
+        if tail:
+            self.append(tail)
         if self._done:
             raise UploadFinished()
         s = self.session
         path = self.path
+        kept, self._kept = self._kept, None
+        finishing = self._writer.finish_async()
+        inst = existing = early = None
+        same = False
         try:
-            ref = self._writer.finish()
-        except ServiceUnavailable as exc:
-            raise self.refuse(exc) from None
-        inst = s.mailbox.institution(path.institution)
+            inst = s.mailbox.institution(path.institution)
+            if inst is not None and inst.status == "active":
+                if not self.staged:
+                    with s.repo.read() as c:
+                        existing = s.repo.visible_document(c, inst.id, path.folder, path.name)
+                        same = s.delivered_before(c, inst, path, self._writer.digest(), self._writer.size,
+                                                  existing)
+                if kept is not None and not same and not (existing is not None and not inst.mutable):
+                    early = self._check_kept(kept, inst)
+        finally:
+            try:
+                ref = finishing.result()
+            except ServiceUnavailable as exc:
+                raise self.refuse(exc) from None
         if inst is None or inst.status != "active":
             raise self.refuse(InstitutionNotActive(path.institution, inst.status if inst else "unknown"))
-
-        if not self.staged:
-            with s.repo.read() as c:
-                existing = s.repo.visible_document(c, inst.id, path.folder, path.name)
-                same = s.delivered_before(c, inst, path, ref.sha256, ref.size, existing)
-            if same:
-                return self._noop(existing)
-            if existing is not None and not inst.mutable:
-                raise self.refuse(AlreadyExists())
-        try:
-            reader = self._writer.open_reader()
-            try:
-                content_type = check_content(reader, ref.size, s.mailbox.content_policy(inst))
-            finally:
-                reader.close()
-        except (ContentRefused, ServiceUnavailable) as exc:
-            raise self.refuse(exc) from None
+        if same:
+            return self._noop(existing)
+        if existing is not None and not inst.mutable:
+            raise self.refuse(AlreadyExists())
+        content_type = early if early is not None else self._check_stored(ref, inst)
+        if isinstance(content_type, ContentRefused):
+            raise self.refuse(content_type)
         try:
             self._writer.commit()
         except ServiceUnavailable as exc:
             raise self.refuse(exc) from None
+        return self._record_commit(inst, ref, content_type)
+
+    def _check_kept(self, kept: list[bytes], inst) -> str | ContentRefused:
+        """The content check of a small upload, on the plaintext it kept (the bytes the blob holds)."""
+        data = kept[0] if len(kept) == 1 else b"".join(kept)
+        try:
+            return check_content(io.BytesIO(data), len(data), self.session.mailbox.content_policy(inst))
+        except ContentRefused as exc:
+            return exc
+
+    def _check_stored(self, ref, inst) -> str | ContentRefused:
+        """The content check of an upload, decrypting the finished (still temporary) blob."""
+        try:
+            reader = self._writer.open_reader()
+            try:
+                return check_content(reader, ref.size, self.session.mailbox.content_policy(inst))
+            finally:
+                reader.close()
+        except ContentRefused as exc:
+            return exc
+        except ServiceUnavailable as exc:
+            raise self.refuse(exc) from None
+
+    def _record_commit(self, inst, ref, content_type: str) -> Entry:
+        """The committed blob's document and its record event, in one transaction; the entry it became."""
+        s = self.session
+        path = self.path
         state = "staged" if self.staged else "committed"
         try:
             with s.repo.write() as c:

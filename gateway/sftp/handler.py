@@ -329,9 +329,16 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
             return
         if h.pending:
             await self._fail(h, Unsupported("the upload has gaps (missing bytes)"))
-        await self._flush(h)
-        await self._flush(h)  # wait for the last one
-        await self._call(h.upload.commit)
+        if h.flushing is not None:  # wait for the write in progress
+            fut, h.flushing = h.flushing, None
+            try:
+                await fut
+            except GatewayError as exc:
+                h.failed = exc
+                raise to_sftp_error(exc) from None
+        # the last bytes and the commit in one call: one hand-off to a worker thread per small document
+        tail, h.buffer = bytes(h.buffer), bytearray()
+        await self._call(h.upload.commit, tail)
 
     async def fstat(self, file_obj) -> SFTPAttrs:
         if isinstance(file_obj, _DownloadHandle):

@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 from storage.blobs.chunks import DEFAULT_CHUNK_SIZE, check_chunk_size
@@ -53,11 +55,16 @@ class FileSource:
 
 
 class TempFileSink:
-    """A new blob as ``root/tmp/<id>.tmp`` (created exclusively, 0600), renamed into place on commit."""
+    """A new blob as ``root/tmp/<id>.tmp`` (created exclusively, 0600), renamed into place on commit.
 
-    def __init__(self, temp_path: Path, final_path: Path):
+    ``folder_ready``: the creation of the final folder, started when the blob was (see
+    :meth:`LocalBlobStore.create`); :meth:`commit` waits for it, and creates the folder itself when it failed.
+    """
+
+    def __init__(self, temp_path: Path, final_path: Path, folder_ready: Future | None = None):
         self._temp_path = temp_path
         self._final_path = final_path
+        self._folder_ready = folder_ready
         self._committed = False
         self._fd: int | None = os.open(
             temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, _FILE_MODE)
@@ -78,7 +85,9 @@ class TempFileSink:
         return FileSource(self._final_path if self._committed else self._temp_path)
 
     def commit(self) -> None:
-        ensure_dir(self._final_path.parent)
+        ready, self._folder_ready = self._folder_ready, None
+        if ready is None or ready.exception() is not None:  # exception() waits for it
+            ensure_dir(self._final_path.parent)
         os.rename(self._temp_path, self._final_path)
         fsync_dir(self._final_path.parent)
         self._committed = True
@@ -100,6 +109,12 @@ class LocalBlobStore(BlobStore):
 
     Large writes are hashed, and prefetched reads decrypted, on the store's own
     :class:`~storage.blobs.writer.HashPool`, shut down by :meth:`close`.
+
+    A new blob's final folder (``<id[:2]>/<id[2:4]>``, 65,536 of them) is made on its I/O pool as soon as the blob is
+    created, while its bytes arrive, and not in :meth:`~storage.blobs.writer.BlobWriter.commit`: on a young store
+    almost every upload needs a new one, and creating it durably (``mkdir``, ``fsync`` of its parent, twice for a
+    new first level) cost 1.6 ms of a 200 KB upload's 9 ms on this machine. The folders known to exist (made or
+    seen by this process) are remembered, one bit each, so that an upload into one of them costs no hand-off.
     """
 
     def __init__(self, root: Path, keyring: Keyring, chunk_size: int = DEFAULT_CHUNK_SIZE, *, owner: str = "",
@@ -116,6 +131,11 @@ class LocalBlobStore(BlobStore):
         self._own_tmp = self._tmp.joinpath(*parts)
         ensure_dir(self._tmp)
         self._hash_pool = HashPool()
+        #: finishing blobs (the file's fsync) and making their final folders, off the caller's thread; as many
+        #: threads as uploads may finish at once in a process, so none waits behind another's fsync
+        self._io_pool = HashPool(workers=32, name="blob-io")
+        self._folders_known = bytearray(65536 // 8)  # bit i: folder <i as 4 hex digits> exists (made or seen)
+        self._folders_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"LocalBlobStore(root={str(self.root)!r}, chunk_size={self.chunk_size}, owner={self.owner!r})"
@@ -123,8 +143,22 @@ class LocalBlobStore(BlobStore):
     def create(self) -> BlobWriter:
         ensure_dir(self._own_tmp)
         blob_id = new_blob_id()
-        sink = TempFileSink(self._temp_path(blob_id), self._final_path(blob_id))
-        return BlobWriter(blob_id, sink, self.keyring, self.chunk_size, self._hash_pool)
+        final = self._final_path(blob_id)
+        sink = TempFileSink(self._temp_path(blob_id), final, self._prepare_folder(blob_id, final.parent))
+        return BlobWriter(blob_id, sink, self.keyring, self.chunk_size, self._hash_pool, self._io_pool)
+
+    def _prepare_folder(self, blob_id: str, folder: Path) -> Future | None:
+        """Start making ``folder`` (the final folder of ``blob_id``) on the pool, unless it is known to exist."""
+        bucket = int(blob_id[:4], 16)
+        if self._folders_known[bucket >> 3] & (1 << (bucket & 7)):
+            return None
+
+        def make() -> None:
+            ensure_dir(folder)
+            with self._folders_lock:  # a read-modify-write of a byte that other folders' bits share
+                self._folders_known[bucket >> 3] |= 1 << (bucket & 7)
+
+        return self._io_pool.submit(make)
 
     def open(self, ref: BlobRef, verify: bool = True) -> BlobReader:
         if not valid_blob_id(ref.blob_id):
@@ -192,6 +226,7 @@ class LocalBlobStore(BlobStore):
 
     def close(self) -> None:
         self._hash_pool.close()
+        self._io_pool.close()
 
     # -- internals -----------------------------------------------------------------------------------------
 

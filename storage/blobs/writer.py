@@ -59,12 +59,13 @@ class BlobWriter:
     """
 
     def __init__(self, blob_id: str, sink: BlobSink, keyring: Keyring, chunk_size: int,
-                 hash_pool: HashPool | None = None):
+                 hash_pool: HashPool | None = None, io_pool: HashPool | None = None):
         self.blob_id = blob_id
         self.size = 0
         self._sink = sink
         self._keyring = keyring
         self._hash_pool = hash_pool
+        self._io_pool = io_pool
         self._chunk_size = chunk_size
         self._header = chunks.header(chunk_size)
         self._hash = hashlib.sha256()  # of the plaintext, fed by write()
@@ -165,6 +166,25 @@ class BlobWriter:
         )
         self._state = "finished"
         return self._ref
+
+    def digest(self) -> str:
+        """Hex SHA-256 of the plaintext written so far: once the last ``write()`` returned, that of the whole blob,
+        known before :meth:`finish` (every write is hashed as it comes; finish only encrypts the last chunk)."""
+        return self._hash.hexdigest()
+
+    def finish_async(self) -> Future:
+        """:meth:`finish` on the store's I/O pool, so that the caller's own work (a database read, the content
+        check of a copy it kept) runs while the last chunk is encrypted and the file made durable; the future
+        gives the :class:`BlobRef` or raises what :meth:`finish` raised. Until it is done the caller must not
+        touch the writer. A store without an I/O pool finishes here, before returning."""
+        if self._io_pool is not None:
+            return self._io_pool.submit(self.finish)
+        done: Future = Future()
+        try:
+            done.set_result(self.finish())
+        except Exception as exc:  # noqa: BLE001 - handed to whoever asks the future
+            done.set_exception(exc)
+        return done
 
     @property
     def ref(self) -> BlobRef | None:

@@ -59,6 +59,16 @@ _Q_LISTING = sa.select(D.c.id, D.c.name, D.c.size, D.c.committed_at, D.c.sha256,
                                               _VISIBLE)
 _Q_MARK_FETCHED = (D.update().where(D.c.id == _B("d"), D.c.first_fetched_at.is_(None))
                    .values(first_fetched_at=_B("t"), first_fetched_by=_B("by")))
+# every upload runs these (building a statement per call cost more than running it: storage/repo/base.py)
+_Q_SAME_CONTENT = sa.select(D.c.id).where(
+    D.c.institution_id == _B("i"), D.c.folder == _B("f"), D.c.name == _B("n"), D.c.sha256 == _B("h"),
+    D.c.size == _B("s"), D.c.state.in_(("committed", "archived"))).limit(1)
+_Q_CREATE_PENDING = D.insert().values(
+    institution_id=_B("i"), folder=_B("f"), name=_B("n"), state="pending", blob_id=_B("b"), size=0, sha256="",
+    key_id="", wrapped_key=b"", content_type="", uploaded_by=_B("by"), node_id=_B("node"), created_at=_B("t"))
+_Q_FINISH_PENDING = D.update().where(D.c.id == _B("d"), D.c.state == "pending").values(
+    state=_B("to"), size=_B("s"), sha256=_B("h"), key_id=_B("k"), wrapped_key=_B("w"), content_type=_B("ct"),
+    committed_at=_B("t"))
 
 
 class DocumentsRepo:
@@ -101,24 +111,29 @@ class DocumentsRepo:
 
     def create_pending(self, c: Connection, *, institution_id: str, folder: str, name: str, blob_id: str,
                        uploaded_by: int, node_id: str) -> int:
-        return c.execute(D.insert().values(institution_id=institution_id, folder=folder, name=name, state="pending",
-                                           blob_id=blob_id, size=0, sha256="", key_id="", wrapped_key=b"",
-                                           content_type="", uploaded_by=uploaded_by, node_id=node_id,
-                                           created_at=utcnow())).inserted_primary_key[0]
+        return c.execute(_Q_CREATE_PENDING, {"i": institution_id, "f": folder, "n": name, "b": blob_id,
+                                             "by": uploaded_by, "node": node_id, "t": utcnow()}
+                         ).inserted_primary_key[0]
 
     def finish_document(self, c: Connection, document_id: int, *, state: str, size: int, sha256: str, key_id: str,
                         wrapped_key: bytes, content_type: str, folder: str | None = None,
                         name: str | None = None) -> None:
         """pending -> committed|staged. Raises Conflict when the name is taken by a visible document."""
-        values = dict(state=state, size=size, sha256=sha256, key_id=key_id, wrapped_key=wrapped_key,
-                      content_type=content_type, committed_at=utcnow())
-        if folder is not None:
-            values["folder"] = folder
-        if name is not None:
-            values["name"] = name
+        now = utcnow()
+        if folder is None and name is None:  # every upload: the statement built once
+            stmt, params = _Q_FINISH_PENDING, {"d": document_id, "to": state, "s": size, "h": sha256, "k": key_id,
+                                               "w": wrapped_key, "ct": content_type, "t": now}
+        else:
+            values = dict(state=state, size=size, sha256=sha256, key_id=key_id, wrapped_key=wrapped_key,
+                          content_type=content_type, committed_at=now)
+            if folder is not None:
+                values["folder"] = folder
+            if name is not None:
+                values["name"] = name
+            stmt, params = D.update().where(D.c.id == document_id, D.c.state == "pending").values(**values), None
         try:
             with c.begin_nested():
-                n = c.execute(D.update().where(D.c.id == document_id, D.c.state == "pending").values(**values)).rowcount
+                n = c.execute(stmt, params).rowcount
         except IntegrityError:
             raise Conflict("name taken") from None
         if n != 1:
@@ -166,9 +181,8 @@ class DocumentsRepo:
     def same_content_exists(self, c: Connection, institution_id: str, folder: str, name: str, sha256: str,
                             size: int) -> bool:
         """An identical document (same name and content) was delivered before, visible or archived."""
-        return c.execute(sa.select(D.c.id).where(
-            D.c.institution_id == institution_id, D.c.folder == folder, D.c.name == name, D.c.sha256 == sha256,
-            D.c.size == size, D.c.state.in_(("committed", "archived"))).limit(1)).first() is not None
+        return c.execute(_Q_SAME_CONTENT, {"i": institution_id, "f": folder, "n": name, "h": sha256,
+                                           "s": size}).first() is not None
 
     def mark_fetched(self, c: Connection, document_id: int, by: str) -> None:
         c.execute(_Q_MARK_FETCHED, {"d": document_id, "t": utcnow(), "by": by})
