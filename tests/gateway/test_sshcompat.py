@@ -6,6 +6,7 @@ instead of an SFTP test failing somewhere far from the cause. (The SFTP tests ch
 from __future__ import annotations
 
 import inspect
+import time
 
 import asyncssh
 import asyncssh.connection
@@ -16,6 +17,20 @@ from asyncssh.packet import PacketDecodeError, SSHPacket, String, UInt64
 from asyncssh.public_key import SSHOpenSSHCertificate
 
 from gateway.sftp import sshcompat
+
+
+def _source(obj) -> str:
+    """``inspect.getsource``; for a class it parses the module with ``ast``, and CPython 3.11 can fail that parse
+    ("AST constructor recursion depth mismatch", a SystemError) while another thread of the process parses too
+    (3.11's tracebacks do, to place their carets). Tried up to three times."""
+    for attempt in range(3):
+        try:
+            return inspect.getsource(obj)
+        except SystemError:
+            if attempt == 2:
+                raise
+            time.sleep(0.1)
+    raise AssertionError("unreachable")
 
 
 def _params(fn) -> list[str]:
@@ -41,8 +56,8 @@ def test_certificate_validation_is_an_async_method_taking_the_username_and_the_c
     assert inspect.iscoroutinefunction(original)
     assert _params(original) == ["self", "username", "cert"]
     # the hook reads the certified key, the principals and the signing CA's key of what it is given
-    assert "self.key = key" in inspect.getsource(asyncssh.SSHCertificate.__init__)
-    source = inspect.getsource(SSHOpenSSHCertificate.__init__)
+    assert "self.key = key" in _source(asyncssh.SSHCertificate.__init__)
+    source = _source(SSHOpenSSHCertificate.__init__)
     assert "self.principals = principals" in source and "self.signing_key = signing_key" in source
     assert callable(SSHServerConnection.get_owner)
 
@@ -51,11 +66,11 @@ def test_a_refused_userauth_request_is_sent_by_send_userauth_failure_which_clear
     original = SSHServerConnection.send_userauth_failure.__wrapped__
     assert original is SSHConnection.__dict__["send_userauth_failure"]
     assert _params(original) == ["self", "partial_success"]
-    assert "self._auth = None" in inspect.getsource(original)
+    assert "self._auth = None" in _source(original)
     # _auth holds the running method's handler: set when a method starts, None in a fresh connection
-    module = inspect.getsource(asyncssh.connection)
+    module = _source(asyncssh.connection)
     assert "self._auth = lookup_server_auth(" in module
-    assert "self._auth: Optional[Auth] = None" in inspect.getsource(SSHConnection.__init__)
+    assert "self._auth: Optional[Auth] = None" in _source(SSHConnection.__init__)
 
 
 def test_sftp_requests_are_dispatched_through_a_class_table_of_coroutines_by_packet_type():
@@ -68,12 +83,12 @@ def test_sftp_requests_are_dispatched_through_a_class_table_of_coroutines_by_pac
         assert _params(handler) == ["self", "packet"], kind
     # our table covers every request asyncssh's does
     assert set(sshcompat.GatewaySFTPHandler._packet_handlers) == set(table)
-    assert "self._packet_handlers.get(" in inspect.getsource(ASYNCSSH_HANDLER)
+    assert "self._packet_handlers.get(" in _source(ASYNCSSH_HANDLER)
 
 
 def test_a_write_request_is_handle_offset_data_and_read_with_the_packet_getters():
     write = ASYNCSSH_HANDLER._packet_handlers[sftp_module.FXP_WRITE]
-    source = inspect.getsource(write)
+    source = _source(write)
     assert source.index("get_string()") < source.index("get_uint64()") < source.rindex("get_string()")
     assert "packet.check_end()" in source  # what refused the padded writes
     packet = SSHPacket(String(b"h") + UInt64(7) + String(b"data") + b"\0\0")
@@ -85,16 +100,16 @@ def test_a_dropped_session_closes_its_open_handles_in_cleanup_through_the_server
     cleanup = ASYNCSSH_HANDLER.__dict__["_cleanup"]
     assert inspect.iscoroutinefunction(cleanup)
     assert _params(cleanup) == ["self", "exc"]
-    source = inspect.getsource(cleanup)
+    source = _source(cleanup)
     assert "self._file_handles" in source and "self._server.close(file_obj)" in source
-    assert "self._server = server" in inspect.getsource(ASYNCSSH_HANDLER.__init__)
+    assert "self._server = server" in _source(ASYNCSSH_HANDLER.__init__)
     # a client's SSH_FXP_CLOSE goes elsewhere, so it is never taken for a drop
-    assert "self._server.close(file_obj)" in inspect.getsource(ASYNCSSH_HANDLER._process_close)
-    assert "self._cleanup(" in inspect.getsource(sftp_module.SFTPHandler.recv_packets)
+    assert "self._server.close(file_obj)" in _source(ASYNCSSH_HANDLER._process_close)
+    assert "self._cleanup(" in _source(sftp_module.SFTPHandler.recv_packets)
 
 
 def test_asyncssh_creates_the_sftp_session_by_its_module_level_name():
-    source = inspect.getsource(sftp_module._sftp_handler)
+    source = _source(sftp_module._sftp_handler)
     assert "handler = SFTPServerHandler(sftp_server, reader, writer, sftp_version)" in source
     assert _params(ASYNCSSH_HANDLER.__init__) == ["self", "server", "reader", "writer", "sftp_version"]
 
@@ -106,10 +121,10 @@ def test_the_key_exchange_algorithms_are_listed_as_bytes():
 
 
 def test_send_packet_puts_an_ignore_packet_before_each_packet_through_send_packet_itself():
-    source = inspect.getsource(SSHConnection.send_packet)
+    source = _source(SSHConnection.send_packet)
     assert "self.send_packet(MSG_IGNORE, String(b''))" in source
     assert SSHServerConnection.send_packet.__wrapped__ is SSHConnection.send_packet
-    assert "_enc_alg_sc" in inspect.getsource(SSHConnection)  # the negotiated server-to-client cipher's name
+    assert "_enc_alg_sc" in _source(SSHConnection)  # the negotiated server-to-client cipher's name
 def test_channel_data_leaves_through_flush_send_buf_and_each_packet_through_send():
     from asyncssh.channel import SSHChannel
 
@@ -117,8 +132,8 @@ def test_channel_data_leaves_through_flush_send_buf_and_each_packet_through_send
     send = SSHServerConnection._send.__wrapped__
     assert flush.__module__ == "asyncssh.channel" and send.__module__ == "asyncssh.connection"
     assert _params(flush) == ["self"] and _params(send) == ["self", "data"]
-    assert "self._conn" in inspect.getsource(SSHChannel.send_packet)  # a channel's packets go to its connection
-    assert "self._send(" in inspect.getsource(SSHConnection.send_packet)  # ... and reach the socket through _send
+    assert "self._conn" in _source(SSHChannel.send_packet)  # a channel's packets go to its connection
+    assert "self._send(" in _source(SSHConnection.send_packet)  # ... and reach the socket through _send
     assert SSHServerConnection._instpages_held is None  # nothing held between flushes
 
 
