@@ -1063,7 +1063,7 @@ class Bench:
         self.rows["propfind"] = Row("propfind", "propfind",
                                     f"1. PROPFIND Depth 1, {a.propfind_docs:,} docs ({a.propfind_body})",
                                     "ms", "lower", "<= 3.00x", 3.0)
-        self.rows["get"] = Row("get", "get", f"2. GET {size} document (curl)", "MB/s", "higher", ">= 0.70x", 0.7)
+        self.rows["get"] = Row("get", "get", f"2. GET {size} document (curl)", "MB/s", "higher", ">= 0.80x", 0.8)
         self.rows["wrk_rps"] = Row("wrk_rps", "wrk", f"3. {a.connections} clients x 200 KB GETs (wrk)", "req/s",
                                    "higher", ">= 0.50x", 0.5)
         self.rows["wrk_p99"] = Row("wrk_p99", "wrk", f"3. p99 latency, {a.connections} clients", "ms", "lower",
