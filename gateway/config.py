@@ -67,8 +67,9 @@ class WebDAVConfig:
     tls_key: str = ""
     #: serve plain HTTP: only behind a TLS-terminating proxy on the same host or network
     plain_http: bool = False
-    #: worker threads of the HTTP server
-    threads: int = 64
+    #: worker threads of the HTTP server: one per request in progress, however long it waits (its download's
+    #: record committing with others); 64 left 200 drive users queued for a thread
+    threads: int = 256
     #: seconds a verified Basic login is remembered (in memory, under an HMAC of the credentials)
     auth_cache_seconds: int = 60
     #: bytes per read when streaming a document

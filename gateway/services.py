@@ -124,9 +124,23 @@ def load_client_certificates(config: Config) -> ClientCertificates:
         raise ConfigError(f"configuration key webdav.client_ca_file / client_crl_files: {exc}") from None
 
 
+#: database connections a process keeps for its HTTPS threads at most. There are more threads (webdav.threads,
+#: 256): most of them, under load, wait for their download's record to commit with its group, holding no
+#: connection; with 64 threads, 200 drive users queued for a thread (WebDAV benchmark, 2 workers: 398 against
+#: 590 requests/s with 192 threads)
+HTTPS_DB_CONNECTIONS = 64
+
+
 def pool_size(config: Config) -> int:
-    """Database connections one process keeps: every SFTP worker thread and every HTTPS thread may hold one at
-    once (a smaller pool made request threads queue for connections: WebDAV benchmark, 200 clients)."""
+    """Database connections one process keeps: every SFTP worker thread and every HTTPS thread, up to
+    :data:`HTTPS_DB_CONNECTIONS`, may hold one at once (a pool smaller than the threads using the database made
+    request threads queue for connections: WebDAV benchmark, 200 clients)."""
+    https = min(config.webdav.threads, HTTPS_DB_CONNECTIONS) if config.webdav.enabled else 0
+    return config.storage.workers + https + 4
+
+
+def blob_connections(config: Config) -> int:
+    """Connections to the S3 service one process keeps: one for each thread that may read or write a blob."""
     return config.storage.workers + (config.webdav.threads if config.webdav.enabled else 0) + 4
 
 
@@ -140,9 +154,9 @@ def check_connection_budget(services: Services, workers: int) -> None:
         allowed = int(c.execute(sa.text("SHOW max_connections")).scalar_one())
     need = workers * pool_size(services.config)
     if need > allowed:
-        log.warning("%d workers may open %d database connections (storage.workers + webdav.threads + 4 each); "
-                    "the server allows %d (max_connections): lower server.workers or webdav.threads, or raise "
-                    "max_connections", workers, need, allowed)
+        log.warning("%d workers may open %d database connections (storage.workers + webdav.threads up to %d + 4 "
+                    "each); the server allows %d (max_connections): lower server.workers, storage.workers or "
+                    "webdav.threads, or raise max_connections", workers, need, HTTPS_DB_CONNECTIONS, allowed)
 
 
 def build_blob_store(config: Config, keyring: Keyring, worker: str = "0", *, connections: int = 64) -> BlobStore:
@@ -172,7 +186,7 @@ def build(config: Config, *, initialize: bool = True, worker: str = "0") -> Serv
     data.mkdir(parents=True, exist_ok=True)
     os.chmod(data, 0o700)
     keyring = Keyring.load_or_create(config.key_path)
-    blobs = build_blob_store(config, keyring, worker, connections=pool_size(config))
+    blobs = build_blob_store(config, keyring, worker, connections=blob_connections(config))
     repo = Repository(create_engine(config.database_url, pool_size=pool_size(config)))
     if initialize:
         repo.initialize()
