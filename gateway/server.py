@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from gateway import supervisor
 from gateway.config import Config
+from gateway.loadboard import LoadBoard, Seat
 from gateway.web import tls
 from gateway.core.epochs import PINS, TRUST
 from gateway.web.https import HTTPSFrontend
@@ -33,7 +34,8 @@ class GatewayServer:
     (one process of a node does)."""
 
     def __init__(self, config: Config, services: Services | None = None, *,
-                 listeners: supervisor.Listeners | None = None, recover: bool = True, housekeeping: bool = True):
+                 listeners: supervisor.Listeners | None = None, recover: bool = True, housekeeping: bool = True,
+                 seat: Seat | None = None):
         self.config = config
         self.services = services or build(config)
         self.listeners = listeners or supervisor.Listeners()
@@ -42,7 +44,7 @@ class GatewayServer:
         self.sftp = SFTPFrontend(config, self.services.mailbox, self.executor, self.services.user_cas)
         self.https = (HTTPSFrontend(config, self.services.mailbox, self.services.keyring,
                                     self.services.administration, ready=self.services.ready,
-                                    listener=self.listeners.https) if config.webdav.enabled else None)
+                                    listener=self.listeners.https, seat=seat) if config.webdav.enabled else None)
         self._stop = asyncio.Event()
         epochs = self.services.mailbox.epochs  # changes announced by any process (gateway.core.epochs)
         epochs.on_change(TRUST, self.reload_trust)  # instpages reload, on any node
@@ -160,7 +162,9 @@ def run_workers(config: Config, services: Services, on_ready=None) -> None:
     listeners = supervisor.open_listeners(config)
     try:
         ports = tuple(s.getsockname()[1] if s is not None else None for s in (listeners.sftp, listeners.https))
-        sup = supervisor.Supervisor(config.server.workers, functools.partial(worker_main, config, listeners))
+        board = LoadBoard(config.server.workers)
+        sup = supervisor.Supervisor(config.server.workers, functools.partial(worker_main, config, listeners, board),
+                                    board=board)
         sup.run(functools.partial(on_ready, *ports) if on_ready else None)
     finally:
         listeners.close()
@@ -175,9 +179,11 @@ def prepare_shared_files(config: Config) -> None:
         tls.ensure_self_signed(config.tls_cert_path, config.tls_key_path, [config.webdav.host])
 
 
-def worker_main(config: Config, listeners: supervisor.Listeners, slot: int, ready) -> None:
+def worker_main(config: Config, listeners: supervisor.Listeners, board: LoadBoard, slot: int, ready) -> None:
     """One worker process (forked by the supervisor): its own services (database engine, keyring, ...) built
-    here, after the fork; recovery already ran in the supervisor; worker 0 runs the housekeeping."""
+    here, after the fork; recovery already ran in the supervisor; worker 0 runs the housekeeping; its count of
+    HTTPS connections on ``board`` steers which worker accepts the next one."""
     services = build(config, initialize=False, worker=str(slot))
-    server = GatewayServer(config, services, listeners=listeners, recover=False, housekeeping=slot == 0)
+    server = GatewayServer(config, services, listeners=listeners, recover=False, housekeeping=slot == 0,
+                           seat=board.seat(slot))
     asyncio.run(server.serve_forever(lambda _srv: ready()))

@@ -9,7 +9,9 @@ every worker (SIGTERM, then SIGKILL after a grace period); SIGHUP is passed to e
 trust material. The supervisor itself holds no database connection, thread or cache: it only forks, waits and
 forwards signals (``sigtimedwait`` on blocked signals, so nothing runs in a signal handler).
 
-What runs in a worker is the caller's ``target(slot, ready)``; it calls ``ready()`` once it serves.
+What runs in a worker is the caller's ``target(slot, ready)``; it calls ``ready()`` once it serves. A
+:class:`~gateway.loadboard.LoadBoard` handed in (made before the fork, shared by the workers: who holds how many
+connections) has the slot of a worker that ended marked absent.
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from gateway.loadboard import LoadBoard
 
 log = logging.getLogger("instpages.supervisor")
 
@@ -94,11 +98,12 @@ class _Slot:
 
 class Supervisor:
     def __init__(self, workers: int, target: Callable[[int, Callable[[], None]], None], *,
-                 stop_grace: float = STOP_GRACE_SECONDS, clock: Callable[[], float] = time.monotonic):
+                 stop_grace: float = STOP_GRACE_SECONDS, clock: Callable[[], float] = time.monotonic,
+                 board: LoadBoard | None = None):
         if workers < 1:
             raise ValueError("at least one worker")
         self.slots = [_Slot(i) for i in range(workers)]
-        self.target, self.stop_grace, self.clock = target, stop_grace, clock
+        self.target, self.stop_grace, self.clock, self.board = target, stop_grace, clock, board
         self._stopping = False
 
     def run(self, on_ready: Callable[[], None] | None = None) -> int:
@@ -195,6 +200,8 @@ class Supervisor:
             slot = next((s for s in self.slots if s.pid == pid), None)
             if slot is None:
                 continue
+            if self.board is not None:
+                self.board.clear(slot.index)  # its connections died with it
             now = self.clock()
             lived = now - slot.started
             if self._stopping:

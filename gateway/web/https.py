@@ -195,9 +195,9 @@ class HTTPSFrontend:
     before it forked the workers (None: bind ``webdav.host``/``port`` here)."""
 
     def __init__(self, config: Config, mailbox: Mailbox, keyring, administration: Callable[..., Administration], *,
-                 ready: Callable[[], bool] = lambda: True, listener=None):
+                 ready: Callable[[], bool] = lambda: True, listener=None, seat=None):
         """``administration``: the services factory's (``Services.administration``), for the console, the account
-        page and the REST API."""
+        page and the REST API; ``seat``: this worker's slot on the workers' load board (with ``listener``)."""
         self.config = config
         cfg = config.webdav
         self.dav_app = create_app(mailbox, mount_path="/dav", auth_cache_seconds=cfg.auth_cache_seconds,
@@ -220,7 +220,7 @@ class HTTPSFrontend:
                                               "/": health_app(ready, root_app)})
         self.server = HandshakingServer((cfg.host, cfg.port), ErrorGuard(dispatcher), numthreads=cfg.threads,
                                         server_name="instpages", timeout=60, request_queue_size=256)
-        self.server.listener = listener
+        self.server.listener, self.server.seat = listener, seat
         self.server.ConnectionClass = ContinuingConnection  # "100 Continue" once the body is read
         self.mailbox = mailbox
         self.context: ssl.SSLContext | None = None

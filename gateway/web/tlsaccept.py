@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import errno
 import logging
+import select
 import selectors
 import socket
 import ssl
@@ -43,11 +44,11 @@ MAX_PENDING = 4096
 HANDSHAKE_THREADS = 4
 #: clients that gave up during their handshake are logged as one line per this many seconds at most
 REPORT_SECONDS = 1.0
-#: a worker sharing its listening socket with sibling processes, holding more than SHARED_ACCEPT_SLACK
-#: connections, waits SHARED_ACCEPT_DELAY before it accepts, so that a less busy sibling (woken by the same
-#: readiness) takes the connection: without it one worker took all 200 connections of a burst (WebDAV bench)
-SHARED_ACCEPT_SLACK = 4
-SHARED_ACCEPT_DELAY = 0.001
+#: a worker sharing its listening socket with sibling processes takes a new connection in its turn (the workers'
+#: load board, gateway.loadboard); out of turn it looks every SHARED_ACCEPT_POLL seconds whether the connection
+#: is still waiting, and takes it after SHARED_ACCEPT_WAIT (the worker whose turn it is may be busy or stuck)
+SHARED_ACCEPT_POLL = 0.0005
+SHARED_ACCEPT_WAIT = 0.01
 _NO_FD = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _PLAIN_HTTP = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 38\r\n"
                b"Connection: close\r\n\r\nThis port speaks HTTPS only (TLS).\r\n\r\n")
@@ -346,17 +347,30 @@ class _AcceptOnly(connections.ConnectionManager):
                 + self.handshaker.pending)
 
     def _from_server_socket(self, server_socket):
-        if self.server.listener is not None and self.held() > SHARED_ACCEPT_SLACK:
-            time.sleep(SHARED_ACCEPT_DELAY)  # a sibling with fewer connections may take it first
+        seat = self.server.seat
+        if seat is not None and not self._mine(seat, server_socket):
+            return None
         try:
             sock, addr = server_socket.accept()
-        except OSError as exc:  # timeouts, connections aborted before accept, no descriptors left
+        except OSError as exc:  # timeouts, a sibling took it, aborted before accept, no descriptors left
             if exc.errno in _NO_FD:
                 log.warning("HTTPS accept failed: %s", exc)
                 time.sleep(0.1)  # the listening socket stays readable: do not spin
             return None
+        if seat is not None:
+            seat.took()
         self.handshaker.submit(sock, addr)
         return None
+
+    def _mine(self, seat, server_socket) -> bool:
+        """Whether this worker takes the waiting connection: yes in its turn, or once the worker whose turn it is
+        left it waiting for SHARED_ACCEPT_WAIT; no when a sibling took it meanwhile."""
+        deadline = time.monotonic() + SHARED_ACCEPT_WAIT
+        while not seat.my_turn(self.held()) and time.monotonic() < deadline:
+            time.sleep(SHARED_ACCEPT_POLL)
+            if not select.select([server_socket], [], [], 0)[0]:
+                return False
+        return True
 
 
 class HandshakingServer(wsgi.Server):
@@ -370,6 +384,8 @@ class HandshakingServer(wsgi.Server):
     keep_alive_conn_limit = 1024
     #: a listening socket opened before the workers were forked (``instpages serve --workers N``); None = bind
     listener: socket.socket | None = None
+    #: this worker's slot on the workers' load board (gateway.loadboard), with ``listener``; None = one process
+    seat = None
 
     def bind(self, family, type, proto=0):
         """cheroot's prepare binds here: a listener handed in is used as it is (shared by the worker processes)."""
@@ -389,8 +405,12 @@ class HandshakingServer(wsgi.Server):
             self._connections.close()
             self._connections = _AcceptOnly(self, self.handshaker)
             self.handshaker.start()
+        if self.seat is not None:
+            self.seat.arrive()
 
     def stop(self):
+        if self.seat is not None:
+            self.seat.leave()
         super().stop()
         if self.handshaker is not None:
             self.handshaker.stop()

@@ -216,6 +216,30 @@ def test_two_workers_serve_sftp_and_https_on_the_same_ports(two, tmp_path):
     assert seen >= set(two.workers()), f"connections went to {seen}, workers are {two.workers()}"
 
 
+def test_the_workers_take_new_connections_in_turns(two):
+    """Drive users connecting one after the other are served by the workers in turn (the load board), not by
+    whichever woke first: under load that one kept taking them (173 of 200 connections on one worker of two)."""
+    workers = two.wait_serving(2)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    conns, held = [], []
+    try:
+        for _ in range(30):
+            conn = http.client.HTTPSConnection("127.0.0.1", two.https_port, context=ctx, timeout=30)
+            conns.append(conn)  # kept open: each worker holds its own
+            conn.request("GET", "/healthz")
+            r = conn.getresponse()
+            r.read()
+            assert r.status == 200
+            held.append(owner(two.https_port, conn.sock.getsockname(), workers))
+        assert None not in held and {held.count(p) for p in workers} <= set(range(13, 18)), held
+        turns = sum(a != b for a, b in zip(held, held[1:]))
+        assert turns >= 25, f"{turns} of 29 connections went to the other worker than the one before: {held}"
+    finally:
+        for c in conns:
+            c.close()
+
+
 def test_a_killed_worker_is_replaced_and_the_other_serves_meanwhile(two, tmp_path):
     before = two.wait_serving(2)
     victim, survivor = before
