@@ -285,27 +285,37 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
         return len(data)
 
     async def _flush(self, h: _UploadHandle) -> None:
-        if h.flushing is not None:
-            fut, h.flushing = h.flushing, None
-            try:
-                await fut
-            except GatewayError as exc:
-                h.failed = exc
-                raise to_sftp_error(exc) from None
+        await self._await_flush(h)
         if h.buffer:
             data, h.buffer = bytes(h.buffer), bytearray()
             h.flushing = asyncio.get_running_loop().run_in_executor(self.fe.executor, h.upload.append, data)
+
+    async def _await_flush(self, h: _UploadHandle) -> None:
+        """Wait for the write in progress; its failure fails the upload and is the client's answer."""
+        if h.flushing is None:
+            return
+        fut, h.flushing = h.flushing, None
+        try:
+            await fut
+        except GatewayError as exc:
+            h.failed = exc
+            raise to_sftp_error(exc) from None
+
+    @staticmethod
+    async def _settle_flush(h: _UploadHandle) -> None:
+        """Wait for the write in progress whatever its outcome (the upload is being refused or abandoned)."""
+        fut, h.flushing = h.flushing, None
+        if fut is not None:
+            try:
+                await fut
+            except Exception:  # noqa: BLE001 - the upload ends anyway; its own refusal is what counts
+                pass
 
     async def _fail(self, h: _UploadHandle, err: GatewayError):
         h.failed = err
         h.buffer.clear()
         h.pending.clear()
-        if h.flushing is not None:
-            try:
-                await h.flushing
-            except Exception:
-                pass
-            h.flushing = None
+        await self._settle_flush(h)
         await self.fe.run(h.upload.refuse, err)
         raise to_sftp_error(err)
 
@@ -320,22 +330,12 @@ class GatewaySFTPServer(asyncssh.SFTPServer):
                 return
             raise to_sftp_error(h.failed)
         if dropped:
-            if h.flushing is not None:
-                try:
-                    await h.flushing
-                except Exception:
-                    pass
+            await self._settle_flush(h)
             await self.fe.run(h.upload.abort, "connection lost before the upload was closed")
             return
         if h.pending:
             await self._fail(h, Unsupported("the upload has gaps (missing bytes)"))
-        if h.flushing is not None:  # wait for the write in progress
-            fut, h.flushing = h.flushing, None
-            try:
-                await fut
-            except GatewayError as exc:
-                h.failed = exc
-                raise to_sftp_error(exc) from None
+        await self._await_flush(h)
         # the last bytes and the commit in one call: one hand-off to a worker thread per small document
         tail, h.buffer = bytes(h.buffer), bytearray()
         await self._call(h.upload.commit, tail)
