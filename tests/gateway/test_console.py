@@ -15,10 +15,10 @@ import pytest
 
 from gateway.web import i18n
 from gateway.core.enterprise import with_check
-from gateway.core.session import MailboxSession
 from gateway.web.websession import SessionSigner
 from tests import pdfsamples
 from tests.conftest import CENTRE_A, CENTRE_B, CENTRE_PAPER, STAFF_PASSWORD, populate, start_gateway, token_card
+from tests.coretools import session
 from tests.pki import EidPki, national_register_number
 
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; "
@@ -600,18 +600,11 @@ def test_contacts_language_and_test_mail(gw):
 
 
 def test_local_admin_restores_an_archived_document(gw):
-    mb = gw.services.mailbox
-
-    def session(name):
-        with gw.repo.read() as conn:
-            acc = gw.repo.account_by_name(conn, name)
-        return MailboxSession(mb, mb.load_principal(acc.id, "test"), "test", "127.0.0.1")
-
     pdf = pdfsamples.minimal_pdf("console-restore")
-    up = session("podmi").open_upload(f"/{CENTRE_A}/2026-11/console-restore.pdf")
+    up = session(gw.services, "podmi").open_upload(f"/{CENTRE_A}/2026-11/console-restore.pdf")
     up.append(pdf)
     up.commit()
-    session("arch-a").archive(f"/{CENTRE_A}/2026-11/console-restore.pdf")
+    session(gw.services, "arch-a").archive(f"/{CENTRE_A}/2026-11/console-restore.pdf")
     c = logged_in(gw, "admin-a")
     page = c.get(f"/console/centres/{CENTRE_A}")
     assert re.search(r"<td>2026-11/console-restore\.pdf</td>.*?arch-a", page.text, re.S)

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.core.session import MailboxSession
 from tests import pdfsamples
 from tests.conftest import (CENTRE_A, CENTRE_B, CENTRE_PAPER, STAFF_PASSWORD, populate, start_gateway,
                             token_card)
+from tests.coretools import session
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
@@ -94,10 +94,7 @@ def login(page, gw, name: str, *, screenshot: str = "") -> None:
 
 
 def deliver(gw, path: str, data: bytes) -> None:
-    mb = gw.services.mailbox
-    with gw.repo.read() as c:
-        acc = gw.repo.account_by_name(c, "podmi")
-    up = MailboxSession(mb, mb.load_principal(acc.id, "test"), "test", "127.0.0.1").open_upload(path)
+    up = session(gw.services, "podmi").open_upload(path)
     up.append(data)
     up.commit()
 

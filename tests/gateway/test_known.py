@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.config import load_config
-from gateway.core.session import MailboxSession
-from gateway.services import build
 from storage.errors import AuthenticationFailed, NotFound
 from tests import pdfsamples
+from tests.coretools import core_services, session
 
 A = "0212345668"
 
@@ -21,10 +19,7 @@ def core(request, tmp_path):
     # below reach the session in this process at once, without that read
     env = {"INSTPAGES_AUTH_SECOND_FACTOR": "off", "INSTPAGES_AUTH_FAILURE_DELAY_BASE": "0",
            "INSTPAGES_STORAGE_CACHE_SYNC_SECONDS": "60"}
-    if request.param == "postgresql":
-        env["INSTPAGES_STORAGE_DATABASE_URL"] = request.getfixturevalue("pg_url")
-    cfg = load_config(None, env=env, overrides={"data_dir": str(tmp_path / "var")})
-    services = build(cfg)
+    services = core_services(request, tmp_path / "var", env)
     admin = services.administration(actor="test")
     admin.add_institution(A, "A", "active")
     admin.add_account("podmi", "uploader")
@@ -33,13 +28,6 @@ def core(request, tmp_path):
     admin.grant("staff", A)
     yield services
     services.close()
-
-
-def session(services, name) -> MailboxSession:
-    mb = services.mailbox
-    with mb.repo.read() as c:
-        acc = mb.repo.account_by_name(c, name)
-    return MailboxSession(mb, mb.load_principal(acc.id, "test"), "test", "127.0.0.1")
 
 
 def deliver(services, path: str, data: bytes) -> None:

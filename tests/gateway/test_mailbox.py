@@ -6,11 +6,10 @@ import hashlib
 import pytest
 
 from auth.authenticator import PasswordCredentials, PublicKeyCredentials
-from gateway.config import load_config
-from gateway.services import build
 from storage.errors import (AdminError, AlreadyExists, AuthenticationFailed, ContentRefused, InstitutionNotActive,
                             NotFound, PermissionDenied, TooLarge)
 from tests import pdfsamples
+from tests.coretools import core_services, session
 
 A, B, PAPER = "0212345668", "0207123407", "0207999969"
 
@@ -19,10 +18,7 @@ A, B, PAPER = "0212345668", "0207123407", "0207999969"
 def core(request, tmp_path):
     env = {"INSTPAGES_DOCUMENTS_MAX_SIZE": str(2 * 1024 * 1024), "INSTPAGES_AUTH_SECOND_FACTOR": "off",
            "INSTPAGES_AUTH_FAILURE_DELAY_BASE": "0"}
-    if request.param == "postgresql":
-        env["INSTPAGES_STORAGE_DATABASE_URL"] = request.getfixturevalue("pg_url")
-    cfg = load_config(None, env=env, overrides={"data_dir": str(tmp_path / "var")})
-    services = build(cfg)
+    services = core_services(request, tmp_path / "var", env)
     admin = services.administration(actor="test")
     admin.add_institution(A, "A", "active")
     admin.add_institution(B, "B", "active")
@@ -33,14 +29,6 @@ def core(request, tmp_path):
     admin.grant("staff", A)
     yield services
     services.close()
-
-
-def session(services, name):
-    mb = services.mailbox
-    with mb.repo.read() as c:
-        acc = mb.repo.account_by_name(c, name)
-    from gateway.core.session import MailboxSession
-    return MailboxSession(mb, mb.load_principal(acc.id, "test"), "test", "127.0.0.1")
 
 
 def upload(sess, path, data):
