@@ -10,16 +10,16 @@ others leave it to that one for a short while (the turn holder may be busy or st
 :mod:`gateway.web.tlsaccept`), and whoever takes it passes the turn on to the next running worker.
 
 The board is an anonymous shared mapping made by the supervisor before it forks, so every worker (and a restarted
-one) sees the same slots; a worker marks itself present with the connections it holds (shown, never relied on),
-and the supervisor marks the slot of a worker that ended absent, so that no turn waits for it.
+one) sees the same slots; a worker marks itself present when it serves, and the supervisor marks the slot of a
+worker that ended absent, so that no turn waits for it.
 """
 from __future__ import annotations
 
 import mmap
 import struct
 
-#: a slot whose worker is not running
-ABSENT = -1
+#: a slot whose worker is not running, and one whose worker serves
+ABSENT, PRESENT = -1, 1
 _CELL = struct.Struct("q")
 _TURN = 0  # cell 0: the slot whose turn it is; cells 1..N: the workers
 
@@ -40,11 +40,11 @@ class LoadBoard:
         _CELL.pack_into(self._mem, cell * _CELL.size, value)
 
     def get(self, slot: int) -> int:
-        """The connections the worker in ``slot`` last said it holds, or ABSENT."""
+        """PRESENT or ABSENT."""
         return self._get(slot + 1)
 
-    def put(self, slot: int, connections: int) -> None:
-        self._put(slot + 1, connections)
+    def put(self, slot: int, state: int) -> None:
+        self._put(slot + 1, state)
 
     def clear(self, slot: int) -> None:
         self.put(slot, ABSENT)
@@ -75,12 +75,10 @@ class Seat:
 
     def arrive(self) -> None:
         """This worker serves: turns come to it from now on."""
-        self.board.put(self.slot, 0)
+        self.board.put(self.slot, PRESENT)
 
-    def my_turn(self, connections: int) -> bool:
-        """Says this worker is present, holding ``connections``; True when the next connection is for it: its
-        turn, or the turn of a worker that is not running."""
-        self.board.put(self.slot, connections)
+    def my_turn(self) -> bool:
+        """True when the next connection is for this worker: its turn, or the turn of a worker not running."""
         turn = self.board.turn
         return turn == self.slot or self.board.get(turn) == ABSENT
 

@@ -181,8 +181,8 @@ def prepare_shared_files(config: Config) -> None:
 
 def worker_main(config: Config, listeners: supervisor.Listeners, board: LoadBoard, slot: int, ready) -> None:
     """One worker process (forked by the supervisor): its own services (database engine, keyring, ...) built
-    here, after the fork; recovery already ran in the supervisor; worker 0 runs the housekeeping; its count of
-    HTTPS connections on ``board`` steers which worker accepts the next one."""
+    here, after the fork; recovery already ran in the supervisor; worker 0 runs the housekeeping; it accepts
+    HTTPS connections in its turn on ``board``."""
     services = build(config, initialize=False, worker=str(slot))
     server = GatewayServer(config, services, listeners=listeners, recover=False, housekeeping=slot == 0,
                            seat=board.seat(slot))

@@ -10,8 +10,8 @@ trust material. The supervisor itself holds no database connection, thread or ca
 forwards signals (``sigtimedwait`` on blocked signals, so nothing runs in a signal handler).
 
 What runs in a worker is the caller's ``target(slot, ready)``; it calls ``ready()`` once it serves. A
-:class:`~gateway.loadboard.LoadBoard` handed in (made before the fork, shared by the workers: who holds how many
-connections) has the slot of a worker that ended marked absent.
+:class:`~gateway.loadboard.LoadBoard` handed in (made before the fork, shared by the workers: whose turn it is
+to accept a connection) has the slot of a worker that ended marked absent.
 """
 from __future__ import annotations
 

@@ -340,12 +340,6 @@ class _AcceptOnly(connections.ConnectionManager):
         mapping = self._selector._selector.get_map()
         return max(0, len(mapping) - 1) if mapping is not None else 0
 
-    def held(self) -> int:
-        """Connections this process holds: idle keep-alive ones, served ones, queued ones, in their handshake."""
-        pool = self.server.requests
-        return (self._num_connections + len(pool._threads) - pool.idle + pool.qsize
-                + self.handshaker.pending)
-
     def _from_server_socket(self, server_socket):
         seat = self.server.seat
         if seat is not None and not self._mine(seat, server_socket):
@@ -366,7 +360,7 @@ class _AcceptOnly(connections.ConnectionManager):
         """Whether this worker takes the waiting connection: yes in its turn, or once the worker whose turn it is
         left it waiting for SHARED_ACCEPT_WAIT; no when a sibling took it meanwhile."""
         deadline = time.monotonic() + SHARED_ACCEPT_WAIT
-        while not seat.my_turn(self.held()) and time.monotonic() < deadline:
+        while not seat.my_turn() and time.monotonic() < deadline:
             time.sleep(SHARED_ACCEPT_POLL)
             if not select.select([server_socket], [], [], 0)[0]:
                 return False

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from gateway.loadboard import ABSENT, LoadBoard
+from gateway.loadboard import ABSENT, PRESENT, LoadBoard
 from gateway.supervisor import Supervisor
 
 
@@ -19,7 +19,7 @@ def test_workers_take_turns_round_the_table():
         s.arrive()  # serving
     taken = []
     for _ in range(7):
-        whose = [s.slot for s in seats if s.my_turn(5)]
+        whose = [s.slot for s in seats if s.my_turn()]
         assert len(whose) == 1
         taken.append(whose[0])
         seats[whose[0]].took()
@@ -29,32 +29,32 @@ def test_workers_take_turns_round_the_table():
 def test_no_turn_waits_for_a_worker_that_is_not_running():
     board = LoadBoard(3)
     a, b, c = (board.seat(i) for i in range(3))
-    a.my_turn(0)
-    c.my_turn(0)  # slot 1 never started
+    a.arrive()
+    c.arrive()  # slot 1 never started
     a.took()
     assert board.turn == 2  # past the absent slot
     c.took()
     assert board.turn == 0
-    b.my_turn(0)
+    b.arrive()
     a.took()
     assert board.turn == 1
     b.leave()  # or died: the supervisor marks it absent
-    assert a.my_turn(3) and c.my_turn(3)  # its turn is anybody's
+    assert a.my_turn() and c.my_turn()  # its turn is anybody's
 
 
 def test_what_a_worker_writes_after_the_fork_is_read_by_the_others():
     board = LoadBoard(2)
-    board.seat(0).my_turn(0)
+    board.seat(0).arrive()
     pid = os.fork()
-    if pid == 0:  # a worker: present with 17 connections, takes one
+    if pid == 0:  # a worker: serves, takes one
         try:
             seat = board.seat(1)
-            seat.my_turn(17)
+            seat.arrive()
             seat.took()
         finally:
             os._exit(0)
     assert os.waitpid(pid, 0)[1] == 0
-    assert board.get(1) == 17 and board.get(0) == 0
+    assert board.get(1) == PRESENT and board.get(0) == PRESENT
     assert board.turn == 0  # passed on to slot 0 by the child
 
 
@@ -64,9 +64,9 @@ def test_the_supervisor_marks_the_slot_of_a_worker_that_ended_absent():
     seen = LoadBoard(1)  # what the supervisor saw before it reaped the worker
 
     def worker(slot, ready):
-        board.seat(slot).my_turn(42)
+        board.seat(slot).arrive()
         time.sleep(0.3)  # long enough for the supervisor to see it
-        os._exit(3)  # dies holding connections, without leaving its seat
+        os._exit(3)  # dies without leaving its seat
 
     pid = os.fork()
     if pid == 0:
@@ -76,15 +76,15 @@ def test_the_supervisor_marks_the_slot_of_a_worker_that_ended_absent():
             sup._spawn(sup.slots[0])
             deadline = time.monotonic() + 10
             while sup.slots[0].pid and time.monotonic() < deadline:
-                if board.get(0) == 42:
-                    seen.put(0, 42)
+                if board.get(0) == PRESENT:
+                    seen.put(0, PRESENT)
                 sup._reap()
                 time.sleep(0.005)
             code = 0 if sup.slots[0].pid == 0 else 2
         finally:
             os._exit(code)
     assert os.waitpid(pid, 0)[1] == 0
-    assert seen.get(0) == 42 and board.get(0) == ABSENT
+    assert seen.get(0) == PRESENT and board.get(0) == ABSENT
 
 
 def test_slots_are_checked():
