@@ -5,9 +5,12 @@ import builtins
 import io
 import os
 import re
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pikepdf
 import pytest
@@ -491,3 +494,15 @@ def test_big_pdf_is_accepted_quickly_without_reading_its_streams():
     elapsed = time.perf_counter() - start
     assert reader.bytes_read < 1 << 20, reader.bytes_read  # image data is skipped, not read or decoded
     assert elapsed < 0.5, f"{elapsed:.3f} s"  # typically ~0.01 s; loose for loaded CI machines
+
+
+def test_the_gateway_loads_pikepdf_only_for_an_upload():
+    """pikepdf and qpdf take 6 MB in every process that loads them: a worker that only serves downloads never
+    does; the first upload that reaches the structure check does."""
+    code = ("import sys, io; import gateway.cli, gateway.server, gateway.services; "
+            "print('pikepdf' in sys.modules); from gateway.core.content import check_content; "
+            f"check_content(io.BytesIO({samples.minimal_pdf()!r}), {len(samples.minimal_pdf())}); "
+            "print('pikepdf' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.split() == ["False", "True"]
