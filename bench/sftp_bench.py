@@ -300,7 +300,8 @@ def title_for(kind: str, i: int) -> bytes:
     return t.ljust(TITLE_LEN, b"_")
 
 
-def write_docs(dirpath: Path, names: list[str], kind: str, width: int, height: int, pool: RandomPool, stride: int) -> int:
+def write_docs(dirpath: Path, names: list[str], kind: str, width: int, height: int, pool: RandomPool,
+               stride: int) -> int:
     tpl = make_pdf_template(width, height)
     assert isinstance(tpl, PdfTemplate)
     dirpath.mkdir(parents=True, exist_ok=True)
