@@ -978,10 +978,14 @@ class Bench:
             r = self._info_row("rss_idle", label, "MB")
             r.gateway.append(kib * 1024 / MB)
             r.note = f"{nproc} process(es), {len(os.listdir(f'/proc/{self.gw.pid}/task'))} threads"
+            if self.floor is not None:
+                r.note = "gateway: " + r.note
             log(f"gateway idle RSS {kib * 1024 / MB:.1f} MB ({r.note})")
         if self.floor is not None:
             kib, nproc = tree_rss_kib(self.floor.pid)
-            self._info_row("rss_idle", label, "MB").floor.append(kib * 1024 / MB)
+            r = self._info_row("rss_idle", label, "MB")
+            r.floor.append(kib * 1024 / MB)
+            r.note += f"{'; ' if r.note else ''}floor: {nproc} process(es)"
             log(f"floor idle RSS {kib * 1024 / MB:.1f} MB ({nproc} process(es))")
         self.seed_sshd()
 
