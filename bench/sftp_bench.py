@@ -9,6 +9,7 @@ gateway/sshd ratios against the targets.  See bench/README.md.
                                                     # 2,000 x 200 KB uploads)
     .venv/bin/python bench/sftp_bench.py --quick    # smoke run, < 60 s
     .venv/bin/python bench/sftp_bench.py --peer-only --quick   # the sshd side alone
+    .venv/bin/python bench/sftp_bench.py --quick --floor       # + the stack floor, a bare asyncssh server
 
 The gateway is a black box driven through its CLI (``instpages``); sshd is a throwaway ``/usr/sbin/sshd -D``
 with its own host key and config file.  Everything lives in one temp dir that is removed at the end, also
@@ -300,7 +301,8 @@ def title_for(kind: str, i: int) -> bytes:
     return t.ljust(TITLE_LEN, b"_")
 
 
-def write_docs(dirpath: Path, names: list[str], kind: str, width: int, height: int, pool: RandomPool, stride: int) -> int:
+def write_docs(dirpath: Path, names: list[str], kind: str, width: int, height: int, pool: RandomPool,
+               stride: int) -> int:
     tpl = make_pdf_template(width, height)
     assert isinstance(tpl, PdfTemplate)
     dirpath.mkdir(parents=True, exist_ok=True)
@@ -411,14 +413,20 @@ class Target:
 
     name: str
     port: int
-    base: str  # remote prefix of /<centre> ("" for the gateway, the served directory for sshd)
+    base: str  # remote prefix of /<centre> ("" for the gateway and the floor, the served directory for sshd)
     reader: Login
     writer: Login
     hostkey_alg: str
     pid: int = 0
+    served: Path | None = None  # the plain directory behind it (sshd, floor: the same one); None: the gateway
 
     def path(self, *parts: str) -> str:
         return "/".join([self.base.rstrip("/")] + list(parts)) if self.base else "/" + "/".join(parts)
+
+    def local(self, *parts: str) -> Path:
+        """Where ``path(*parts)`` is on this machine's disk (plain servers only)."""
+        assert self.served is not None, self.name
+        return self.served.joinpath(*parts)
 
 
 def sftp_cmd(t: Target, login: Login, batch: Path) -> list[str]:
@@ -605,6 +613,78 @@ class SshdServer:
         return self.proc.pid if self.proc else 0
 
 
+FLOOR_SCRIPT = REPO / "bench" / "floor" / "sftp_floor.py"
+
+
+class FloorServer:
+    """The stack floor (``--floor``): bench/floor/sftp_floor.py, a bare asyncssh SFTP server chrooted to the
+    directory sshd serves, with the same authorized keys, a host key of the same type and the gateway's number
+    of worker processes."""
+
+    def __init__(self, work: Path, root: Path, authorized: list[Path], hostkey_kind: str, hostkey_bits: int,
+                 workers: int, sshcompat: bool):
+        self.work = work
+        self.root = root
+        self.authorized = authorized
+        self.hostkey_kind = hostkey_kind
+        self.hostkey_bits = hostkey_bits
+        self.workers = workers
+        self.sshcompat = sshcompat
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+        self.log = work / "floor.log"
+        self.cmd: list[str] = []
+        self.stop_info: dict | None = None
+
+    def start(self) -> None:
+        self.work.mkdir(parents=True, exist_ok=True)
+        hostkey = self.work / "host_key"
+        if not hostkey.exists():
+            make_keypair(hostkey, self.hostkey_kind, self.hostkey_bits, "bench-floor-host")
+        authkeys = self.work / "authorized_keys"
+        authkeys.write_text("".join(Path(str(k) + ".pub").read_text() for k in self.authorized))
+        authkeys.chmod(0o600)
+        self.port = free_port()
+        self.cmd = [sys.executable, str(FLOOR_SCRIPT), "--port", str(self.port), "--host", HOST,
+                    "--root", str(self.root), "--authorized-keys", str(authkeys), "--host-key", str(hostkey),
+                    "--workers", str(self.workers)] + (["--sshcompat"] if self.sshcompat else [])
+        start = self.log.stat().st_size if self.log.exists() else 0
+        logf = open(self.log, "ab")
+        try:
+            self.proc = subprocess.Popen(self.cmd, cwd=REPO, env=client_env(), stdout=logf, stderr=logf,
+                                         stdin=subprocess.DEVNULL, start_new_session=False)
+        finally:
+            logf.close()
+        wait_for_ssh_banner(self.port, self.proc, 30, "sftp_floor", self.log)
+        # the banner comes from the first worker that listens; wait for all of them (SO_REUSEPORT spreads
+        # connections over the sockets that exist when they arrive)
+        deadline = time.monotonic() + 30
+        while b" listening on " not in self.log.read_bytes()[start:]:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise BenchError(f"sftp_floor: not all {self.workers} workers listened{tail(self.log)}")
+            time.sleep(0.1)
+        log(f"floor pid {self.proc.pid} on {HOST}:{self.port}, {self.workers} worker(s)"
+            f"{' with sshcompat' if self.sshcompat else ''}, serving {self.root}")
+
+    def stop(self) -> None:
+        info = stop_process(self.proc, "sftp_floor")
+        if info is not None:
+            self.stop_info = info
+        self.proc = None
+
+    def death_report(self) -> str | None:
+        """None while the server runs; else how it ended, with the end of its log."""
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        rc = self.proc.returncode
+        how = f"killed by signal {-rc}" if rc < 0 else f"exit code {rc}"
+        return f"sftp_floor (pid {self.proc.pid}) is gone: {how}{tail(self.log, 15)}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid if self.proc else 0
+
+
 def gateway_base_cmd(args) -> list[str]:
     if args.gateway_cmd:
         return shlex.split(args.gateway_cmd)
@@ -707,6 +787,7 @@ class Row:
     target_abs: float | None = None  # absolute target on the gateway figure (RSS)
     sshd: list[float] = field(default_factory=list)
     gateway: list[float] = field(default_factory=list)
+    floor: list[float] = field(default_factory=list)  # --floor: the bare asyncssh server
     note: str = ""
     error: str = ""
 
@@ -714,30 +795,38 @@ class Row:
         xs = getattr(self, side)
         return median(xs) if xs else None
 
-    @property
-    def ratio(self) -> float | None:
+    def ratio_of(self, side: str) -> float | None:
+        """``side``'s figure over sshd's (gateway/sshd, floor/sshd)."""
         if self.target_abs is not None:
             return None  # an absolute target: a ratio to sshd's process tree would mean nothing
-        s, g = self.med("sshd"), self.med("gateway")
+        s, g = self.med("sshd"), self.med(side)
         if s is None or g is None or s == 0:
             return None
         return g / s
 
-    @property
-    def verdict(self) -> str:
+    def verdict_of(self, side: str) -> str:
+        """Whether ``side`` meets the target; for the floor: whether the target is in reach of the stack."""
         if self.error:
             return "FAIL"
-        g = self.med("gateway")
+        g = self.med(side)
         if g is None:
             return "-"
         if self.target_abs is not None:
             ok = g >= self.target_abs if self.better == "higher" else g <= self.target_abs
             return "PASS" if ok else "MISS"
-        r = self.ratio
+        r = self.ratio_of(side)
         if r is None or self.target_ratio is None:
             return "-"
         ok = r >= self.target_ratio if self.better == "higher" else r <= self.target_ratio
         return "PASS" if ok else "MISS"
+
+    @property
+    def ratio(self) -> float | None:
+        return self.ratio_of("gateway")
+
+    @property
+    def verdict(self) -> str:
+        return self.verdict_of("gateway")
 
 
 def fmt_num(x: float | None, unit: str) -> str:
@@ -752,30 +841,42 @@ def fmt_num(x: float | None, unit: str) -> str:
     return f"{x:,.2f} {unit}"
 
 
-def print_table(rows: list[Row], out=sys.stdout) -> None:
+def print_table(rows: list[Row], out=sys.stdout, floor: bool = False) -> None:
+    """The results; with ``floor`` (--floor) also the floor's figure, floor/sshd and whether the floor meets the
+    target (``floor result``: MISS = out of reach for the stack itself)."""
     head = ["scenario", "sshd", "gateway", "ratio", "target", "result"]
+    if floor:
+        head = ["scenario", "sshd", "gateway", "floor", "ratio", "floor/sshd", "target", "result", "floor result"]
     body = []
     for r in rows:
-        ratio = r.ratio
-        body.append([
-            r.label,
-            fmt_num(r.med("sshd"), r.unit),
-            fmt_num(r.med("gateway"), r.unit),
-            f"{ratio:.2f}x" if ratio is not None else "-",
-            r.target or "-",
-            r.verdict if r.better != "info" or r.error else "info",
-        ])
+        cells = {
+            "scenario": r.label,
+            "sshd": fmt_num(r.med("sshd"), r.unit),
+            "gateway": fmt_num(r.med("gateway"), r.unit),
+            "floor": fmt_num(r.med("floor"), r.unit),
+            "ratio": fmt_ratio(r.ratio_of("gateway")),
+            "floor/sshd": fmt_ratio(r.ratio_of("floor")),
+            "target": r.target or "-",
+            "result": r.verdict if r.better != "info" or r.error else "info",
+            "floor result": r.verdict_of("floor") if r.better != "info" or r.error else "info",
+        }
+        body.append([cells[h] for h in head])
+    left = {head.index("scenario"), head.index("target")}
     widths = [max(len(head[i]), *(len(b[i]) for b in body)) if body else len(head[i]) for i in range(len(head))]
-    line = "  ".join(h.ljust(widths[i]) if i in (0, 4) else h.rjust(widths[i]) for i, h in enumerate(head))
+    line = "  ".join(h.ljust(widths[i]) if i in left else h.rjust(widths[i]) for i, h in enumerate(head))
     print(line, file=out)
     print("-" * len(line), file=out)
     for b in body:
-        print("  ".join(c.ljust(widths[i]) if i in (0, 4) else c.rjust(widths[i]) for i, c in enumerate(b)), file=out)
+        print("  ".join(c.ljust(widths[i]) if i in left else c.rjust(widths[i]) for i, c in enumerate(b)), file=out)
     notes = [f"  {r.label}: {r.note}" for r in rows if r.note]
     notes += [f"  {r.label}: FAILED: {r.error.splitlines()[0]}" for r in rows if r.error]
     if notes:
         print("notes:", file=out)
         print("\n".join(notes), file=out)
+
+
+def fmt_ratio(x: float | None) -> str:
+    return f"{x:.2f}x" if x is not None else "-"
 
 
 def human_bytes(n: float) -> str:
@@ -799,6 +900,7 @@ class Bench:
         self.rows: dict[str, Row] = {}
         self.extra: dict[str, object] = {}
         self.gw: GatewayServer | None = None
+        self.floor: FloorServer | None = None
         self.gw_run_sampler: RssSampler | None = None
         self.big_remote: dict[str, str] = {}
         self.failed = False
@@ -845,7 +947,7 @@ class Bench:
         me = getpass.getuser()
         self.sshd = sshd
         t_sshd = Target("sshd", sshd.port, str(sshd.root), Login(me, arch_key), Login(me, arch_key), hostkey_alg,
-                        sshd.pid)
+                        sshd.pid, served=sshd.root)
         self.targets.append((t_sshd, sshd))
         if self.gw is not None:
             t_gw = Target("gateway", self.gw.port, "", Login("bench-arch", arch_key), Login("bench-up", up_key),
@@ -853,17 +955,38 @@ class Bench:
             self.targets.append((t_gw, self.gw))
             self.gw_run_sampler = RssSampler(self.gw.pid, interval=0.1, tree_interval=1.0)
             self.stack.enter_context(self.gw_run_sampler)
+        if a.floor:
+            # the directory sshd serves, chrooted: the floor's / is sshd's root, so its paths have no prefix
+            self.floor = FloorServer(self.tmp / "floor", sshd.root, [up_key, arch_key], hostkey_kind, hostkey_bits,
+                                     a.workers or os.cpu_count() or 1, a.floor_sshcompat)
+            self.stack.callback(self.floor.stop)
+            self.floor.start()
+            self.extra["floor_cmd"] = self.floor.cmd
+            t_floor = Target("floor", self.floor.port, "", Login(me, arch_key), Login(me, arch_key), hostkey_alg,
+                             self.floor.pid, served=sshd.root)
+            self.targets.append((t_floor, self.floor))
         # a first login on each: checks the options and warms both servers up
         for t, _ in self.targets:
             self.client.session(t, t.reader, ["ls /"] if t.name == "gateway" else [f"ls {q(t.path())}"], 60,
                                 "first login")
-        if self.gw is not None:
+        if self.gw is not None or self.floor is not None:
             time.sleep(1)
+        label = "server RSS summed over its processes, idle after one login" if self.floor else \
+            "gateway RSS, idle after one login"
+        if self.gw is not None:
             kib, nproc = tree_rss_kib(self.gw.pid)
-            r = self._info_row("rss_idle", "gateway RSS, idle after one login", "MB")
+            r = self._info_row("rss_idle", label, "MB")
             r.gateway.append(kib * 1024 / MB)
             r.note = f"{nproc} process(es), {len(os.listdir(f'/proc/{self.gw.pid}/task'))} threads"
+            if self.floor is not None:
+                r.note = "gateway: " + r.note
             log(f"gateway idle RSS {kib * 1024 / MB:.1f} MB ({r.note})")
+        if self.floor is not None:
+            kib, nproc = tree_rss_kib(self.floor.pid)
+            r = self._info_row("rss_idle", label, "MB")
+            r.floor.append(kib * 1024 / MB)
+            r.note += f"{'; ' if r.note else ''}floor: {nproc} process(es)"
+            log(f"floor idle RSS {kib * 1024 / MB:.1f} MB ({nproc} process(es))")
         self.seed_sshd()
 
     def download_dir(self) -> Path:
@@ -907,6 +1030,9 @@ class Bench:
                 link_or_copy(src / n, croot / folder / n)
         log(f"sshd side seeded by local copies in {time.perf_counter() - t0:.1f} s")
         self.big_remote["sshd"] = self.targets[0][0].path(self.centre, "bench-big", "big.pdf")
+        for t, _ in self.targets:
+            if t.name == "floor":  # the same file, through the floor's chroot
+                self.big_remote["floor"] = t.path(self.centre, "bench-big", "big.pdf")
 
     def folders(self) -> list[tuple[str, Path, list[str]]]:
         ds = self.ds
@@ -962,7 +1088,7 @@ class Bench:
     # ---- scenarios ----------------------------------------------------------------------------------------
 
     def interleaved(self, reps: int, fn) -> None:
-        """Runs fn(target, rep) for each rep, alternating servers (sshd, gateway, sshd, ...)."""
+        """Runs fn(target, rep) for each rep, alternating servers (sshd, gateway[, floor], sshd, ...)."""
         for rep in range(1, reps + 1):
             for t, _ in self.targets:
                 os.sync()  # flush earlier writes so background writeback does not land in this timing
@@ -972,18 +1098,20 @@ class Bench:
         ds = self.ds
         row = self.rows["put"]
         timeout = 300 + ds.big_size / 5e6
-        sshd_put_dir = self.sshd.root / self.centre / "bench-put"
 
         def one(t: Target, rep: int) -> None:
-            remote = t.path(self.centre, "bench-put", f"put-{rep}.pdf")
+            # sshd and the floor write into the same directory: each its own name
+            name = f"put-{rep}.pdf" if t.name != "floor" else f"floor-put-{rep}.pdf"
+            remote = t.path(self.centre, "bench-put", name)
             el = self.client.session(t, t.writer, [f"put {q(ds.big)} {q(remote)}"], timeout, f"PUT rep {rep}")
             getattr(row, t.name).append(ds.big_size / MB / el)
             log(f"  put  {t.name:8s} rep {rep}: {el:.2f} s, {ds.big_size / MB / el:,.1f} MB/s")
-            if t.name == "sshd":
-                stored = sshd_put_dir / f"put-{rep}.pdf"
-                if stored.stat().st_size != ds.big_size:
-                    raise BenchError(f"sshd: stored PUT has size {stored.stat().st_size}")
+            if t.served is not None:
+                stored = t.local(self.centre, "bench-put", name)
+                size = stored.stat().st_size
                 stored.unlink()
+                if size != ds.big_size:
+                    raise BenchError(f"{t.name}: stored PUT has size {size}")
             elif "gateway" not in self.big_remote:
                 self.big_remote["gateway"] = remote  # GET reads back what PUT stored
 
@@ -1128,6 +1256,7 @@ class Bench:
         for r in (rss, rss_tree):
             r.gateway = [max(r.gateway)] if r.gateway else []
             r.sshd = [max(r.sshd)] if r.sshd else []
+            r.floor = [max(r.floor)] if r.floor else []
 
     def scen_ingest(self) -> None:
         """POD MI's month end: thousands of small PDFs put into one mailbox in one session, on the gateway each
@@ -1138,17 +1267,17 @@ class Bench:
         total = sum((src / n).stat().st_size for n in names)
 
         def one(t: Target, rep: int) -> None:
-            folder = f"bench-ingest-{rep}"
+            folder = f"bench-ingest-{rep}" if t.name != "floor" else f"bench-ingest-floor-{rep}"  # sshd's tree
             lines = [f"-mkdir {q(t.path(self.centre, folder))}"]
             lines += [f"put {q(src / n)} {q(t.path(self.centre, folder, n))}" for n in names]
             el = self.client.session(t, t.writer, lines, timeout=120 + 0.5 * len(names) + total / 2e6,
                                      what=f"ingest rep {rep}")
-            if t.name == "sshd":
-                stored = self.sshd.root / self.centre / folder
+            if t.served is not None:
+                stored = t.local(self.centre, folder)
                 got = sum(1 for p in stored.iterdir() if p.stat().st_size > 0)
                 shutil.rmtree(stored, ignore_errors=True)
                 if got != len(names):
-                    raise BenchError(f"sshd: {got} of {len(names)} uploads stored")
+                    raise BenchError(f"{t.name}: {got} of {len(names)} uploads stored")
             else:
                 self.check_listing(t, folder, len(names))  # outside the timing
             getattr(row, t.name).append(len(names) / el)
@@ -1181,12 +1310,14 @@ class Bench:
             log(f"scenario {s}")
             try:
                 self.ensure_gateway()
+                self.ensure_floor()
                 getattr(self, f"scen_{s}")()
             except BenchError as exc:
                 msg = str(exc).strip()
-                death = self.gw.death_report() if self.gw is not None else None
-                if death:
-                    msg += "\n" + death
+                for server in (self.gw, self.floor):
+                    death = server.death_report() if server is not None else None
+                    if death:
+                        msg += "\n" + death
                 log(f"scenario {s} FAILED: {msg}")
                 self.rows[s].error = msg
                 self.failed = True
@@ -1210,11 +1341,25 @@ class Bench:
             self.gw_run_sampler.pid = self.gw.pid
         log(f"gateway restarted (pid {self.gw.pid}, port {self.gw.port})")
 
+    def ensure_floor(self) -> None:
+        """If the floor died in an earlier scenario, say so and start it again."""
+        death = self.floor.death_report() if self.floor is not None else None
+        if death is None:
+            return
+        log(f"warning: {death}")
+        self.extra.setdefault("floor_deaths", []).append(death)
+        self.floor.proc = None
+        self.floor.start()
+        for t, _ in self.targets:
+            if t.name == "floor":
+                t.port, t.pid = self.floor.port, self.floor.pid
+        log(f"floor restarted (pid {self.floor.pid}, port {self.floor.port})")
+
     def result_rows(self) -> list[Row]:
         shown = [r for k, r in self.rows.items()
                  if (k in self.scenarios or (k == "rss" and "sessions" in self.scenarios))]
         shown.sort(key=lambda r: SCENARIOS.index(r.key) if r.key in SCENARIOS else len(SCENARIOS))
-        infos = [r for r in self.rows.values() if r.better == "info" and (r.sshd or r.gateway)]
+        infos = [r for r in self.rows.values() if r.better == "info" and (r.sshd or r.gateway or r.floor)]
         if self.gw_run_sampler is not None and self.gw_run_sampler.samples:
             r = Row("rss_run", "gateway peak RSS, whole run", "MB", "info", "(informational)")
             r.gateway = [self.gw_run_sampler.peak_mb]
@@ -1245,13 +1390,19 @@ def rows_to_json(rows: list[Row], bench: Bench, args, started: float) -> dict:
                    "ingest_docs": args.ingest_docs,
                    "repeats": args.repeats, "big_repeats": args.big_repeats, "quick": args.quick,
                    "only": sorted(bench.scenarios), "peer_only": args.peer_only, "webdav": args.webdav,
-                   "blobs": args.blobs},
-        "extra": dict(bench.extra, gateway_stop=bench.gw.stop_info if bench.gw is not None else None),
+                   "blobs": args.blobs, **({"floor": True, "floor_sshcompat": args.floor_sshcompat}
+                                           if args.floor else {})},
+        "extra": dict(bench.extra, gateway_stop=bench.gw.stop_info if bench.gw is not None else None,
+                      **({"floor_stop": bench.floor.stop_info if bench.floor is not None else None}
+                         if args.floor else {})),
         "results": [
             {"scenario": r.key, "label": r.label, "unit": r.unit, "better": r.better, "target": r.target,
              "sshd": r.sshd, "gateway": r.gateway, "sshd_median": r.med("sshd"), "gateway_median": r.med("gateway"),
              "ratio": r.ratio, "result": r.verdict if r.better != "info" or r.error else "info",
-             "note": r.note, "error": r.error}
+             "note": r.note, "error": r.error,
+             **({"floor": r.floor, "floor_median": r.med("floor"), "floor_ratio": r.ratio_of("floor"),
+                 "floor_result": r.verdict_of("floor") if r.better != "info" or r.error else "info"}
+                if args.floor else {})}
             for r in rows
         ],
     }
@@ -1275,6 +1426,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"run only these scenarios ({', '.join(SCENARIOS)}); repeat or comma-separate")
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON here")
     p.add_argument("--peer-only", action="store_true", help="run the sshd side only (tests the harness)")
+    p.add_argument("--floor", action="store_true",
+                   help="also run the stack floor: a bare asyncssh SFTP server (bench/floor/sftp_floor.py) on "
+                        "sshd's directory, with the gateway's number of workers; adds floor and floor/sshd columns")
+    p.add_argument("--floor-sshcompat", action="store_true",
+                   help="the floor with the gateway's asyncssh adjustments (gateway/sftp/sshcompat.py); implies "
+                        "--floor")
     p.add_argument("--gateway-cmd", help="how to call the gateway CLI (default .venv/bin/instpages, else "
                                          "python -m gateway)")
     p.add_argument("--blobs", choices=["local", "s3"], default="local",
@@ -1288,6 +1445,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--strict", action="store_true", help="exit 3 when a target is missed")
     p.add_argument("--keep-tmp", action="store_true", help="do not delete the temp dir (debugging)")
     a = p.parse_args(argv)
+    a.floor = a.floor or a.floor_sshcompat
     quick = dict(size_gib=1 / 64, small_files=50, ls_docs=300, sessions=10, repeats=3, big_repeats=1,
                  ingest_docs=50)
     full = dict(size_gib=1.0, small_files=2000, ls_docs=10000, sessions=100, repeats=3, big_repeats=3,
@@ -1346,11 +1504,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     rows = bench.result_rows() if bench is not None and bench.rows else []
-    if any(r.sshd or r.gateway or r.error for r in rows):
+    if any(r.sshd or r.gateway or r.floor or r.error for r in rows):
         print()
         if args.peer_only:
             print("(--peer-only: sshd side only)")
-        print_table(rows)
+        print_table(rows, floor=args.floor)
         if args.json:
             Path(args.json).write_text(json.dumps(rows_to_json(rows, bench, args, started), indent=2) + "\n")
             log(f"results written to {args.json}")
