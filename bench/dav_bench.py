@@ -70,6 +70,10 @@ CENTRE_FIRST8 = 2123456  # -> 0212345668
 # sends an empty body instead (= allprop, which also asks the gateway for every dead property).
 PROPFIND_PROPS = ("resourcetype", "getcontentlength", "getlastmodified", "getetag", "getcontenttype",
                   "displayname")
+# --floor: the gateway's HTTPS transport (cheroot + TLS, its workers) serving nginx's files, without the gateway's
+# work (bench/floor/https_floor.py); floor-wsgi answers GET only, so it has no PROPFIND figure
+FLOOR_SCRIPT = REPO / "bench" / "floor" / "https_floor.py"
+FLOOR_SCENARIOS = {"floor-wsgidav": ("propfind", "get", "wrk"), "floor-wsgi": ("get", "wrk")}
 
 
 def log(msg: str) -> None:
@@ -484,6 +488,11 @@ class Target:
     pid: int
     auth_header: str  # "Basic ..."
 
+    @property
+    def attr(self) -> str:
+        """Its figures' attribute on a Row: nginx, gateway, floor_wsgidav, floor_wsgi."""
+        return self.name.replace("-", "_")
+
     def url(self, path: str) -> str:
         return f"https://{HOST}:{self.port}{path}"
 
@@ -507,6 +516,7 @@ class NginxServer:
         self.port = 0
         self.log = work / "nginx.log"
         self.conf = work / "nginx.conf"
+        self.cert, self.key = work / "cert.pem", work / "key.pem"  # also the floors' (--floor)
 
     def start(self) -> None:
         module = find_dav_ext_module()
@@ -515,7 +525,7 @@ class NginxServer:
         w = self.work
         for d in ("logs", "tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
             (w / d).mkdir(parents=True, exist_ok=True)
-        cert, key = w / "cert.pem", w / "key.pem"
+        cert, key = self.cert, self.key
         # the same key type as the gateway's self-signed certificate (ECDSA P-256)
         run([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
              "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
@@ -697,6 +707,52 @@ class GatewayServer:
 
     def stop(self) -> None:
         stop_process_group(self.proc, "gateway serve", grace=20)
+        self.proc = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid if self.proc else 0
+
+
+class FloorServer:
+    """--floor: bench/floor/https_floor.py of one kind (``floor-wsgidav``, ``floor-wsgi``) serving nginx's document
+    root under /dav/ (nginx's URL paths), with nginx's certificate, the gateway's number of worker processes and
+    its default threads and TLS settings; anonymous (wrk's Authorization header is ignored)."""
+
+    def __init__(self, name: str, work: Path, root: Path, cert: Path, key: Path, workers: int):
+        self.name = name
+        self.kind = name.removeprefix("floor-")
+        self.work, self.root, self.cert, self.key, self.workers = work, root, cert, key, workers
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+        self.log = work / f"{name}.log"
+
+    def start(self) -> None:
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        py = REPO / ".venv" / "bin" / "python"  # the interpreter the gateway gets (gateway_base_cmd)
+        cmd = [str(py) if py.exists() else sys.executable, str(FLOOR_SCRIPT), "--kind", self.kind, "--host", HOST,
+               "--port", str(self.port), "--root", str(self.root), "--cert", str(self.cert), "--key", str(self.key),
+               "--workers", str(self.workers)]
+        logf = open(self.log, "ab")
+        try:
+            self.proc = subprocess.Popen(cmd, cwd=REPO, env=client_env(), stdout=logf, stderr=logf,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        finally:
+            logf.close()
+        wait_for_port(self.port, self.proc, 60, self.name, self.log)
+        # with several workers the port listens before they serve: wait for the parent's "ready" line
+        deadline = time.monotonic() + 60
+        while "ready:" not in self.log.read_text(errors="replace"):
+            if self.proc.poll() is not None:
+                raise BenchError(f"{self.name} exited with code {self.proc.returncode}{tail(self.log)}")
+            if time.monotonic() > deadline:
+                raise BenchError(f"{self.name}: its workers did not serve within 60 s{tail(self.log)}")
+            time.sleep(0.1)
+        log(f"{self.name} pid {self.proc.pid} on https://{HOST}:{self.port}/dav/ ({self.workers} worker processes)")
+
+    def stop(self) -> None:
+        stop_process_group(self.proc, self.name)
         self.proc = None
 
     @property
@@ -908,6 +964,8 @@ class Row:
     target_abs: float | None = None  # on the gateway figure alone (p99 latency)
     nginx: list[float] = field(default_factory=list)
     gateway: list[float] = field(default_factory=list)
+    floor_wsgidav: list[float] = field(default_factory=list)  # --floor
+    floor_wsgi: list[float] = field(default_factory=list)
     note: str = ""
     error: str = ""
 
@@ -915,12 +973,28 @@ class Row:
         xs = getattr(self, side)
         return median(xs) if xs else None
 
+    def ratio_of(self, side: str) -> float | None:
+        """``side``'s figure / nginx's."""
+        n, x = self.med("nginx"), self.med(side)
+        if n is None or x is None or n == 0:
+            return None
+        return x / n
+
     @property
     def ratio(self) -> float | None:
-        n, g = self.med("nginx"), self.med("gateway")
-        if n is None or g is None or n == 0:
-            return None
-        return g / n
+        return self.ratio_of("gateway")
+
+    def floor_meets(self, side: str) -> str:
+        """Whether a floor's figure itself meets the row's target ("ok"/"miss"; "" for info rows)."""
+        x = self.med(side)
+        if self.error or self.better == "info" or x is None:
+            return ""
+        if self.target_abs is not None:
+            return "ok" if x <= self.target_abs else "miss"
+        r = self.ratio_of(side)
+        if r is None or self.target_ratio is None:
+            return ""
+        return "ok" if (r >= self.target_ratio if self.better == "higher" else r <= self.target_ratio) else "miss"
 
     @property
     def verdict(self) -> str:
@@ -952,13 +1026,23 @@ def fmt_num(x: float | None, unit: str) -> str:
     return f"{x:,.2f} {unit}"
 
 
-def print_table(rows: list[Row], out=sys.stdout) -> None:
+def print_table(rows: list[Row], out=sys.stdout, floors: list[str] | tuple[str, ...] = ()) -> None:
+    """``floors``: --floor's servers, each as two more columns: its figure, and its ratio to nginx with whether
+    that ratio (the p99 row: the figure) would meet the row's target."""
     head = ["scenario", "nginx", "gateway", "ratio", "target", "result"]
+    for name in floors:
+        head += [name, name.removeprefix("floor-") + "/nginx"]
     body = []
     for r in rows:
         ratio = r.ratio
-        body.append([r.label, fmt_num(r.med("nginx"), r.unit), fmt_num(r.med("gateway"), r.unit),
-                     f"{ratio:.2f}x" if ratio is not None else "-", r.target or "-", r.verdict])
+        cells = [r.label, fmt_num(r.med("nginx"), r.unit), fmt_num(r.med("gateway"), r.unit),
+                 f"{ratio:.2f}x" if ratio is not None else "-", r.target or "-", r.verdict]
+        for name in floors:
+            side = name.replace("-", "_")
+            fr = r.ratio_of(side)
+            cells += [fmt_num(r.med(side), r.unit),
+                      " ".join(filter(None, [f"{fr:.2f}x" if fr is not None else "-", r.floor_meets(side)]))]
+        body.append(cells)
     widths = [max(len(head[i]), *(len(b[i]) for b in body)) if body else len(head[i]) for i in range(len(head))]
 
     def fmt(cells: list[str]) -> str:
@@ -1004,6 +1088,7 @@ class Bench:
         self.gw_last_request: float | None = None
         self.gateway: GatewayServer | None = None
         self.nginx: NginxServer | None = None
+        self.floors: dict[str, FloorServer] = {}  # --floor
         self.work = tmp / "client"
         self.work.mkdir(parents=True)
 
@@ -1033,10 +1118,43 @@ class Bench:
             "nginx": Target("nginx", self.nginx.port, self.nginx.pid, self.auth),
             "gateway": Target("gateway", self.gateway.port, self.gateway.pid, self.auth),
         }
+        if a.floor:
+            self.start_floors()
         for t in self.targets.values():
-            self.check_auth(t)
+            if t.name in FLOOR_SCENARIOS:
+                self.check_floor(t)
+            else:
+                self.check_auth(t)
         self.extra["tls"] = {name: tls_info(t) for name, t in self.targets.items()}
         log(f"TLS as curl negotiates it: {self.extra['tls']}")
+
+    @property
+    def floor_names(self) -> list[str]:
+        return list(self.floors)
+
+    def start_floors(self) -> None:
+        """--floor: both floors (those whose scenarios run), with the gateway's number of worker processes."""
+        workers = self.args.workers or os.cpu_count() or 1
+        for name, scenarios in FLOOR_SCENARIOS.items():
+            if not self.scenarios & set(scenarios):
+                continue
+            floor = FloorServer(name, self.tmp / "floors", self.ds.root, self.nginx.cert, self.nginx.key, workers)
+            self.stack.callback(floor.stop)
+            floor.start()
+            self.floors[name] = floor
+            self.targets[name] = Target(name, floor.port, floor.pid, self.auth)
+        script = str(FLOOR_SCRIPT.relative_to(REPO))
+        self.extra["floors"] = {name: {"workers": workers, "port": f.port, "script": script,
+                                       "scenarios": list(FLOOR_SCENARIOS[name])} for name, f in self.floors.items()}
+
+    def check_floor(self, t: Target) -> None:
+        """A floor is anonymous: floor-wsgidav must answer PROPFIND with 207, floor-wsgi (GET only) with 405."""
+        expect = "207" if t.name == "floor-wsgidav" else "405"
+        cp = subprocess.run(curl_base(t, 60) + ["-o", "/dev/null", "-w", "%{http_code}", "-X", "PROPFIND",
+                                                "-H", "Depth: 0", t.url(f"/dav/{self.centre}/")],
+                            capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL)
+        if cp.stdout.strip() != expect:
+            raise BenchError(f"{t.name}: PROPFIND answered {cp.stdout.strip()!r}, expected {expect} {cp.stderr[-300:]}")
 
     def check_auth(self, t: Target) -> None:
         """Both sides must refuse a request without credentials and accept ours."""
@@ -1081,8 +1199,10 @@ class Bench:
 
     # ---- scenarios ------------------------------------------------------------------------------------
 
-    def sides(self) -> list[Target]:
-        return [self.targets["nginx"], self.targets["gateway"]]
+    def sides(self, scenario: str) -> list[Target]:
+        """nginx and the gateway, then (--floor) the floors that take part in ``scenario``."""
+        return [self.targets["nginx"], self.targets["gateway"]] + [
+            t for name, t in self.targets.items() if scenario in FLOOR_SCENARIOS.get(name, ())]
 
     def sampled(self, t: Target, scenario: str):
         """RSS sampler of the server under test, feeding the scenario's RSS row at the end."""
@@ -1092,7 +1212,7 @@ class Bench:
             def __exit__(self, *exc):
                 super().__exit__(*exc)
                 row = bench.rows[f"rss_{scenario}"]
-                side = getattr(row, t.name)
+                side = getattr(row, t.attr)
                 side[:] = [max(side + [self.peak_mb])]
 
         return _Ctx(t.pid)
@@ -1107,7 +1227,7 @@ class Bench:
         reps = a.propfind_repeats
         first: dict[str, float] = {}
         sizes: dict[str, int] = {}
-        for t in self.sides():
+        for t in self.sides("propfind"):
             outs = [self.work / f"pf-{t.name}-{i}.xml" for i in range(reps + 1)]
             cmd = curl_base(t, 600) + ["-X", "PROPFIND", "-H", "Depth: 1",
                                        "-H", "Content-Type: application/xml; charset=utf-8",
@@ -1127,7 +1247,7 @@ class Bench:
             if sum(c for *_, c in res[1:]) != 0:
                 log(f"  note: {t.name}: curl reconnected during the PROPFIND series")
             times = [tt * 1000 for _, tt, _, _ in res[1:]]
-            getattr(row, t.name).extend(times)
+            getattr(row, t.attr).extend(times)
             first[t.name] = res[0][1] * 1000
             sizes[t.name] = res[-1][2]
             for o in outs:
@@ -1137,6 +1257,9 @@ class Bench:
         self.extra["propfind"] = {"first_request_ms": first, "response_bytes": sizes, "props": a.propfind_body}
         row.note = ("1 warm-up + {} requests on one kept-alive connection; response {} (nginx) / {} (gateway) "
                     "bytes").format(reps, f"{sizes.get('nginx', 0):,}", f"{sizes.get('gateway', 0):,}")
+        floors = [f"{size:,} ({name})" for name, size in sizes.items() if name in FLOOR_SCENARIOS]
+        if floors:
+            row.note += "; " + ", ".join(floors)
 
     def scen_get(self) -> None:
         row = self.rows["get"]
@@ -1144,7 +1267,7 @@ class Bench:
         path = f"/dav/{self.centre}/big/{ds.big_name}"
         timeout = max(120.0, ds.big_size / (5 * MB))
         for rep in range(1, self.args.get_repeats + 1):
-            for t in self.sides():
+            for t in self.sides("get"):
                 with self.sampled(t, "get"):
                     cp = run(curl_base(t, timeout) + ["-o", "/dev/null", "-w", W_FMT, t.url(path)],
                              timeout + 30, f"{t.name}: GET")
@@ -1152,10 +1275,10 @@ class Bench:
                 if code != 200 or size != ds.big_size:
                     raise BenchError(f"{t.name}: GET answered {code} with {size} bytes, expected 200 and "
                                      f"{ds.big_size}")
-                getattr(row, t.name).append(size / MB / tt)
+                getattr(row, t.attr).append(size / MB / tt)
                 log(f"  get {t.name:7s} rep {rep}: {tt:.2f} s, {size / MB / tt:,.1f} MB/s")
         # content check, outside the timing: the whole document through a pipe into SHA-256
-        for t in self.sides():
+        for t in self.sides("get"):
             h = hashlib.sha256()
             n = 0
             proc = subprocess.Popen(curl_base(t, timeout) + ["-o", "-", t.url(path)], stdout=subprocess.PIPE,
@@ -1183,7 +1306,7 @@ class Bench:
     def check_small_docs(self) -> None:
         """Content check, outside the timing: a few 200 KB documents byte for byte from both servers."""
         names = self.ds.small_names
-        for t in self.sides():
+        for t in self.sides("wrk"):
             for name in (names[0], names[len(names) // 2], names[-1]):
                 cp = subprocess.run(curl_base(t, 60) + ["-o", "-", t.url(f"/dav/{self.centre}/small/{name}")],
                                     capture_output=True, timeout=90, stdin=subprocess.DEVNULL)
@@ -1320,7 +1443,7 @@ class Bench:
         fresh = self.rows["wrk_fresh"]
         self.check_small_docs()
         details = {}
-        for t in self.sides():
+        for t in self.sides("wrk"):
             if t.name == "gateway":
                 self.ensure_fresh_login(a.wrk_warmup + a.wrk_seconds + 15)
                 drops0 = self.handshake_drops()
@@ -1334,13 +1457,14 @@ class Bench:
             if t.name == "gateway":
                 r["handshake_drops_incl_warmup"] = self.handshake_drops() - drops0
             details[t.name] = r
-            getattr(rps, t.name).append(r["rps"])
-            getattr(p99, t.name).append(r["p99_us"] / 1000)
+            getattr(rps, t.attr).append(r["rps"])
+            getattr(p99, t.attr).append(r["p99_us"] / 1000)
             if r["probe_total_s"]:
-                getattr(fresh, t.name).append(median(r["probe_total_s"]) * 1000)
+                getattr(fresh, t.attr).append(median(r["probe_total_s"]) * 1000)
         self.extra["wrk"] = details
         notes = []
-        for name in ("nginx", "gateway"):
+        names = [t.name for t in self.sides("wrk")]
+        for name in names:
             r = details.get(name)
             if r and r["errors"]:
                 notes.append(f"{name}: {r['errors']} socket errors ({r['err_timeout']} timeouts, not in the latency)")
@@ -1348,7 +1472,7 @@ class Bench:
                     f"rotating over {len(self.ds.small_names):,} documents of {self.ds.small_size:,} bytes"
                     + (f", after a {a.wrk_warmup:g} s warm-up" if a.wrk_warmup > 0 else "")
                     + ("; " + "; ".join(notes) if notes else ""))
-        inflight = {n: details[n]["in_flight"] for n in ("nginx", "gateway") if n in details}
+        inflight = {n: details[n]["in_flight"] for n in names if n in details}
         drops = details.get("gateway", {}).get("handshake_drops_incl_warmup")
         opened = a.connections * (2 if a.wrk_warmup > 0 else 1)
         p99.note = ("requests in flight on average (rps x mean latency; wrk times a request only once its "
@@ -1511,7 +1635,18 @@ def gateway_revision() -> dict:
     return {"commit": git("rev-parse", "--short", "HEAD"), "changed_product_files": dirty}
 
 
+def floor_json(r: Row, floors: list[str]) -> dict:
+    """--floor: each floor's figures, median, ratio to nginx and whether it meets the row's target itself."""
+    out: dict = {}
+    for name in floors:
+        side = name.replace("-", "_")
+        out.update({side: getattr(r, side), f"{side}_median": r.med(side), f"{side}_ratio": r.ratio_of(side),
+                    f"{side}_meets_target": r.floor_meets(side) or None})
+    return out
+
+
 def rows_to_json(rows: list[Row], bench: Bench, args, started: float) -> dict:
+    floors = bench.floor_names
     return {
         "gateway_revision": gateway_revision(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
@@ -1519,7 +1654,8 @@ def rows_to_json(rows: list[Row], bench: Bench, args, started: float) -> dict:
         "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "kernel": platform.release()},
         "versions": versions(),
         "gateway_cmd": gateway_base_cmd(args),
-        "params": {k: v for k, v in vars(args).items() if k not in ("json", "blob_env")},
+        "params": {k: v for k, v in vars(args).items() if k not in ("json", "blob_env") and
+                   not (k == "floor" and not v)},
         "data": {"propfind_docs": len(bench.ds.propfind_names) if hasattr(bench, "ds") else None,
                  "small_files": len(bench.ds.small_names) if hasattr(bench, "ds") else None,
                  "small_doc_bytes": bench.ds.small_size if hasattr(bench, "ds") else None,
@@ -1529,7 +1665,7 @@ def rows_to_json(rows: list[Row], bench: Bench, args, started: float) -> dict:
             {"scenario": r.key, "label": r.label, "unit": r.unit, "better": r.better, "target": r.target,
              "nginx": r.nginx, "gateway": r.gateway, "nginx_median": r.med("nginx"),
              "gateway_median": r.med("gateway"), "ratio": r.ratio, "result": r.verdict, "note": r.note,
-             "error": r.error}
+             "error": r.error, **floor_json(r, floors)}
             for r in rows
         ],
         "profiles": bench.profiles,
@@ -1556,6 +1692,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--database-url", help="the gateway's database (an empty one; default SQLite in its data dir)")
     p.add_argument("--workers", type=int, help="gateway worker processes (serve --workers N; default: the "
                                                "gateway's own default, the number of cores)")
+    p.add_argument("--floor", action="store_true",
+                   help="also measure the stack floors (bench/floor/https_floor.py): wsgidav's FilesystemProvider "
+                        "and a minimal WSGI app on the gateway's cheroot + TLS, serving nginx's files")
     p.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (default 2)")
     p.add_argument("--wrk-seconds", type=float, help="wrk duration (default 10)")
     p.add_argument("--wrk-warmup", type=float, help="untimed wrk run before the measured one, seconds "
@@ -1632,7 +1771,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = bench.result_rows() if bench is not None and bench.rows else []
     if any(r.nginx or r.gateway or r.error for r in rows):
         print()
-        print_table(rows)
+        print_table(rows, floors=bench.floor_names)
         if bench.profiles:
             print("gateway profiles (py-spy, during the missed scenarios):")
             for s, summary in bench.profiles.items():
