@@ -44,9 +44,9 @@ class FastPropfind(BaseMiddleware):
     stores once per member, which is what made 10,000-entry folders slow. Anything this path does not cover
     (propname requests, locks anywhere near the target, unparsable bodies) goes to wsgidav unchanged.
 
-    A document's ``<D:response>`` is a pure function of its href, its entry and the asked properties (a committed
-    document never changes): it is made once and kept (bounded), so a folder listed again costs the core's listing
-    and little more. Nothing kept depends on who asks: which documents an answer holds is the core's listing for
+    A document's ``<D:response>`` is a pure function of its href, its id, its time and the asked properties (a
+    stored document's size, digest and type never change; its time changes when a staged upload is committed): it
+    is made once and kept (bounded), so a folder listed again costs the core's listing and little more. Nothing kept depends on who asks: which documents an answer holds is the core's listing for
     the caller, every time; documents with dead properties are made afresh."""
 
     def __init__(self, wsgidav_app, next_app, config):
@@ -55,7 +55,7 @@ class FastPropfind(BaseMiddleware):
         self.props: DbPropertyManager = config["property_manager"]
         self.locks: DbLockStorage = config["lock_storage"]
         self._dates: dict[int, tuple[str, str]] = {}  # second -> its dates as the properties show them
-        self._made: dict[tuple, str] = {}  # (href, document entry, asked properties) -> its <D:response>
+        self._made: dict[tuple, str] = {}  # (href, document id, its time, asked properties) -> its <D:response>
 
     def is_disabled(self):
         return False
@@ -101,8 +101,9 @@ class FastPropfind(BaseMiddleware):
             own_dead = dead.get(quote(p), ()) if dead else ()
             if own_dead or e.is_folder:
                 parts.append(self._response(p, e, wanted, own_dead, dates))
-            else:  # a pure function of (href, entry, asked properties): made once, answered many times
-                key = (p, e, asked)
+            else:  # made once, answered many times: a document's size, digest and type never change once stored,
+                # its time only when a staged upload is committed (so it is part of the key); the href holds its name
+                key = (p, e.document_id, e.mtime, asked) if e.document_id is not None else (p, e, asked)
                 xml = made.get(key)
                 if xml is None:
                     xml = made[key] = self._response(p, e, wanted, (), dates)
