@@ -4,7 +4,7 @@ document) and the permission bits it shows. Built by the session (:mod:`gateway.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 from storage.repository import DocumentRow
 
@@ -35,6 +35,13 @@ class Entry:
                    doc.content_type, row=doc)
 
 
+_EPOCH, _EPOCH_NAIVE = datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(1970, 1, 1)
+
+
 def epoch(dt: datetime | None) -> float:
-    """Seconds since the epoch of a stored time (0 when there is none)."""
-    return dt.timestamp() if dt else 0.0
+    """Seconds since the epoch of a stored time (0 when there is none); a time without a zone is UTC (SQLite gives
+    them so). The same float ``datetime.timestamp()`` gives, without making an aware copy of a naive time first (a
+    10,000-document listing makes 10,000)."""
+    if dt is None:
+        return 0.0
+    return (dt - (_EPOCH if dt.tzinfo is not None else _EPOCH_NAIVE)).total_seconds()

@@ -22,7 +22,7 @@ from gateway.core.transfer import Download, Upload
 from storage.blobs.store import BlobRef
 from storage.errors import (AlreadyExists, AuthenticationFailed, Conflict, GatewayError, InstitutionNotActive,
                             InvalidName, NotFound, PermissionDenied)
-from storage.repository import AuditRecord, DocumentRow, as_utc, utcnow
+from storage.repository import AuditRecord, DocumentRow, utcnow
 
 if TYPE_CHECKING:
     from gateway.core.mailbox import Mailbox
@@ -204,11 +204,12 @@ class MailboxSession(AnsweredFromMemory):
                 entries.append(Entry(f.path.rsplit("/", 1)[-1], True, mtime=epoch(f.created_at), mode=mode))
             own_only = sees_only_own_documents(p)
             me = p.account_id
-            for r in self.repo.listing(c, inst.id, path.relpath):
-                if (own_only or r.state == "staged") and r.uploaded_by != me:
+            for doc_id, name, size, committed_at, sha256, content_type, state, uploaded_by in \
+                    self.repo.listing(c, inst.id, path.relpath):
+                if (own_only or state == "staged") and uploaded_by != me:
                     continue
-                entries.append(Entry(r.name, False, r.size, epoch(as_utc(r.committed_at)), DOCUMENT_MODE, r.id,
-                                     r.sha256, r.content_type))
+                entries.append(Entry(name, False, size, epoch(committed_at), DOCUMENT_MODE, doc_id, sha256,
+                                     content_type))
         self._audit_now("list", "ok", path, detail=f"{len(entries)} entries")
         entries.sort(key=lambda e: e.name)
         self.known.remember_listing(inst.id, path.relpath, entries)

@@ -54,6 +54,7 @@ _Q_VISIBLE_DOC = sa.select(*_DOC_COLS).where(D.c.institution_id == _B("i"), D.c.
 _Q_VISIBLE_FROM = (sa.select(*_DOC_COLS).where(D.c.institution_id == _B("i"), D.c.folder == _B("f"),
                                                D.c.name >= _B("n"), _VISIBLE)
                    .order_by(D.c.name).limit(_B("k")))
+# the listing's columns, in the order MailboxSession.list unpacks them
 _Q_LISTING = sa.select(D.c.id, D.c.name, D.c.size, D.c.committed_at, D.c.sha256, D.c.content_type, D.c.state,
                        D.c.uploaded_by).where(D.c.institution_id == _B("i"), D.c.folder == _B("f"),
                                               _VISIBLE)
