@@ -54,8 +54,23 @@ _Q_VISIBLE_DOC = sa.select(*_DOC_COLS).where(D.c.institution_id == _B("i"), D.c.
 _Q_VISIBLE_FROM = (sa.select(*_DOC_COLS).where(D.c.institution_id == _B("i"), D.c.folder == _B("f"),
                                                D.c.name >= _B("n"), _VISIBLE)
                    .order_by(D.c.name).limit(_B("k")))
+
+
+class _ListedTime(sa.types.TypeDecorator):
+    """A document's time as a listing reads it: SQLite's text parsed by ``datetime.fromisoformat`` (in C; the generic
+    DateTime processor took 1 us a row, 10 ms of a 10,000-document listing); a time without a zone is UTC. The
+    driver's own value elsewhere (PostgreSQL's psycopg gives datetimes)."""
+    impl = sa.DateTime
+    cache_ok = True
+
+    def result_processor(self, dialect, coltype):
+        fromisoformat = datetime.fromisoformat
+        return lambda value: fromisoformat(value) if value.__class__ is str else value
+
+
 # the listing's columns, in the order MailboxSession.list unpacks them
-_Q_LISTING = sa.select(D.c.id, D.c.name, D.c.size, D.c.committed_at, D.c.sha256, D.c.content_type, D.c.state,
+_Q_LISTING = sa.select(D.c.id, D.c.name, D.c.size, sa.type_coerce(D.c.committed_at, _ListedTime()), D.c.sha256,
+                       D.c.content_type, D.c.state,
                        D.c.uploaded_by).where(D.c.institution_id == _B("i"), D.c.folder == _B("f"),
                                               _VISIBLE)
 _Q_MARK_FETCHED = (D.update().where(D.c.id == _B("d"), D.c.first_fetched_at.is_(None))
