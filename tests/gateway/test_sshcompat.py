@@ -6,6 +6,7 @@ instead of an SFTP test failing somewhere far from the cause. (The SFTP tests ch
 from __future__ import annotations
 
 import inspect
+import logging
 import time
 
 import asyncssh
@@ -150,3 +151,33 @@ def test_the_gcm_cipher_with_its_kept_key_schedule_seals_exactly_as_asyncssh_s_o
         for size in (0, 35, 32768 + 20, 1000):  # the invocation counter moves on per packet in both
             header, data = os.urandom(4), os.urandom(size)
             assert ours.encrypt_and_sign(header, data) == original(theirs, header, data)
+
+
+def test_logging_looks_at_the_level_first_and_still_logs_packets_at_debug_level_3(caplog):
+    from asyncssh.logging import SSHLogger, logger as asyncssh_logger
+    from asyncssh.packet import SSHPacketLogger
+
+    assert _params(SSHPacketLogger._log_packet.__wrapped__) == ["self", "msg", "pkttype", "pktid", "packet", "note"]
+    assert "self._debug_level >= 3" in _source(SSHLogger.packet)  # what the level check first stands in for
+
+    class Handler(SSHPacketLogger):
+        _handler_names = {94: "MSG_CHANNEL_DATA"}
+        logger = asyncssh_logger.get_child("compat-test")
+
+    level = SSHLogger._debug_level
+    try:
+        with caplog.at_level(logging.DEBUG, logger="asyncssh"):
+            SSHLogger.set_debug_level(2)
+            Handler().log_sent_packet(94, 7, b"\x00\x01")
+            assert not [r for r in caplog.records if "MSG_CHANNEL_DATA" in r.getMessage()]
+            SSHLogger.set_debug_level(3)
+            Handler().log_sent_packet(94, 7, b"\x00\x01")
+            [logged] = [r.getMessage() for r in caplog.records if "MSG_CHANNEL_DATA" in r.getMessage()]
+            assert logged.startswith("[pktid=7] Sent MSG_CHANNEL_DATA (94), 2 bytes\n  00000000: 00 01 ")
+        with caplog.at_level(logging.INFO, logger="asyncssh"):
+            caplog.clear()
+            Handler.logger.debug1("not shown %s", b"x")
+            Handler.logger.info("shown %s", b"bytes as text")
+            assert [r.getMessage().rpartition("] ")[2] for r in caplog.records] == ["shown bytes as text"]
+    finally:
+        SSHLogger.set_debug_level(level)
