@@ -37,25 +37,23 @@ server.py; none of them touches the database):
 
 What differs from the gateway: the application (above), and around it no ``ErrorGuard``, no health/root
 dispatcher, no ``instpages.source``; no trust-refresh thread (it reads the database every 5 s) and no asyncio
-loop or SFTP port in the worker processes. The parent only forks and waits: unlike the gateway's supervisor it
-restarts nobody. A child that dies makes it stop the others and exit non-zero; SIGTERM or SIGINT stops every
-child (SIGTERM, then SIGKILL after a grace period) and exits 0. ``ready: N workers serving`` on stderr says that
-every child serves.
+loop or SFTP port in the worker processes. The parent is the gateway's own supervisor
+(:class:`gateway.supervisor.Supervisor`): it forks the workers, restarts one that dies, and on SIGTERM or SIGINT
+stops them all (SIGTERM, then SIGKILL after its grace period) and exits 0. ``ready: N workers serving`` on stderr
+says that every child serves.
 """
 from __future__ import annotations
 
 import argparse
-import ctypes
+import functools
 import logging
 import mimetypes
 import os
-import select
 import signal
 import ssl
 import stat
 import sys
 import threading
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,7 +64,7 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter  # noqa: E402
 
 from gateway.config import ServerConfig, WebDAVConfig  # noqa: E402  (storage.errors only: no database)
 from gateway.loadboard import LoadBoard  # noqa: E402
-from gateway.supervisor import listen  # noqa: E402
+from gateway.supervisor import Supervisor, listen  # noqa: E402
 from gateway.web import tls  # noqa: E402
 from gateway.web.continuation import ContinuingConnection  # noqa: E402
 from gateway.web.tlsaccept import HandshakePool, HandshakingServer  # noqa: E402
@@ -74,9 +72,7 @@ from gateway.web.tlsaccept import HandshakePool, HandshakingServer  # noqa: E402
 log = logging.getLogger("floor")
 
 MOUNT = "/dav"
-STOP_GRACE_SECONDS = 15.0
 _DEFAULTS = WebDAVConfig()
-_SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -194,7 +190,7 @@ def build_server(args, listener=None, seat=None) -> HandshakingServer:
     return server
 
 
-def serve(args, listener, seat, ready_fd: int) -> int:
+def serve(args, listener, seat, ready) -> int:
     """One worker: serves until SIGTERM/SIGINT (the gateway's worker runs cheroot in a thread as well)."""
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -203,8 +199,7 @@ def serve(args, listener, seat, ready_fd: int) -> int:
     server.prepare()
     thread = threading.Thread(target=server.serve, name="https", daemon=True)
     thread.start()
-    os.write(ready_fd, b".")
-    os.close(ready_fd)
+    ready()
     while not stop.wait(1.0):
         if not thread.is_alive():
             log.error("the server thread ended")
@@ -215,74 +210,13 @@ def serve(args, listener, seat, ready_fd: int) -> int:
 
 
 # --------------------------------------------------------------------------------------------------------
-# The parent: forks N workers, stops them on SIGTERM/SIGINT, exits non-zero when one dies
+# The parent: the gateway's own supervisor (gateway/supervisor.py) forks, restarts and stops the workers
 
 
-def _die_with(parent: int) -> None:
-    """SIGTERM when the parent dies, even by SIGKILL (as the gateway's workers)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:
-        os._exit(0)
-
-
-def _spawn(args, slot: int, listener, board, ready_r: int, ready_w: int) -> int:
-    parent = os.getpid()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid:
-        return pid
-    code = 1
-    try:
-        os.close(ready_r)
-        signal.pthread_sigmask(signal.SIG_SETMASK, set())
-        _die_with(parent)
-        code = serve(args, listener, board.seat(slot) if board is not None else None, ready_w)
-    except BaseException:
-        log.exception("worker %d failed", slot)
-    finally:
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-
-
-def _stop(pids: dict[int, int]) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
-    while pids and time.monotonic() < deadline:
-        signal.sigtimedwait({signal.SIGCHLD}, 0.2)
-        _reap(pids)
-    for pid in list(pids):
-        log.warning("worker pid %d did not stop within %.0f s: killed", pid, STOP_GRACE_SECONDS)
-        try:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-        pids.pop(pid, None)
-
-
-def _reap(pids: dict[int, int]) -> list[tuple[int, int, int]]:
-    """Exited workers: (slot, pid, exit code), removed from ``pids`` (pid -> slot)."""
-    ended = []
-    while pids:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            break
-        if pid == 0:
-            break
-        if pid in pids:
-            ended.append((pids.pop(pid), pid, os.waitstatus_to_exitcode(status)))
-    return ended
+def _worker(args, listener, board, slot: int, ready) -> None:
+    code = serve(args, listener, board.seat(slot) if board is not None else None, ready)
+    if code:
+        raise SystemExit(code)
 
 
 def run(args) -> int:
@@ -290,44 +224,13 @@ def run(args) -> int:
     if args.workers > 1:  # instpages serve --workers N: one socket, opened before the fork, turns on a board
         listener = listen(args.host, args.port, "--port")
         board = LoadBoard(args.workers)
-    ready_r, ready_w = os.pipe()
-    os.set_blocking(ready_r, False)
-    pids: dict[int, int] = {}
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
-    code = 0
     try:
-        for slot in range(args.workers):
-            pids[_spawn(args, slot, listener, board, ready_r, ready_w)] = slot
-        os.close(ready_w)
-        serving = 0
-        while True:
-            info = signal.sigtimedwait(_SIGNALS, 0.2)
-            if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT):
-                log.info("stopping %d workers (%s)", len(pids), signal.Signals(info.si_signo).name)
-                break
-            if serving < args.workers and select.select([ready_r], [], [], 0)[0]:
-                try:
-                    serving += len(os.read(ready_r, 1024))
-                except BlockingIOError:
-                    pass
-                if serving >= args.workers:
-                    log.info("ready: %d workers serving %s on https://%s:%d%s/ (pids %s)", args.workers, args.kind,
-                             args.host, args.port, MOUNT, " ".join(map(str, pids)))
-            ended = _reap(pids)
-            if ended:
-                for slot, pid, rc in ended:
-                    log.error("worker %d (pid %d) ended (exit %d): stopping the others", slot, pid, rc)
-                code = 1
-                break
-        _stop(pids)
+        sup = Supervisor(args.workers, functools.partial(_worker, args, listener, board), board=board)
+        return sup.run(lambda: log.info("ready: %d workers serving %s on https://%s:%d%s/ (pids %s)", args.workers,
+                                        args.kind, args.host, args.port, MOUNT, " ".join(map(str, sup.pids))))
     finally:
-        while signal.sigtimedwait(_SIGNALS, 0) is not None:
-            pass
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-        os.close(ready_r)
         if listener is not None:
             listener.close()
-    return code
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

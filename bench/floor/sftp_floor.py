@@ -29,8 +29,9 @@ differs from the gateway only by the gateway's own work:
   connections over the N sockets). The gateway's supervisor instead opens one socket before forking and its
   workers accept from it in turn; SO_REUSEPORT is the cheapest way to spread connections, which is what a floor
   should have. With N = 1 the server runs in this process, as ``instpages serve --workers 1`` does. The parent
-  only forks and waits: SIGTERM/SIGINT stop the workers (SIGTERM, SIGKILL after 5 s) and it exits 0; a worker
-  that dies by itself makes it stop the others and exit 1. Workers get SIGTERM if the parent dies.
+  is the gateway's own supervisor (:class:`gateway.supervisor.Supervisor`): it restarts a worker that dies, and
+  SIGTERM/SIGINT stop the workers (SIGTERM, then SIGKILL after its grace period) and it exits 0. Workers get
+  SIGTERM if the parent dies.
 
 Not taken over unless ``--sshcompat`` is given: ``gateway/sftp/sshcompat.py``, the gateway's adjustments to
 asyncssh internals. Besides hooks for the gateway's own login work, it makes sending cheaper without changing a
@@ -45,13 +46,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
+import functools
 import os
-import select
 import signal
 import sys
-import time
-import traceback
 from pathlib import Path
 
 import asyncssh
@@ -59,12 +57,12 @@ import asyncssh
 BENCH = Path(__file__).resolve().parent.parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
+sys.path.insert(1, str(REPO))
 from sftp_bench import CIPHER, KEX, MAC  # noqa: E402  (the algorithms the bench forces on its client)
 
+from gateway.supervisor import Supervisor  # noqa: E402  (the gateway's own: forks, restarts, stops the workers)
+
 GATEWAY_LOGIN_TIMEOUT = 120  # gateway/config.py: SFTPConfig.login_timeout, the default
-STOP_GRACE_SECONDS = 5.0
-_PR_SET_PDEATHSIG = 1
-_SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
 
 
 def say(msg: str) -> None:
@@ -96,105 +94,9 @@ async def serve(args, options: dict, ready) -> None:
     await server.wait_closed()
 
 
-def worker(args, options: dict, parent: int, ready_fd: int, old_mask) -> int:
-    """A forked worker: dies with the parent, serves until SIGTERM/SIGINT."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl
-            return 1
-        for sig in _SIGNALS:
-            signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-        asyncio.run(serve(args, options, lambda: os.write(ready_fd, b"1")))
-        return 0
-    except BaseException:
-        traceback.print_exc()
-        return 1
-
-
-class Parent:
-    """Forks the workers and waits; nothing runs in a signal handler (sigtimedwait on blocked signals)."""
-
-    def __init__(self, args, options: dict):
-        self.args, self.options = args, options
-        self.pids: set[int] = set()
-
-    def run(self) -> int:
-        n = self.args.workers
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
-        r, w = os.pipe()
-        me = os.getpid()
-        for _ in range(n):
-            pid = os.fork()
-            if pid == 0:
-                os.close(r)
-                code = 1
-                try:
-                    code = worker(self.args, self.options, me, w, old_mask)
-                finally:
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                    os._exit(code)
-            self.pids.add(pid)
-        os.close(w)
-        ready = 0
-        try:
-            while True:
-                if ready < n:
-                    readable, _, _ = select.select([r], [], [], 0)
-                    if readable:
-                        got = os.read(r, n)
-                        ready += len(got)
-                        if ready >= n:
-                            say(f"{n} worker(s) listening on {self.args.host}:{self.args.port} "
-                                f"(pids {' '.join(map(str, sorted(self.pids)))})")
-                info = signal.sigtimedwait(_SIGNALS, 0.05 if ready < n else 3600)
-                if info is None:
-                    continue
-                if info.si_signo in (signal.SIGTERM, signal.SIGINT):
-                    self.stop()
-                    return 0
-                gone = self.reap()
-                if gone:
-                    pid, status = gone[0]
-                    say(f"worker {pid} ended ({describe(status)}); stopping the others")
-                    self.stop()
-                    return 1
-        finally:
-            os.close(r)
-
-    def reap(self) -> list[tuple[int, int]]:
-        gone = []
-        while self.pids:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            self.pids.discard(pid)
-            gone.append((pid, status))
-        return gone
-
-    def stop(self) -> None:
-        for sig, grace in ((signal.SIGTERM, STOP_GRACE_SECONDS), (signal.SIGKILL, STOP_GRACE_SECONDS)):
-            self.reap()
-            for pid in list(self.pids):  # only children not reaped yet: their pids cannot have been reused
-                os.kill(pid, sig)
-            deadline = time.monotonic() + grace
-            while self.pids and time.monotonic() < deadline:
-                signal.sigtimedwait({signal.SIGCHLD}, 0.1)
-                self.reap()
-            if not self.pids:
-                return
-        say(f"workers {sorted(self.pids)} did not stop")
-
-
-def describe(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"signal {signal.Signals(os.WTERMSIG(status)).name}"
-    return f"exit {os.waitstatus_to_exitcode(status)}"
+def _worker(args, options: dict, slot: int, ready) -> None:
+    """One forked worker (the supervisor's target): serves until SIGTERM/SIGINT."""
+    asyncio.run(serve(args, options, ready))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -219,14 +121,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.sshcompat:
-        sys.path.insert(0, str(REPO))
         import gateway.sftp.sshcompat  # noqa: F401  (installs its adjustments at import)
     options = server_options(args)
     if args.workers == 1:  # one process, like instpages serve --workers 1
         asyncio.run(serve(args, options, lambda: say(f"1 worker(s) listening on {args.host}:{args.port} "
                                                      f"(pid {os.getpid()})")))
         return 0
-    return Parent(args, options).run()
+    sup = Supervisor(args.workers, functools.partial(_worker, args, options))
+    return sup.run(lambda: say(f"{args.workers} worker(s) listening on {args.host}:{args.port} "
+                               f"(pids {' '.join(map(str, sorted(sup.pids)))})"))
 
 
 if __name__ == "__main__":
