@@ -616,10 +616,41 @@ class SshdServer:
 FLOOR_SCRIPT = REPO / "bench" / "floor" / "sftp_floor.py"
 
 
-class FloorServer:
+class ServerProcess:
+    """What the floor and the gateway share: a server started as a child process (``proc``) that logs to ``log``;
+    ``what`` names it in messages, ``grace`` is how long it gets to stop after SIGTERM."""
+
+    what = "server"
+    grace = 10.0
+    proc: subprocess.Popen | None
+    log: Path
+    stop_info: dict | None
+
+    def stop(self) -> None:
+        info = stop_process(self.proc, self.what, grace=self.grace)
+        if info is not None:
+            self.stop_info = info
+        self.proc = None
+
+    def death_report(self) -> str | None:
+        """None while the server runs; else how it ended, with the end of its log."""
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        rc = self.proc.returncode
+        how = f"killed by signal {-rc}" if rc < 0 else f"exit code {rc}"
+        return f"{self.what} (pid {self.proc.pid}) is gone: {how}{tail(self.log, 15)}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid if self.proc else 0
+
+
+class FloorServer(ServerProcess):
     """The stack floor (``--floor``): bench/floor/sftp_floor.py, a bare asyncssh SFTP server chrooted to the
     directory sshd serves, with the same authorized keys, a host key of the same type and the gateway's number
     of worker processes."""
+
+    what = "sftp_floor"
 
     def __init__(self, work: Path, root: Path, authorized: list[Path], hostkey_kind: str, hostkey_bits: int,
                  workers: int, sshcompat: bool):
@@ -666,23 +697,6 @@ class FloorServer:
         log(f"floor pid {self.proc.pid} on {HOST}:{self.port}, {self.workers} worker(s)"
             f"{' with sshcompat' if self.sshcompat else ''}, serving {self.root}")
 
-    def stop(self) -> None:
-        info = stop_process(self.proc, "sftp_floor")
-        if info is not None:
-            self.stop_info = info
-        self.proc = None
-
-    def death_report(self) -> str | None:
-        """None while the server runs; else how it ended, with the end of its log."""
-        if self.proc is None or self.proc.poll() is None:
-            return None
-        rc = self.proc.returncode
-        how = f"killed by signal {-rc}" if rc < 0 else f"exit code {rc}"
-        return f"sftp_floor (pid {self.proc.pid}) is gone: {how}{tail(self.log, 15)}"
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid if self.proc else 0
 
 
 def gateway_base_cmd(args) -> list[str]:
@@ -694,8 +708,10 @@ def gateway_base_cmd(args) -> list[str]:
     return [sys.executable, "-m", "gateway"]
 
 
-class GatewayServer:
+class GatewayServer(ServerProcess):
     """The gateway, through its CLI: init, institution, two accounts, serve."""
+
+    what, grace = "instpages serve", 15.0
 
     def __init__(self, work: Path, args, centre: str, up_key: Path, arch_key: Path, max_size: int):
         self.work = work
@@ -753,23 +769,6 @@ class GatewayServer:
         wait_for_ssh_banner(self.port, self.proc, 60, "instpages serve", self.log)
         log(f"gateway pid {self.proc.pid} on {HOST}:{self.port}, data dir {self.data_dir}")
 
-    def stop(self) -> None:
-        info = stop_process(self.proc, "instpages serve", grace=15)
-        if info is not None:
-            self.stop_info = info
-        self.proc = None
-
-    def death_report(self) -> str | None:
-        """None while the server runs; else how it ended, with the end of its log."""
-        if self.proc is None or self.proc.poll() is None:
-            return None
-        rc = self.proc.returncode
-        how = f"killed by signal {-rc}" if rc < 0 else f"exit code {rc}"
-        return f"instpages serve (pid {self.proc.pid}) is gone: {how}{tail(self.log, 15)}"
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid if self.proc else 0
 
 
 # --------------------------------------------------------------------------------------------------------
