@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from storage.errors import ConfigError
+from gateway.core.filing import DEFAULT_RULES, compile_rule
 
 ENV_PREFIX = "INSTPAGES_"
 
@@ -193,6 +194,9 @@ class DocumentsConfig:
     max_name_length: int = 200
     #: hours an unrenamed staged upload is kept before it is removed
     staged_ttl_hours: int = 24
+    #: regular expressions over a document's path in its mailbox that give its kind, legislation and period
+    #: (gateway/core/filing.py); the first that matches files it, none: "unclassified"
+    filing_rules: tuple[str, ...] = DEFAULT_RULES
 
 
 @dataclass(frozen=True)
@@ -479,6 +483,11 @@ def _validate_documents(cfg: Config, need) -> None:
              for p in cfg.documents.temporary_patterns),
          "documents.temporary_patterns", "a pattern may not contain / nor match an ordinary name (document.pdf)")
     need(cfg.documents.staged_ttl_hours > 0, "documents.staged_ttl_hours", "must be positive")
+    for rule in cfg.documents.filing_rules:
+        try:
+            compile_rule(rule)
+        except ValueError as exc:
+            need(False, "documents.filing_rules", f"{rule!r}: {exc}")
 
 
 def _validate_mail(cfg: Config, need) -> None:

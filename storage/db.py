@@ -157,7 +157,7 @@ def alembic_config(engine: Engine):
 
 
 #: the newest revision in ``migrations/versions`` (tests/storage/test_repository.py checks it against Alembic's)
-HEAD_REVISION = "0008"
+HEAD_REVISION = "0009"
 _Q_VERSION = sa.text("SELECT version_num FROM alembic_version")
 
 

@@ -19,6 +19,7 @@ The tree::
     ├── AuthenticationFailed      the one generic login failure; ``reason``... for the record only
     ├── Throttled (= Banned)      a login refused before its credentials were looked at (auth.throttle)
     ├── AlreadyExists             a committed document already holds this name
+    │   └── AlreadyDelivered      the same document was delivered before and archived since
     ├── ContentRefused            the bytes break a content rule (not a PDF, active content...)
     ├── InstitutionNotActive      uploads into a centre that has not switched over, or is suspended
     ├── TooLarge                  document over the maximum size
@@ -119,6 +120,13 @@ class AlreadyExists(GatewayError):
     """A committed document (or folder) already holds this name with other content."""
 
     default_message = "a document with this name already exists and documents cannot be overwritten"
+
+
+class AlreadyDelivered(AlreadyExists):
+    """The same content under the same name was delivered before and the centre has archived it since: nothing is
+    stored again, and the sender is told when (not a silent no-op: it must know the centre took it out)."""
+
+    default_message = "this document was already delivered and has been archived by the centre"
 
 
 class ContentRefused(GatewayError):

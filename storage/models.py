@@ -196,6 +196,8 @@ class Document(Base):
         # lookups by name, whatever the state (an identical document archived before): revision 0008
         Index("ix_documents_name", "institution_id", "folder", "name"),
         Index("ix_documents_state_node", "state", "node_id"),
+        # the institutional page and the API: a centre's documents newest first (revision 0009)
+        Index("ix_documents_catalogue", "institution_id", "state", "committed_at"),
     )
 
     id: Mapped[int] = serial_id()
@@ -217,6 +219,12 @@ class Document(Base):
     archived_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     first_fetched_at: Mapped[datetime | None] = moment(nullable=True)
     first_fetched_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: over which protocol it was first fetched (sftp, webdav, web): the receipt
+    first_fetched_protocol: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    #: what it is (gateway/core/filing.py), by the filing rules at delivery; all NULL: unclassified
+    kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    legislation: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    period: Mapped[str | None] = mapped_column(String(7), nullable=True)
 
 
 class AuditEvent(Base):
@@ -360,3 +368,15 @@ class CacheEpoch(Base):
 
     scope: Mapped[str] = mapped_column(String(32), primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class PageVisit(Base):
+    """When a staff member last opened a centre on the institutional page: "new since my last visit"."""
+
+    __tablename__ = "page_visits"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    institution_id: Mapped[str] = mapped_column(ForeignKey("institutions.id", ondelete="CASCADE"), primary_key=True)
+    #: the visit before the current one, and the current one
+    previous_at: Mapped[datetime | None] = moment(nullable=True)
+    seen_at: Mapped[datetime] = moment()

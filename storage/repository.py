@@ -15,6 +15,7 @@ from storage.repo.accounts import AccountsRepo
 from storage.repo.audit import GENESIS, AuditRecord, AuditRepo
 from storage.repo.base import (CC, DL, DP, LF, OB, SC, TC, TCH, TK, A, Conflict, D, E, F, G, H, I, K, RepositoryBase,
                                as_utc, utcnow)
+from storage.repo.catalogue import CatalogueQuery, CatalogueRepo, CatalogueRow
 from storage.repo.credentials import CredentialsRepo
 from storage.repo.davstate import DavStateRepo
 from storage.repo.documents import DocumentRow, DocumentsRepo
@@ -25,11 +26,11 @@ from storage.repo.grants import GrantsRepo
 from storage.repo.institutions import InstitutionsRepo
 from storage.repo.notifications import NotificationsRepo
 
-__all__ = ["Repository", "AuditRecord", "DocumentRow", "Conflict", "GENESIS", "as_utc", "utcnow",
+__all__ = ["Repository", "AuditRecord", "DocumentRow", "CatalogueQuery", "CatalogueRow", "Conflict", "GENESIS", "as_utc", "utcnow",
            "A", "CC", "D", "DL", "DP", "E", "F", "G", "H", "I", "K", "LF", "OB", "SC", "TC", "TCH", "TK"]
 
 
-class Repository(InstitutionsRepo, GrantsRepo, AccountsRepo, CredentialsRepo, FoldersRepo, DocumentsRepo,
+class Repository(InstitutionsRepo, GrantsRepo, AccountsRepo, CredentialsRepo, FoldersRepo, DocumentsRepo, CatalogueRepo,
                  NotificationsRepo, DavStateRepo, FailuresRepo, EpochsRepo, AuditRepo, RepositoryBase):
     """All aggregates over one engine (each mixin's methods are named apart; tests/storage checks it)."""
 

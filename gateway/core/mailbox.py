@@ -22,6 +22,7 @@ from auth.throttle import LoginThrottle
 from gateway.config import Config
 from gateway.core.content import ContentPolicy
 from gateway.core.epochs import CENTRES, LOGINS, CacheEpochs
+from gateway.core.filing import FilingRules
 from gateway.core.housekeeping import Housekeeping
 from gateway.core.login import Logins, login_throttle
 from gateway.core.session import MailboxSession
@@ -55,6 +56,8 @@ class Mailbox:
         self.epochs.on_change(CENTRES, self._forget_institutions)
         self.logins = Logins(repo, authenticator, self.throttle, institution=self.institution, clock=clock,
                              principal_ttl=self.PRINCIPAL_TTL, epochs=self.epochs)
+        #: what each delivered document is (kind, legislation, period), by its path
+        self.filing = FilingRules(config.documents.filing_rules)
         self.housekeeping = Housekeeping(repo, blobs, node_id=self.node_id, worker=worker,
                                          staged_ttl_hours=config.documents.staged_ttl_hours,
                                          abandoned_hours=config.storage.abandoned_hours)

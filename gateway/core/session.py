@@ -15,20 +15,21 @@ from auth.policy import (Action, Decision, LockTarget, decide, decide_lock, held
                          sees_only_own_documents)
 from auth.principal import Principal, Role
 from gateway.core import path as vpath
+from gateway.core.catalogue import CatalogueViews
 from gateway.core.entry import DOCUMENT_MODE, FOLDER_MODE_READ, FOLDER_MODE_WRITE, Entry, epoch
 from gateway.core.known import AnsweredFromMemory, Known, changes_tree
 from gateway.core.path import VPath
-from gateway.core.transfer import Download, Upload
+from gateway.core.transfer import IDENTICAL, Download, Upload, earlier_delivery
 from storage.blobs.store import BlobRef
-from storage.errors import (AlreadyExists, AuthenticationFailed, Conflict, GatewayError, InstitutionNotActive,
-                            InvalidName, NotFound, PermissionDenied)
+from storage.errors import (AlreadyDelivered, AlreadyExists, AuthenticationFailed, Conflict, GatewayError,
+                            InstitutionNotActive, InvalidName, NotFound, PermissionDenied)
 from storage.repository import AuditRecord, DocumentRow, utcnow
 
 if TYPE_CHECKING:
     from gateway.core.mailbox import Mailbox
 
 
-class MailboxSession(AnsweredFromMemory):
+class MailboxSession(AnsweredFromMemory, CatalogueViews):
     """One logged-in connection (SFTP) or request (WebDAV); made by :meth:`Mailbox.login
     <gateway.core.mailbox.Mailbox.login>` (or for an internal caller, from :meth:`Mailbox.load_principal
     <gateway.core.mailbox.Mailbox.load_principal>`). What it was just shown is kept in ``known``
@@ -408,11 +409,12 @@ class MailboxSession(AnsweredFromMemory):
             if self.repo.folder_exists(c, inst.id, dst.relpath):
                 raise AlreadyExists("a folder with this name exists")
             existing = self.repo.visible_document(c, inst.id, dst.folder, dst.name)
-            if self.delivered_before(c, inst, dst, doc.sha256, doc.size, existing):
+            earlier = earlier_delivery(self, c, inst, dst, doc.sha256, doc.size, existing)
+            if earlier is not None:
                 self.repo.set_state(c, doc.id, ("staged",), "aborted")
-                self.audit(c, "upload", "ok", dst, document_id=existing.id if existing else None,
-                           nbytes=doc.size, detail="identical document already delivered; nothing stored")
-                drop_blob = True
+                self.audit(c, "upload", "refused" if earlier else "ok", dst, nbytes=doc.size,
+                           document_id=existing.id if existing else None, detail=earlier or IDENTICAL)
+                refused, drop_blob = (AlreadyDelivered(earlier) if earlier else None), True
             elif existing is not None:
                 refused = AlreadyExists()
                 self.audit(c, "upload", "refused", dst, nbytes=doc.size, detail="name exists with different content")
@@ -420,32 +422,21 @@ class MailboxSession(AnsweredFromMemory):
                 if dst.folder:
                     self.repo.create_folders(c, inst.id, dst.folder, self._principal.name)
                 try:
-                    self.repo.promote_staged(c, doc.id, dst.folder, dst.name)
+                    self.repo.promote_staged(c, doc.id, dst.folder, dst.name, self._filing(dst))
                 except Conflict:
                     raise AlreadyExists() from None
                 self.audit(c, "upload", "committed", dst, document_id=doc.id, nbytes=doc.size,
                            detail=f"sha256={doc.sha256}; renamed from {src.name}")
-        if refused is not None:
-            raise refused
         if drop_blob:
             self.mailbox.blobs.delete(doc.blob_id)
+        if refused is not None:
+            raise refused
 
     def _no_rename(self, src: VPath, dst: VPath) -> PermissionDenied:
         """The refusal of renaming a committed document (SFTP rename, WebDAV MOVE), recorded; returned to raise."""
         err = PermissionDenied("documents cannot be renamed or moved; a correction is sent as a new document")
         self._audit_now("move", "denied", src, detail=f"{err.message}; to {dst}")
         return err
-
-    def delivered_before(self, c, inst, path: VPath, sha256: str, size: int, existing: DocumentRow | None) -> bool:
-        """Re-sending identical content under the same name is harmless: it matches the visible document, or,
-        when the name is free, a document of that name the centre already archived (so a retry does not bring
-        back what the centre's archive system already took). Mutable (scratch) centres only look at the
-        visible document."""
-        if existing is not None:
-            return existing.state == "committed" and existing.sha256 == sha256 and existing.size == size
-        if inst.mutable:
-            return False
-        return self.repo.same_content_exists(c, inst.id, path.folder, path.name, sha256, size)
 
     # -- copy and move (WebDAV) --------------------------------------------------------------------------------
     def _same_centre(self, src: VPath, dst: VPath, action: str) -> None:
@@ -508,7 +499,7 @@ class MailboxSession(AnsweredFromMemory):
                 self.repo.move_tree(c, inst.id, src.relpath, dst.relpath)
             else:
                 try:
-                    self.repo.move_document(c, doc.id, dst.folder, dst.name)
+                    self.repo.move_document(c, doc.id, dst.folder, dst.name, self._filing(dst))
                 except Conflict:
                     raise AlreadyExists("the destination exists") from None
             self.audit(c, "move", "ok", src, document_id=doc.id if doc else None, detail=f"to {dst}")

@@ -16,10 +16,11 @@ from auth.policy import sees_only_own_documents
 from gateway.core.content import check_content
 from gateway.core.entry import DOCUMENT_MODE, Entry
 from gateway.core.known import changes_tree
+from gateway.core.localtime import BRUSSELS
 from gateway.core.path import VPath
-from storage.errors import (AlreadyExists, Conflict, ContentRefused, GatewayError, InstitutionNotActive,
-                            ServiceUnavailable, TooLarge, UploadFinished)
-from storage.repository import DocumentRow, utcnow
+from storage.errors import (AlreadyDelivered, AlreadyExists, Conflict, ContentRefused, GatewayError,
+                            InstitutionNotActive, ServiceUnavailable, TooLarge, UploadFinished)
+from storage.repository import DocumentRow, as_utc, utcnow
 
 if TYPE_CHECKING:
     from gateway.core.session import MailboxSession
@@ -120,8 +121,33 @@ class Download:
             s.audit(c, "download", "complete" if complete else "aborted", self.path, document_id=self.doc.id,
                     nbytes=nbytes, detail=detail)
             if complete:
-                s.repo.mark_fetched(c, self.doc.id, fetched_by)
+                s.repo.mark_fetched(c, self.doc.id, fetched_by, s.protocol)
         return record
+
+
+#: the record's detail of a harmless re-send
+IDENTICAL = "identical document already delivered; nothing stored"
+
+
+def earlier_delivery(s, c, inst, path: VPath, sha256: str, size: int, existing: DocumentRow | None) -> str | None:
+    """Whether the same content was delivered under this name before: None (no), "" (it is the visible document:
+    re-sending is harmless) or, when the centre has archived it since (and the name is free), the sender's message
+    saying when it was delivered and archived. Mutable (scratch) centres only look at the visible document."""
+    if existing is not None:
+        return "" if existing.state == "committed" and existing.sha256 == sha256 and existing.size == size else None
+    if inst.mutable:
+        return None
+    earlier = s.repo.same_content(c, inst.id, path.folder, path.name, sha256, size)
+    if earlier is None:
+        return None
+    if earlier.state != "archived":
+        return ""
+    return (f"already delivered on {_local(earlier.committed_at)} and archived on {_local(earlier.archived_at)} "
+            "(Brussels time); nothing stored")
+
+
+def _local(moment) -> str:
+    return as_utc(moment).astimezone(BRUSSELS).strftime("%Y-%m-%d %H:%M") if moment else "?"
 
 
 class Upload:
@@ -209,16 +235,16 @@ class Upload:
         kept, self._kept = self._kept, None
         finishing = self._writer.finish_async()
         inst = existing = early = None
-        same = False
+        same: str | None = None
         try:
             inst = s.mailbox.institution(path.institution)
             if inst is not None and inst.status == "active":
                 if not self.staged:
                     with s.repo.read() as c:
                         existing = s.repo.visible_document(c, inst.id, path.folder, path.name)
-                        same = s.delivered_before(c, inst, path, self._writer.digest(), self._writer.size,
+                        same = earlier_delivery(s, c, inst, path, self._writer.digest(), self._writer.size,
                                                   existing)
-                if kept is not None and not same and not (existing is not None and not inst.mutable):
+                if kept is not None and same is None and not (existing is not None and not inst.mutable):
                     early = self._check_kept(kept, inst)
         finally:
             try:
@@ -227,8 +253,8 @@ class Upload:
                 raise self.refuse(exc) from None
         if inst is None or inst.status != "active":
             raise self.refuse(InstitutionNotActive(path.institution, inst.status if inst else "unknown"))
-        if same:
-            return self._noop(existing)
+        if same is not None:
+            return self._noop(existing, same)
         if existing is not None and not inst.mutable:
             raise self.refuse(AlreadyExists())
         content_type = early if early is not None else self._check_stored(ref, inst)
@@ -285,7 +311,8 @@ class Upload:
                         s.audit(c, "archive", "ok", path, document_id=old.id, nbytes=old.size,
                                 detail="replaced by a new version")
                 s.repo.finish_document(c, self.doc_id, state=state, size=ref.size, sha256=ref.sha256,
-                                       key_id=ref.key_id, wrapped_key=ref.wrapped_key, content_type=content_type)
+                                       key_id=ref.key_id, wrapped_key=ref.wrapped_key, content_type=content_type,
+                                       filing=None if self.staged else s.mailbox.filing.classify(path.relpath))
                 s.audit(c, "upload", "staged" if self.staged else "committed", path, document_id=self.doc_id,
                         nbytes=ref.size, detail=f"sha256={ref.sha256}")
         except Conflict:
@@ -293,9 +320,9 @@ class Upload:
             s.mailbox.blobs.delete(ref.blob_id)
             with s.repo.read() as c:
                 existing = s.repo.visible_document(c, inst.id, path.folder, path.name)
-                same = s.delivered_before(c, inst, path, ref.sha256, ref.size, existing)
-            if same:
-                return self._noop(existing)
+                same = earlier_delivery(s, c, inst, path, ref.sha256, ref.size, existing)
+            if same is not None:
+                return self._noop(existing, same)
             raise self.refuse(AlreadyExists())
         except BaseException:
             s.mailbox.blobs.delete(ref.blob_id)
@@ -305,15 +332,19 @@ class Upload:
             s.mailbox.blobs.delete(replaced)
         return Entry(path.name, False, ref.size, time.time(), DOCUMENT_MODE, self.doc_id, ref.sha256, content_type)
 
-    def _noop(self, existing: DocumentRow | None) -> Entry:
+    def _noop(self, existing: DocumentRow | None, earlier: str) -> Entry:
+        """An identical document was delivered before: nothing is stored. Still in the mailbox: a harmless
+        no-op; archived since (``earlier`` says when): the sender is told so (AlreadyDelivered)."""
         self._done = True
         s = self.session
         size = self._writer.size
         self._writer.abort()
         with s.repo.write() as c:
             s.repo.set_state(c, self.doc_id, ("pending",), "aborted")
-            s.audit(c, "upload", "ok", self.path, document_id=existing.id if existing else None, nbytes=size,
-                    detail="identical document already delivered; nothing stored")
+            s.audit(c, "upload", "refused" if earlier else "ok", self.path, nbytes=size,
+                    document_id=existing.id if existing else None, detail=earlier or IDENTICAL)
+        if earlier:
+            raise AlreadyDelivered(earlier)
         if existing is not None and (existing.uploaded_by == s.loaded_principal.account_id
                                      or not sees_only_own_documents(s.loaded_principal)):
             return Entry.of_document(existing)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from storage.repo.base import D, F, Conflict, _B, as_utc, utcnow
+
+#: a document's (kind, legislation, period), as gateway/core/filing.py files it; None: unclassified
+Filing = tuple[str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,14 @@ _Q_VISIBLE_FROM = (sa.select(*_DOC_COLS).where(D.c.institution_id == _B("i"), D.
                    .order_by(D.c.name).limit(_B("k")))
 
 
+class SameContent(NamedTuple):
+    """An earlier delivery of the same content under the same name."""
+    id: int
+    state: str
+    committed_at: datetime | None
+    archived_at: datetime | None
+
+
 class _ListedTime(sa.types.TypeDecorator):
     """A document's time as a listing reads it: SQLite's text parsed by ``datetime.fromisoformat`` (in C; the generic
     DateTime processor took 1 us a row, 10 ms of a 10,000-document listing); a time without a zone is UTC. The
@@ -74,17 +85,18 @@ _Q_LISTING = sa.select(D.c.id, D.c.name, D.c.size, sa.type_coerce(D.c.committed_
                        D.c.uploaded_by).where(D.c.institution_id == _B("i"), D.c.folder == _B("f"),
                                               _VISIBLE)
 _Q_MARK_FETCHED = (D.update().where(D.c.id == _B("d"), D.c.first_fetched_at.is_(None))
-                   .values(first_fetched_at=_B("t"), first_fetched_by=_B("by")))
+                   .values(first_fetched_at=_B("t"), first_fetched_by=_B("by"), first_fetched_protocol=_B("pr")))
 # every upload runs these (building a statement per call cost more than running it: storage/repo/base.py)
-_Q_SAME_CONTENT = sa.select(D.c.id).where(
+_Q_SAME_CONTENT = sa.select(D.c.id, D.c.state, D.c.committed_at, D.c.archived_at).where(
     D.c.institution_id == _B("i"), D.c.folder == _B("f"), D.c.name == _B("n"), D.c.sha256 == _B("h"),
-    D.c.size == _B("s"), D.c.state.in_(("committed", "archived"))).limit(1)
+    D.c.size == _B("s"), D.c.state.in_(("committed", "archived"))).order_by(
+    D.c.archived_at.is_not(None), D.c.archived_at.desc()).limit(1)
 _Q_CREATE_PENDING = D.insert().values(
     institution_id=_B("i"), folder=_B("f"), name=_B("n"), state="pending", blob_id=_B("b"), size=0, sha256="",
     key_id="", wrapped_key=b"", content_type="", uploaded_by=_B("by"), node_id=_B("node"), created_at=_B("t"))
 _Q_FINISH_PENDING = D.update().where(D.c.id == _B("d"), D.c.state == "pending").values(
     state=_B("to"), size=_B("s"), sha256=_B("h"), key_id=_B("k"), wrapped_key=_B("w"), content_type=_B("ct"),
-    committed_at=_B("t"))
+    committed_at=_B("t"), kind=_B("kind"), legislation=_B("leg"), period=_B("per"))
 
 
 class DocumentsRepo:
@@ -133,15 +145,18 @@ class DocumentsRepo:
 
     def finish_document(self, c: Connection, document_id: int, *, state: str, size: int, sha256: str, key_id: str,
                         wrapped_key: bytes, content_type: str, folder: str | None = None,
-                        name: str | None = None) -> None:
-        """pending -> committed|staged. Raises Conflict when the name is taken by a visible document."""
+                        name: str | None = None, filing: Filing | None = None) -> None:
+        """pending -> committed|staged, filed as ``filing`` (None: unclassified). Raises Conflict when the name is
+        taken by a visible document."""
         now = utcnow()
+        kind, leg, per = filing or (None, None, None)
         if folder is None and name is None:  # every upload: the statement built once
             stmt, params = _Q_FINISH_PENDING, {"d": document_id, "to": state, "s": size, "h": sha256, "k": key_id,
-                                               "w": wrapped_key, "ct": content_type, "t": now}
+                                               "w": wrapped_key, "ct": content_type, "t": now, "kind": kind,
+                                               "leg": leg, "per": per}
         else:
             values = dict(state=state, size=size, sha256=sha256, key_id=key_id, wrapped_key=wrapped_key,
-                          content_type=content_type, committed_at=now)
+                          content_type=content_type, committed_at=now, kind=kind, legislation=leg, period=per)
             if folder is not None:
                 values["folder"] = folder
             if name is not None:
@@ -155,11 +170,15 @@ class DocumentsRepo:
         if n != 1:
             raise Conflict("upload is no longer pending")
 
-    def promote_staged(self, c: Connection, document_id: int, folder: str, name: str) -> None:
+    def promote_staged(self, c: Connection, document_id: int, folder: str, name: str,
+                       filing: Filing | None = None) -> None:
+        """staged -> committed under its final name, filed by it."""
+        kind, leg, per = filing or (None, None, None)
         try:
             with c.begin_nested():
                 n = c.execute(D.update().where(D.c.id == document_id, D.c.state == "staged").values(
-                    state="committed", folder=folder, name=name, committed_at=utcnow())).rowcount
+                    state="committed", folder=folder, name=name, committed_at=utcnow(), kind=kind,
+                    legislation=leg, period=per)).rowcount
         except IntegrityError:
             raise Conflict("name taken") from None
         if n != 1:
@@ -169,10 +188,14 @@ class DocumentsRepo:
         return c.execute(D.update().where(D.c.id == document_id, D.c.state.in_(list(from_states)))
                          .values(state=to_state, **extra)).rowcount == 1
 
-    def move_document(self, c: Connection, document_id: int, folder: str, name: str) -> None:
+    def move_document(self, c: Connection, document_id: int, folder: str, name: str,
+                      filing: Filing | None = None) -> None:
+        """A document under a new name, filed by it."""
+        kind, leg, per = filing or (None, None, None)
         try:
             with c.begin_nested():
-                c.execute(D.update().where(D.c.id == document_id).values(folder=folder, name=name))
+                c.execute(D.update().where(D.c.id == document_id).values(folder=folder, name=name, kind=kind,
+                                                                          legislation=leg, period=per))
         except IntegrityError:
             raise Conflict("name taken") from None
 
@@ -194,14 +217,15 @@ class DocumentsRepo:
                               .where(D.c.institution_id == institution_id, D.c.state == "archived")
                               .order_by(D.c.archived_at.desc(), D.c.id.desc()).limit(limit)))
 
-    def same_content_exists(self, c: Connection, institution_id: str, folder: str, name: str, sha256: str,
-                            size: int) -> bool:
-        """An identical document (same name and content) was delivered before, visible or archived."""
-        return c.execute(_Q_SAME_CONTENT, {"i": institution_id, "f": folder, "n": name, "h": sha256,
-                                           "s": size}).first() is not None
+    def same_content(self, c: Connection, institution_id: str, folder: str, name: str, sha256: str, size: int):
+        """An identical document (same name and content) delivered before, visible or archived (the visible one
+        first, else the last archived): (id, state, committed_at, archived_at), or None."""
+        r = c.execute(_Q_SAME_CONTENT, {"i": institution_id, "f": folder, "n": name, "h": sha256, "s": size}).first()
+        return None if r is None else SameContent(r.id, r.state, as_utc(r.committed_at), as_utc(r.archived_at))
 
-    def mark_fetched(self, c: Connection, document_id: int, by: str) -> None:
-        c.execute(_Q_MARK_FETCHED, {"d": document_id, "t": utcnow(), "by": by})
+    def mark_fetched(self, c: Connection, document_id: int, by: str, protocol: str) -> None:
+        """The receipt's first fetch (later fetches leave it as it is)."""
+        c.execute(_Q_MARK_FETCHED, {"d": document_id, "t": utcnow(), "by": by, "pr": protocol})
 
     def pending_of(self, c: Connection, owner: str) -> list[tuple[int, str]]:
         """Uploads in progress of ``owner``: a node (all its workers') or ``"<node>/<worker>"``."""

@@ -94,8 +94,8 @@ def test_one_visible_document_per_name_is_enforced_by_the_database(repo):
     with repo.read() as c:
         assert repo.visible_document(c, C1, "f", "x.pdf").id == ids[1]
         assert [d.id for d in repo.archived_documents(c, C1, "f", "x.pdf")] == [ids[0]]
-        assert repo.same_content_exists(c, C1, "f", "x.pdf", "aa", 3)
-        assert not repo.same_content_exists(c, C1, "f", "x.pdf", "cc", 3)
+        assert repo.same_content(c, C1, "f", "x.pdf", "aa", 3) is not None
+        assert repo.same_content(c, C1, "f", "x.pdf", "cc", 3) is None
 
 
 def test_folders(repo):
