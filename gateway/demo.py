@@ -1,5 +1,6 @@
 """The demo data set for ``instpages serve --demo``: three centres, one account per role, SSH keys and a
-password written into ``<data_dir>/demo/``, one delivered document. Loading it twice changes nothing."""
+password written into ``<data_dir>/demo/``, sample documents delivered (filed by the default conventions).
+Loading it twice changes nothing."""
 from __future__ import annotations
 
 import os
@@ -97,8 +98,32 @@ def ensure_demo(admin: Administration, cfg: Config) -> str:
     ])
 
 
+#: the demo's deliveries: (path in the first centre's mailbox, the text on its page); filed by the default
+#: conventions of gateway/core/filing.py, and one that no rule files (shown as "unclassified")
+SAMPLES = (
+    ("ris/monthly-statement/2026-10/maandstaat-ris-2026-10.pdf", "Maandstaat RMI oktober 2026 - demo"),
+    ("ris/monthly-statement/2026-11/maandstaat-ris-2026-11.pdf", "Maandstaat RMI november 2026 - demo"),
+    ("ris/refused-forms/2026-11/geweigerde-formulieren-2026-11.pdf", "Geweigerde formulieren november 2026 - demo"),
+    ("law1965/accepted-forms/2026-11/aanvaarde-formulieren-2026-11.pdf", "Aanvaarde formulieren 1965 - demo"),
+    ("maintenance_annual-settlement_2025.pdf", "Jaarlijkse afrekening voorschotten 2025 - demo"),
+    ("2026-11/maandstaat-demo.pdf", "Maandstaat november 2026 - demo (no filing convention)"),
+)
+
+
 def _deliver_sample(admin: Administration, institution_id: str) -> None:
-    """One real PDF delivered through the core, as the uploader would."""
+    """The sample PDFs delivered through the core, as the uploader would."""
+    mailbox = admin.mailbox
+    with mailbox.repo.read() as c:
+        uploader = mailbox.repo.account_by_name(c, "demo-podmi")
+    session = MailboxSession(mailbox, mailbox.load_principal(uploader.id, "demo"), "demo", "local")
+    for path, text in SAMPLES:
+        upload = session.open_upload(f"/{institution_id}/{path}")
+        upload.append(_sample_pdf(text))
+        upload.commit()
+
+
+def _sample_pdf(text: str) -> bytes:
+    """A one-page PDF saying ``text`` (ASCII)."""
     import io
 
     import pikepdf
@@ -109,13 +134,7 @@ def _deliver_sample(admin: Administration, institution_id: str) -> None:
                                                 BaseFont=pikepdf.Name.Helvetica))
     page = pdf.pages[0]
     page.Resources = pikepdf.Dictionary(Font=pikepdf.Dictionary(F1=font))
-    page.Contents = pdf.make_stream(b"BT /F1 18 Tf 72 760 Td (Maandstaat november 2026 - demo) Tj ET")
+    page.Contents = pdf.make_stream(b"BT /F1 18 Tf 72 760 Td (" + text.encode("ascii") + b") Tj ET")
     buf = io.BytesIO()
     pdf.save(buf)
-    mailbox = admin.mailbox
-    with mailbox.repo.read() as c:
-        uploader = mailbox.repo.account_by_name(c, "demo-podmi")
-    session = MailboxSession(mailbox, mailbox.load_principal(uploader.id, "demo"), "demo", "local")
-    upload = session.open_upload(f"/{institution_id}/2026-11/maandstaat-demo.pdf")
-    upload.append(buf.getvalue())
-    upload.commit()
+    return buf.getvalue()
