@@ -165,3 +165,14 @@ def test_new_since_my_last_visit(core):
     again = staff.documents(A, document_filter(new=True), visit=True)
     assert again.last_visit is not None
     assert [d.name for d in again.documents] == ["new.pdf"]
+
+
+@pytest.mark.parametrize("centre", ["", "12345", "0212345668x", "x" * 300, "../0212345668", "0207123407"])
+def test_a_centre_not_to_be_seen_answers_as_none_and_is_recorded(core, centre):
+    staff = session(core, "staff")
+    with pytest.raises(NotFound):
+        staff.documents(centre)
+    with pytest.raises(NotFound):
+        staff.receipt(centre, 1)
+    denied = [e for e in events(core, "list") + events(core, "receipt") if e.outcome == "denied"]
+    assert len(denied) == 2 and all(e.detail == "no such centre" for e in denied)

@@ -8,7 +8,8 @@ from storage import repository
 from storage.repo import base, documents
 from storage.repository import Repository
 
-AGGREGATES = ["institutions", "grants", "accounts", "credentials", "folders", "documents", "notifications",
+AGGREGATES = ["institutions", "grants", "accounts", "credentials", "folders", "documents", "catalogue",
+              "notifications",
               "davstate", "failures", "epochs", "audit"]
 
 
