@@ -51,6 +51,7 @@ _MAX_ID = 2**31 - 1
 
 PAGE_STYLES = b"""\
 table.documents td.size, table.documents th.size { text-align: right; white-space: nowrap; }
+table.documents td.period, table.documents td.delivered { white-space: nowrap; }
 table.documents td.actions form { display: inline; }
 table.documents tr.new td:first-child { border-left: 3px solid var(--accent); }
 form.filter label { margin: .2rem .8rem .2rem 0; }
