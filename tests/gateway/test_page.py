@@ -369,7 +369,8 @@ def test_a_zip_over_its_limits_is_refused_before_anything_is_read(gw, monkeypatc
     assert r.status == 413 and "Un ZIP contient au plus 2 documents" in message(r.text)
     monkeypatch.setattr(page_module, "ZIP_MAX_DOCUMENTS", 500)
     monkeypatch.setattr(page_module, "ZIP_MAX_BYTES", 1000)
-    r = c.request("POST", f"/page/centres/{CENTRE_A}/zip?lang=en", form={"csrf": csrf, "doc": [str(d) for d in docs[:2]]})
+    r = c.request("POST", f"/page/centres/{CENTRE_A}/zip?lang=en",
+                  form={"csrf": csrf, "doc": [str(d) for d in docs[:2]]})
     assert r.status == 413 and "A ZIP holds at most 1000 B" in message(r.text)
     mine = events(gw, "staff-ab", since)
     assert [(e.action, e.outcome) for e in mine if e.outcome != "ok"] == [("download", "refused")] * 4
