@@ -18,6 +18,7 @@ from datetime import datetime
 
 from auth.policy import Action, sees_only_own_documents
 from auth.principal import Role
+from gateway.core import enterprise
 from gateway.core import filing as filings
 from gateway.core.filing import Filing
 from gateway.core.path import VPath
@@ -160,6 +161,13 @@ class CatalogueViews:
             self._audit_now("read", "denied", VPath(inst.id, ()), detail=f"no document {document_id} here")
             raise NotFound("no such document")
         return VPath(inst.id, tuple(row.relpath.split("/")))
+
+    def record_refusal(self, action: str, centre: str | None, reason: str, *, outcome: str = "refused") -> None:
+        """Put a front-end's own refusal of a request about a centre's documents on the record, as the core's
+        refusals are: a malformed filter, a form without its CSRF token, a ZIP request over its limit. ``centre``:
+        the id the request named (kept only when it has the form of an enterprise number)."""
+        path = VPath(centre, ()) if centre and enterprise.is_valid(centre) else None
+        self._audit_now(action, outcome, path, detail=reason[:500])
 
 
 def _described(flt: DocumentFilter) -> str:

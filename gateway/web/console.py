@@ -4,9 +4,10 @@ Server-rendered pages (Jinja2, HTML autoescaped), plain forms and links: every t
 the pages carry none (the Content-Security-Policy forbids it). Changes are POSTs carrying a CSRF token derived
 from the session, answered by a redirect (303) to the page that shows the result.
 
-Login is the strong login of the other web pages (``gateway.web.websession.strong_login``): the user name first, then
-the password with the code of the token card whose number the page asks -- or, with an eID certificate in the TLS
-handshake, the password alone. The session is a signed cookie (``ip_console``; HttpOnly, SameSite=Strict, Secure)
+Login is the strong login of the other web pages (``gateway.web.websession.strong_login``), in the frame the console
+shares with the institutional page (:mod:`gateway.web.webpages`): the user name first, then the password with the
+code of the token card whose number the page asks -- or, with an eID certificate in the TLS handshake, the password
+alone. The session is a signed cookie (``ip_console``; HttpOnly, SameSite=Strict, Secure)
 and the principal is loaded again on every request, so a disabled account, a withdrawn designation or a changed
 grant takes effect at once.
 
@@ -19,49 +20,27 @@ English. Labels live in :mod:`gateway.web.i18n`; the core's messages are shown a
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import re
-import secrets
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from collections.abc import Callable
-from urllib.parse import parse_qs, quote, urlencode
-
-import jinja2
 
 from auth.policy import STATUSES, AdminAction
+from auth.principal import Principal
 from gateway.web import i18n
 from gateway.admin.notify import LANGUAGES
 from gateway.admin.service import Administration
-from gateway.web.httpauth import session_cookie
 from gateway.core.lifecycle import VERBS, allowed_verbs
-from gateway.core.localtime import BRUSSELS, last_day
 from gateway.core.mailbox import Mailbox
-from gateway.web.websession import (SessionSigner, WebSession, cookie_value, has_eid, read_form, retry_after,
-                                strong_login)
+from gateway.web.webpages import CSP, SECURITY_HEADERS, Page, Req, StrongLoginPages  # noqa: F401 (CSP: the pages')
+from gateway.web.websession import SessionSigner, WebSession
 from storage import errors
-from storage.errors import (AdminError, AdminNotFound, AuthenticationFailed, GatewayError, MalformedCredentials,
-                            MalformedRequest, ServiceUnavailable, lookup)
-from storage.repository import as_utc
+from storage.errors import AdminError, AdminNotFound, GatewayError, lookup
 
 log = logging.getLogger("instpages.console")
 
 COOKIE = "ip_console"
 LOGIN_COOKIE = "ip_console_login"  # binds the login form's CSRF token before there is a session
-LANG_COOKIE = "ip_lang"
-CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; "
-       "frame-ancestors 'none'")
-SECURITY_HEADERS = [
-    ("Content-Security-Policy", CSP),
-    ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),
-    ("X-Frame-Options", "DENY"),
-    ("Cross-Origin-Opener-Policy", "same-origin"),
-    ("Cross-Origin-Resource-Policy", "same-origin"),
-]
 RECORD_LIMIT = 100
 TEMPLATES = Path(__file__).parent / "templates" / "console"
 
@@ -147,159 +126,26 @@ button.secondary { background: #fff; color: var(--accent); }
 """
 
 
-@dataclass
-class Req:
-    environ: dict
-    method: str
-    path: str
-    base: str
-    source: str
-    lang: str
-    query: dict[str, str]
-    form: dict[str, str] = field(default_factory=dict)
-    cookies: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Page:
-    status: str
-    body: bytes = b""
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    content_type: str = "text/html; charset=utf-8"
-
-
-class _Unauthenticated(Exception):
-    """No (longer a) valid session."""
-
-    def __init__(self, ended: bool):
-        self.ended = ended
-
-
-# -- formatting helpers (Jinja filters) ---------------------------------------------------------------------
-def _when(value) -> str:
-    if not value:
-        return "-"
-    if isinstance(value, datetime):
-        return as_utc(value).astimezone(BRUSSELS).strftime("%Y-%m-%d %H:%M")
-    return str(value)
-
-
-def _last_day(value) -> str:
-    """A grant ends at the local midnight after its last day: show that day."""
-    return last_day(value) if value else ""
-
-
-def _size(value) -> str:
-    n = int(value or 0)
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(value)  # pragma: no cover
-
-
 def _addresses(contacts: str) -> list[str]:
     return [a for a in (contacts or "").split(",") if a.strip()]
 
 
-class Console:
+class Console(StrongLoginPages):
+    COOKIE = COOKIE
+    LOGIN_COOKIE = LOGIN_COOKIE
+    LOGIN_FORM = b"console-login-form"
+    STYLESHEET_PATH = "/static/console.css"
+    TEMPLATES = (TEMPLATES,)
+
     def __init__(self, mailbox: Mailbox, signer: SessionSigner, *, administration: Callable[..., Administration],
                  secure_cookie: bool = True):
-        self.mailbox = mailbox
+        super().__init__(mailbox, signer, stylesheet=STYLESHEET, secure_cookie=secure_cookie)
         #: the services factory's (``Services.administration``)
         self.administration = administration
-        self.signer = signer
-        self.secure_cookie = secure_cookie
-        self._login_key = hmac.new(signer.secret, b"console-login-form", hashlib.sha256).digest()
-        self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
-                                      undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-        self.env.filters.update(when=_when, last_day=_last_day, size=_size)
-        #: sessions ended by "log out" in this process, until they would have expired anyway. Sessions are
-        #: stateless (signed); this refuses a logged-out cookie replayed to the same process.
-
-    # -- WSGI --------------------------------------------------------------------------------------------------
-    def __call__(self, environ, start_response):
-        req = self._request(environ)
-        try:
-            page = self._dispatch(req)
-        except MalformedCredentials as exc:  # a session cookie no session has: removed, and on the record
-            self.mailbox.record_failed_login("", "web", req.source, "cookie", exc.reason)
-            req.cookies.append(self._cookie(req, COOKIE, "", max_age=0))
-            page = self._message(req, None, "400 Bad Request", "error.title",
-                                 "malformed session cookie; it has been removed, please log in again")
-        except MalformedRequest as exc:
-            page = self._message(req, None, "400 Bad Request", "error.title", exc.message)
-        except Exception:  # never a trace to the browser
-            log.exception("console: %s %s failed", req.method, req.path)
-            page = self._message(req, None, "500 Internal Server Error", "error.title",
-                                 "internal error; the details are in the gateway's log")
-        headers = [("Content-Type", page.content_type), ("Content-Length", str(len(page.body))),
-                   *SECURITY_HEADERS, ("Vary", "Cookie, Accept-Language")]
-        if not any(k == "Cache-Control" for k, _ in page.headers):
-            headers.append(("Cache-Control", "no-store"))
-        headers += page.headers
-        headers += [("Set-Cookie", c) for c in req.cookies]
-        start_response(page.status, headers)
-        return [b"" if req.method == "HEAD" else page.body]
-
-    def _request(self, environ) -> Req:
-        method = environ.get("REQUEST_METHOD", "GET").upper()
-        query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).items()}
-        base = environ.get("SCRIPT_NAME", "").rstrip("/")
-        source = environ.get("instpages.source") or environ.get("REMOTE_ADDR", "")
-        req = Req(environ, method, environ.get("PATH_INFO", "") or "", base, source, i18n.DEFAULT, query)
-        chosen = i18n.supported(query.get("lang"))
-        if chosen:
-            req.lang = chosen
-            req.cookies.append(self._cookie(req, LANG_COOKIE, chosen, max_age=365 * 86400))
-        else:
-            req.lang = (i18n.supported(cookie_value(environ, LANG_COOKIE))
-                        or i18n.negotiate(environ.get("HTTP_ACCEPT_LANGUAGE")) or i18n.DEFAULT)
-        if method == "POST":
-            req.form = read_form(environ)
-        return req
-
-    def _cookie(self, req: Req, name: str, value: str, *, max_age: int | None = None) -> str:
-        attrs = f"{name}={value}; Path={req.base}/; HttpOnly; SameSite=Strict"
-        if max_age is not None:
-            attrs += f"; Max-Age={max_age}"
-        if self.secure_cookie:
-            attrs += "; Secure"
-        return attrs
 
     # -- routing -----------------------------------------------------------------------------------------------
-    def _dispatch(self, req: Req) -> Page:
-        if req.method not in ("GET", "HEAD", "POST"):
-            return self._message(req, None, "405 Method Not Allowed", "error.title", i18n.t("error.method", req.lang),
-                                 headers=[("Allow", "GET, HEAD, POST")])
-        if req.path == "":
-            return self._redirect(req.base + "/")
-        if req.path == "/static/console.css":
-            return Page("200 OK", STYLESHEET, [("Cache-Control", "max-age=3600")], "text/css; charset=utf-8")
-        if req.path == "/login":
-            if req.method == "POST":
-                return self._login(req)
-            if self._session(req) is not None:
-                return self._redirect(req.base + "/")
-            return self._login_page(req, ended=req.query.get("ended") == "1")
-        try:
-            session, admin = self._authenticate(req)
-        except _Unauthenticated as exc:
-            if req.method == "POST":
-                return self._login_page(req, ended=True, status="401 Unauthorized")
-            return self._redirect(req.base + "/login" + ("?ended=1" if exc.ended else ""))
-        except ServiceUnavailable as exc:
-            return self._message(req, None, "503 Service Unavailable", "error.unavailable", exc.message)
-        csrf = self.signer.csrf(session)
-        ctx = {"user": admin.principal, "csrf": csrf}
-        if req.path == "/logout":
-            if req.method != "POST":
-                return self._method_not_allowed(req, ctx, "POST")
-            if not self.signer.csrf_ok(session, req.form.get("csrf", "")):
-                return self._csrf_refused(req, ctx)
-            self._end(session, req.source)
-            req.cookies.append(self._cookie(req, COOKIE, "", max_age=0))
-            return self._redirect(req.base + "/login")
+    def serve(self, req: Req, session: WebSession, principal: Principal, ctx: dict) -> Page:
+        admin = self.administration(protocol="web", source=req.source, principal=principal)
         if not admin.may(AdminAction.LIST_ALL):
             return self._message(req, ctx, "403 Forbidden", "nothing.title", i18n.t("nothing.text", req.lang))
         if req.path == "/":
@@ -317,6 +163,7 @@ class Console:
             return self._not_found(req, ctx)
         except GatewayError as exc:
             return self._refused(req, ctx, exc, None)
+        back = f"{req.base}/centres/{centre.id}"
         if action is None or action == "record":
             if req.method == "POST":
                 return self._method_not_allowed(req, ctx, "GET, HEAD")
@@ -324,9 +171,9 @@ class Console:
                 return self._guarded(req, ctx, centre, lambda: self._record(req, ctx, admin, centre))
             return self._guarded(req, ctx, centre, lambda: self._centre(req, ctx, admin, centre))
         if req.method != "POST":
-            return self._method_not_allowed(req, ctx, "POST", centre)
+            return self._method_not_allowed(req, ctx, "POST", back)
         if not self.signer.csrf_ok(session, req.form.get("csrf", "")):
-            return self._csrf_refused(req, ctx, centre)
+            return self._csrf_refused(req, ctx, back, "nav.back_centre")
         return self._guarded(req, ctx, centre, lambda: self._change(req, admin, centre, action))
 
     def _guarded(self, req: Req, ctx: dict, centre, produce) -> Page:
@@ -334,83 +181,6 @@ class Console:
             return produce()
         except GatewayError as exc:
             return self._refused(req, ctx, exc, centre)
-
-    # -- sessions ------------------------------------------------------------------------------------------------
-    def _session(self, req: Req) -> WebSession | None:
-        return self.signer.verify(session_cookie(req.environ, COOKIE))
-
-    def _authenticate(self, req: Req) -> tuple[WebSession, Administration]:
-        raw = session_cookie(req.environ, COOKIE)
-        session = self.signer.verify(raw)
-        if session is None:
-            if raw:
-                req.cookies.append(self._cookie(req, COOKIE, "", max_age=0))
-            raise _Unauthenticated(bool(raw))
-        try:
-            principal = self.mailbox.resume_session(session.account_id, session.name, session.issued, method="web",
-                                                    source=req.source)
-        except AuthenticationFailed:
-            # disabled or removed meanwhile, logged out (on any gateway process), or from outside its networks:
-            # the session ends here
-            req.cookies.append(self._cookie(req, COOKIE, "", max_age=0))
-            raise _Unauthenticated(True) from None
-        return session, self.administration(protocol="web", source=req.source, principal=principal)
-
-    def _end(self, session: WebSession, source: str) -> None:
-        """Logout: the account's sessions end on every gateway process (the core keeps the moment)."""
-        self.mailbox.end_sessions(session.account_id, protocol="web", source=source)
-
-    def _login_token(self, value: str) -> str:
-        return hmac.new(self._login_key, value.encode(), hashlib.sha256).hexdigest()
-
-    def _login_value(self, req: Req, *, fresh: bool = False) -> str:
-        value = cookie_value(req.environ, LOGIN_COOKIE)
-        if fresh or not re.fullmatch(r"[0-9a-f]{32}", value or ""):
-            value = secrets.token_hex(16)
-            req.cookies.append(self._cookie(req, LOGIN_COOKIE, value))
-        return value
-
-    def _login_page(self, req: Req, *, username: str = "", error: str = "", ended: bool = False,
-                    status: str = "200 OK", fresh: bool = False) -> Page:
-        eid = has_eid(self.mailbox, req.environ)
-        number = None
-        if username and not eid:
-            number = self.mailbox.token_challenge(username)
-        token = self._login_token(self._login_value(req, fresh=fresh))
-        return self._render(req, "login.html", status, title=i18n.t("login.title", req.lang), user=None, csrf="",
-                            login_csrf=token, username=username, eid=eid, number=number, error=error,
-                            ended=ended, here=req.base + "/login")
-
-    def _login(self, req: Req) -> Page:
-        form = req.form
-        value = cookie_value(req.environ, LOGIN_COOKIE)
-        token = form.get("csrf", "")
-        if not (value and token and token.isascii() and hmac.compare_digest(token, self._login_token(value))):
-            return self._login_page(req, error=i18n.t("login.expired", req.lang), status="403 Forbidden", fresh=True)
-        username = form.get("username", "").strip()[:64]
-        eid = has_eid(self.mailbox, req.environ)
-        if form.get("step") == "username" and not eid:
-            return self._login_page(req, username=username)
-        try:
-            session = strong_login(self.mailbox, req.environ, username=username, password=form.get("password", ""),
-                                   number=int(form.get("number", "0") or 0), code=form.get("code", ""),
-                                   protocol="web", source=req.source)
-        except (AuthenticationFailed, ValueError) as exc:
-            # answered at once: no thread waits out the delay (the core keeps it, and refuses until it is over)
-            if getattr(exc, "throttled", False):
-                page = self._login_page(req, username="" if eid else username,
-                                        error=i18n.t("login.throttled", req.lang), status="429 Too Many Requests")
-                page.headers.append(("Retry-After", retry_after(exc)))
-                return page
-            return self._login_page(req, username="" if eid else username, error=i18n.t("login.failed", req.lang),
-                                    status="401 Unauthorized")
-        except GatewayError as exc:
-            return self._message(req, None, "503 Service Unavailable", "login.unavailable", exc.message)
-        p = session.principal
-        web = self.signer.issue(p.account_id, p.name)
-        req.cookies.append(self._cookie(req, COOKIE, web.value, max_age=self.signer.seconds))
-        req.cookies.append(self._cookie(req, LOGIN_COOKIE, "", max_age=0))
-        return self._redirect(req.base + "/")
 
     # -- pages ---------------------------------------------------------------------------------------------------
     def _centres(self, req: Req, ctx: dict, admin: Administration) -> Page:
@@ -497,29 +267,6 @@ class Console:
         return self._redirect(f"{req.base}/centres/{cid}?done={done}" + (f"#{anchor}" if anchor else ""))
 
     # -- answers ---------------------------------------------------------------------------------------------------
-    def _here(self, req: Req, **keep) -> str:
-        """This page's address for the language links (other query parameters kept only when given)."""
-        params = {k: v for k, v in keep.items() if v}
-        return req.base + req.path + ("?" + urlencode(params) if params else "")
-
-    def _render(self, req: Req, template: str, status: str = "200 OK", headers=(), **context) -> Page:
-        lang = req.lang
-        here = context.pop("here", None) or req.base + "/"
-        sep = "&" if "?" in here else "?"
-        context.setdefault("flash", "")
-        context.setdefault("user", None)
-        context.setdefault("csrf", "")
-        html = self.env.get_template(template).render(
-            lang=lang, base=req.base, t=lambda key, **v: i18n.t(key, lang, **v), langs=i18n.LANGS,
-            lang_links=[(code, f"{here}{sep}lang={code}") for code in i18n.LANGS], **context)
-        return Page(status, html.encode("utf-8"), list(headers))
-
-    def _message(self, req: Req, ctx: dict | None, status: str, title_key: str, text: str, *, back: str = "",
-                 back_key: str = "nav.back_list", headers=()) -> Page:
-        ctx = ctx or {}
-        return self._render(req, "message.html", status, headers, title=i18n.t(title_key, req.lang), text=text,
-                            back=back, back_key=back_key, code=status.split()[0], **ctx)
-
     def _not_found(self, req: Req, ctx: dict) -> Page:
         # deliberately nothing of the request in it: every unknown or hidden centre gets the very same page
         return self._message(req, ctx, "404 Not Found", "notfound.title", i18n.t("notfound.text", req.lang),
@@ -533,17 +280,3 @@ class Console:
             return self._message(req, ctx, status, title, exc.message, back=f"{req.base}/centres/{centre.id}",
                                  back_key="nav.back_centre")
         return self._message(req, ctx, status, title, exc.message, back=req.base + "/")
-
-    def _csrf_refused(self, req: Req, ctx: dict, centre=None) -> Page:
-        back = f"{req.base}/centres/{centre.id}" if centre is not None else req.base + "/"
-        return self._message(req, ctx, "403 Forbidden", "error.title", i18n.t("error.csrf", req.lang), back=back,
-                             back_key="nav.back_centre" if centre is not None else "nav.back_list")
-
-    def _method_not_allowed(self, req: Req, ctx: dict, allow: str, centre=None) -> Page:
-        back = f"{req.base}/centres/{centre.id}" if centre is not None else req.base + "/"
-        return self._message(req, ctx, "405 Method Not Allowed", "error.title", i18n.t("error.method", req.lang),
-                             back=back, headers=[("Allow", allow)])
-
-    @staticmethod
-    def _redirect(location: str) -> Page:
-        return Page("303 See Other", b"", [("Location", quote(location, safe="/?=&#%:-_.~"))])

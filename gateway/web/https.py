@@ -1,4 +1,5 @@
-"""The HTTPS port: cheroot serving WebDAV under ``/dav``, the account page, the console and the REST API.
+"""The HTTPS port: cheroot serving WebDAV under ``/dav``, the institutional page (``/page``, where a browser opening
+``/`` lands), the account page, the console and the REST API.
 
 cheroot runs its own worker threads; the WSGI application calls the (synchronous, thread-safe) core directly.
 TLS handshakes happen off cheroot's accept thread, in a few threads, each with a deadline
@@ -56,7 +57,10 @@ def root_app(environ, start_response):
                                             ("Content-Length", str(len(body))), ("DAV", "1, 2")])
         return [body]
     if method in ("GET", "HEAD") and environ.get("PATH_INFO", "/") in ("", "/"):
-        start_response("302 Found", [("Location", "/dav/"), ("Content-Length", "0")])
+        # a browser (it asks for HTML) lands on the institutional page; anything else on the WebDAV tree
+        page = "text/html" in environ.get("HTTP_ACCEPT", "")
+        start_response("302 Found", [("Location", "/page/" if page else "/dav/"), ("Content-Length", "0"),
+                                     ("Vary", "Accept")])
         return [b""]
     body = b"404 Not Found\n"
     start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
@@ -215,9 +219,14 @@ class HTTPSFrontend:
                                                secure_cookie=not cfg.plain_http),
                                        config.auth.trusted_proxies)
         self.api_app = with_source(RestApi(mailbox, signer, administration=administration), config.auth.trusted_proxies)
+        from gateway.web.page import InstitutionalPage
+
+        # the same strong login and session key as the console
+        self.page_app = with_source(InstitutionalPage(mailbox, signer, secure_cookie=not cfg.plain_http),
+                                    config.auth.trusted_proxies)
         dispatcher = wsgi.PathInfoDispatcher({"/dav": self.dav_app, "/account": self.account_app,
                                               "/console": self.console_app, "/api": self.api_app,
-                                              "/": health_app(ready, root_app)})
+                                              "/page": self.page_app, "/": health_app(ready, root_app)})
         self.server = HandshakingServer((cfg.host, cfg.port), ErrorGuard(dispatcher), numthreads=cfg.threads,
                                         server_name="instpages", timeout=60, request_queue_size=256)
         self.server.listener, self.server.seat = listener, seat

@@ -237,6 +237,126 @@ LABELS: dict[str, dict[str, str]] = {
                          "fr": "Le message de test est mis en file d'attente."},
 }
 
+#: the institutional page (/page/): a centre's documents, their kinds and legislations, receipts
+LABELS.update({
+    "app.page": {"en": "Mailbox", "nl": "Mailbox", "fr": "Boîte aux lettres"},
+    "page.mailboxes": {"en": "My mailboxes", "nl": "Mijn mailboxen", "fr": "Mes boîtes aux lettres"},
+    "page.mailboxes_note": {"en": "The centres that granted you access to their mailbox.",
+                            "nl": "De centra die u toegang gaven tot hun mailbox.",
+                            "fr": "Les centres qui vous ont donné accès à leur boîte aux lettres."},
+    "page.no_mailbox": {"en": "No centre has granted you access to its mailbox.",
+                        "nl": "Geen enkel centrum gaf u toegang tot zijn mailbox.",
+                        "fr": "Aucun centre ne vous a donné accès à sa boîte aux lettres."},
+    "page.cell": {"en": "The security cell does not read mailboxes; it administers access in the console.",
+                  "nl": "De veiligheidscel leest geen mailboxen; zij beheert de toegang in de beheerconsole.",
+                  "fr": "La cellule de sécurité ne lit pas les boîtes aux lettres ; elle gère les accès dans la "
+                        "console."},
+    "page.to_console": {"en": "Go to the console", "nl": "Naar de beheerconsole", "fr": "Vers la console"},
+    "page.back": {"en": "Back to the mailbox", "nl": "Terug naar de mailbox", "fr": "Retour à la boîte aux lettres"},
+    "page.notfound": {"en": "There is no such centre or document.", "nl": "Dit centrum of document bestaat niet.",
+                      "fr": "Ce centre ou ce document n'existe pas."},
+    "page.count": {"en": "{n} document(s)", "nl": "{n} document(en)", "fr": "{n} document(s)"},
+    "page.none": {"en": "No document matches.", "nl": "Geen enkel document gevonden.",
+                  "fr": "Aucun document ne correspond."},
+    "page.last_visit": {"en": "Your previous visit: {when}.", "nl": "Uw vorige bezoek: {when}.",
+                        "fr": "Votre visite précédente : {when}."},
+    "page.first_visit": {"en": "This is your first visit.", "nl": "Dit is uw eerste bezoek.",
+                         "fr": "C'est votre première visite."},
+    "page.newer": {"en": "Newer documents", "nl": "Nieuwere documenten", "fr": "Documents plus récents"},
+    "page.older": {"en": "Older documents", "nl": "Oudere documenten", "fr": "Documents plus anciens"},
+    "filter.title": {"en": "Find documents", "nl": "Documenten zoeken", "fr": "Rechercher des documents"},
+    "filter.kind": {"en": "Kind", "nl": "Soort", "fr": "Type"},
+    "filter.legislation": {"en": "Legislation", "nl": "Wetgeving", "fr": "Législation"},
+    "filter.period": {"en": "Period (YYYY or YYYY-MM)", "nl": "Periode (JJJJ of JJJJ-MM)",
+                      "fr": "Période (AAAA ou AAAA-MM)"},
+    "filter.new": {"en": "New since my last visit", "nl": "Nieuw sinds mijn vorige bezoek",
+                   "fr": "Nouveaux depuis ma dernière visite"},
+    "filter.any": {"en": "all", "nl": "alle", "fr": "tous"},
+    "filter.apply": {"en": "Show", "nl": "Tonen", "fr": "Afficher"},
+    "filter.clear": {"en": "Show all", "nl": "Alles tonen", "fr": "Tout afficher"},
+    "doc.select": {"en": "Select", "nl": "Selecteren", "fr": "Sélectionner"},
+    "doc.name": {"en": "Document", "nl": "Document", "fr": "Document"},
+    "doc.kind": {"en": "Kind", "nl": "Soort", "fr": "Type"},
+    "doc.legislation": {"en": "Legislation", "nl": "Wetgeving", "fr": "Législation"},
+    "doc.period": {"en": "Period", "nl": "Periode", "fr": "Période"},
+    "doc.size": {"en": "Size", "nl": "Grootte", "fr": "Taille"},
+    "doc.delivered": {"en": "Delivered", "nl": "Geleverd", "fr": "Livré"},
+    "doc.sender": {"en": "Sender", "nl": "Afzender", "fr": "Expéditeur"},
+    "doc.fetched": {"en": "First fetched", "nl": "Eerst opgehaald", "fr": "Premier retrait"},
+    "doc.not_fetched": {"en": "not fetched yet", "nl": "nog niet opgehaald", "fr": "pas encore retiré"},
+    "doc.fetched_by": {"en": "{when} by {who} via {how}", "nl": "{when} door {who} via {how}",
+                       "fr": "{when} par {who} via {how}"},
+    "doc.archived": {"en": "Archived", "nl": "Gearchiveerd", "fr": "Archivé"},
+    "doc.archived_by": {"en": "{when} by {who}", "nl": "{when} door {who}", "fr": "{when} par {who}"},
+    "doc.in_mailbox": {"en": "in the mailbox", "nl": "in de mailbox", "fr": "dans la boîte aux lettres"},
+    "doc.path": {"en": "Place in the mailbox", "nl": "Plaats in de mailbox", "fr": "Emplacement dans la boîte"},
+    "doc.download": {"en": "Download", "nl": "Downloaden", "fr": "Télécharger"},
+    "doc.receipt": {"en": "Receipt", "nl": "Ontvangstbewijs", "fr": "Accusé de réception"},
+    "doc.archive": {"en": "Archive", "nl": "Archiveren", "fr": "Archiver"},
+    "doc.archive_note": {"en": "Archiving removes the document from the mailbox; it is kept and your local "
+                                "administrator can restore it.",
+                         "nl": "Archiveren haalt het document uit de mailbox; het wordt bewaard en uw lokale "
+                               "beheerder kan het terugzetten.",
+                         "fr": "Archiver retire le document de la boîte aux lettres ; il est conservé et votre "
+                               "gestionnaire local peut le restaurer."},
+    "done.archived": {"en": "The document was archived.", "nl": "Het document is gearchiveerd.",
+                      "fr": "Le document a été archivé."},
+    "zip.title": {"en": "Download several documents as one ZIP", "nl": "Meerdere documenten als één ZIP downloaden",
+                  "fr": "Télécharger plusieurs documents en un seul ZIP"},
+    "zip.selected": {"en": "Download the selected documents (ZIP)", "nl": "Geselecteerde documenten downloaden (ZIP)",
+                     "fr": "Télécharger les documents sélectionnés (ZIP)"},
+    "zip.period": {"en": "Download every document of period {period} shown by the filter (ZIP)",
+                   "nl": "Alle documenten van periode {period} volgens de filter downloaden (ZIP)",
+                   "fr": "Télécharger tous les documents de la période {period} selon le filtre (ZIP)"},
+    "zip.hint": {"en": "Tick documents in the list, or choose a period in the filter above. At most {n} documents "
+                       "and {size} per ZIP.",
+                 "nl": "Vink documenten aan in de lijst, of kies een periode in de filter hierboven. Hoogstens {n} "
+                       "documenten en {size} per ZIP.",
+                 "fr": "Cochez des documents dans la liste, ou choisissez une période dans le filtre ci-dessus. Au "
+                       "plus {n} documents et {size} par ZIP."},
+    "zip.too_many": {"en": "A ZIP holds at most {n} documents; this request asks for {asked}. Choose fewer "
+                           "documents or a shorter period. Nothing was downloaded.",
+                     "nl": "Een ZIP bevat hoogstens {n} documenten; deze aanvraag vraagt er {asked}. Kies minder "
+                           "documenten of een kortere periode. Er werd niets gedownload.",
+                     "fr": "Un ZIP contient au plus {n} documents ; cette demande en compte {asked}. Choisissez "
+                           "moins de documents ou une période plus courte. Rien n'a été téléchargé."},
+    "zip.too_large": {"en": "A ZIP holds at most {size}; these documents make {asked}. Choose fewer documents. "
+                            "Nothing was downloaded.",
+                      "nl": "Een ZIP bevat hoogstens {size}; deze documenten zijn samen {asked}. Kies minder "
+                            "documenten. Er werd niets gedownload.",
+                      "fr": "Un ZIP contient au plus {size} ; ces documents font {asked}. Choisissez moins de "
+                            "documents. Rien n'a été téléchargé."},
+    "zip.nothing": {"en": "Select documents in the list, or give a period, to download a ZIP.",
+                    "nl": "Selecteer documenten in de lijst, of geef een periode op, om een ZIP te downloaden.",
+                    "fr": "Sélectionnez des documents dans la liste, ou indiquez une période, pour télécharger un "
+                          "ZIP."},
+    "error.filter": {"en": "Unknown filter value", "nl": "Onbekende filterwaarde", "fr": "Valeur de filtre inconnue"},
+    "error.too_large": {"en": "Too many documents", "nl": "Te veel documenten", "fr": "Trop de documents"},
+    "protocol.web": {"en": "web page", "nl": "webpagina", "fr": "page web"},
+    "protocol.webdav": {"en": "network drive (WebDAV)", "nl": "netwerkschijf (WebDAV)",
+                        "fr": "lecteur réseau (WebDAV)"},
+    "protocol.sftp": {"en": "SFTP", "nl": "SFTP", "fr": "SFTP"},
+    "protocol.api": {"en": "REST API", "nl": "REST API", "fr": "API REST"},
+    # the kinds of document and the legislations (gateway.core.filing)
+    "dockind.monthly-statement": {"en": "Monthly statement", "nl": "Maandstaat", "fr": "État mensuel"},
+    "dockind.accepted-forms": {"en": "Accepted or partially accepted forms",
+                               "nl": "Aanvaarde of gedeeltelijk aanvaarde formulieren",
+                               "fr": "Formulaires acceptés ou partiellement acceptés"},
+    "dockind.refused-forms": {"en": "Refused forms", "nl": "Geweigerde formulieren", "fr": "Formulaires refusés"},
+    "dockind.legality-letter": {"en": "Letter on illegality or legality", "nl": "Brief over illegaliteit of legaliteit",
+                                "fr": "Lettre d'illégalité ou de légalité"},
+    "dockind.annual-settlement": {"en": "Annual settlement", "nl": "Jaarlijkse afrekening", "fr": "Décompte annuel"},
+    "dockind.settlement-annex": {"en": "Annex to the annual settlement", "nl": "Bijlage bij de jaarlijkse afrekening",
+                                 "fr": "Annexe au décompte annuel"},
+    "dockind.unclassified": {"en": "Unclassified", "nl": "Niet ingedeeld", "fr": "Non classé"},
+    "legislation.ris": {"en": "Right to social integration", "nl": "Recht op maatschappelijke integratie",
+                        "fr": "Droit à l'intégration sociale"},
+    "legislation.law1965": {"en": "Reimbursements, law of 2 April 1965", "nl": "Terugbetalingen, wet van 2 april 1965",
+                            "fr": "Remboursements, loi du 2 avril 1965"},
+    "legislation.maintenance": {"en": "Advances on maintenance payments", "nl": "Voorschotten op onderhoudsgelden",
+                                "fr": "Avances sur pensions alimentaires"},
+})
+
 #: Accept-Language tags we answer, by primary subtag
 _PRIMARY = {"en": "en", "nl": "nl", "fr": "fr"}
 

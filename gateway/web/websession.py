@@ -100,8 +100,13 @@ def read_body(environ, limit: int = MAX_FORM) -> bytes:
 
 
 def read_form(environ) -> dict[str, str]:
+    return {k: v[0] for k, v in read_form_lists(environ).items()}
+
+
+def read_form_lists(environ) -> dict[str, list[str]]:
+    """Every value of each field of a urlencoded form (a field may repeat: checkboxes)."""
     raw = read_body(environ).decode("utf-8", "replace")
-    return {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+    return parse_qs(raw, keep_blank_values=True)
 
 
 def client_certificate(environ) -> str:
