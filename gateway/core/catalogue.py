@@ -12,7 +12,6 @@ Filters are checked here once, for every front-end: an unknown kind, legislation
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -27,8 +26,6 @@ from storage.repository import CatalogueQuery, CatalogueRow, utcnow
 
 #: the kind filter for the documents no filing rule filed
 UNCLASSIFIED = "unclassified"
-#: what a centre's id looks like (a Belgian enterprise number): anything else is no centre, and is not looked up
-CENTRE_ID = re.compile(r"\d{10}")
 #: documents one catalogue answer holds at most
 MAX_ROWS = 5000
 
@@ -81,7 +78,7 @@ class CatalogueViews:
 
     def _catalogue_centre(self, centre: str, action: str):
         """The centre row when the caller may read its catalogue (recorded refusal otherwise)."""
-        if not CENTRE_ID.fullmatch(centre):  # not even a centre's number: as a centre that does not exist
+        if not enterprise.is_valid(centre):  # not even an enterprise number: as a centre that does not exist
             self._audit_now(action, "denied", None, detail="no such centre")
             raise NotFound()
         path = VPath(centre, ())
