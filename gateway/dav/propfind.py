@@ -52,7 +52,7 @@ class FastPropfind(BaseMiddleware):
     with dead properties are made afresh.
 
     A document's filing (kind, legislation, period: :mod:`gateway.dav.filingprops`) comes with the listing's rows
-    and is answered as live properties in the namespace declared on the multistatus (``ip:``)."""
+    and is answered as live properties, their namespace (``ip:``) declared on the response of a filed document."""
 
     def __init__(self, wsgidav_app, next_app, config):
         super().__init__(wsgidav_app, next_app, config)
@@ -96,8 +96,7 @@ class FastPropfind(BaseMiddleware):
         answer is never one string and one copy of it in bytes at once. The server sends them one after the
         other."""
         body: list[bytes] = []
-        parts = ['<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:" '
-                 f'xmlns:{filingprops.PREFIX}="{filingprops.NS}">']
+        parts = ['<?xml version="1.0" encoding="utf-8"?>\n<D:multistatus xmlns:D="DAV:">']
         if len(self._dates) > _DATES_MAX:
             self._dates.clear()
         if len(self._made) > _MADE_MAX:
@@ -166,7 +165,7 @@ class FastPropfind(BaseMiddleware):
             elif wanted is not None:
                 missing.append(name)
         href = quote(self.mount + path, safe=_HREF_SAFE)
-        out = [f"<D:response><D:href>{href}</D:href>"]
+        out = [f"<D:response{_FILED_NS if e.filing else ''}><D:href>{href}</D:href>"]
         if found:
             out.append(f"<D:propstat><D:prop>{''.join(found)}</D:prop><D:status>HTTP/1.1 200 OK</D:status>"
                        "</D:propstat>")
@@ -213,6 +212,9 @@ _RENDER = {
     else None,
 }
 assert set(_RENDER) == set(_LIVE)
+
+
+_FILED_NS = f' xmlns:{filingprops.PREFIX}="{filingprops.NS}"'
 
 
 def _filing(index: int, local: str):
