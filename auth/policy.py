@@ -128,10 +128,12 @@ class AdminAction(StrEnum):
     RESTORE = "restore"              # list archived documents (names only) and restore them
     AUDIT = "audit"                  # the centre's part of the record
     NOTIFY_TEST = "notify-test"      # send a test mail to the centre's contacts
+    UNCLASSIFIED = "unclassified"    # per centre, how many documents no filing rule filed (counts, no names)
 
 
 _CELL_ADMIN = frozenset({AdminAction.LIST_ALL, AdminAction.VIEW, AdminAction.TRANSITION, AdminAction.DESIGNATE,
-                         AdminAction.CONTACTS, AdminAction.VIEW_ACCESS, AdminAction.AUDIT, AdminAction.NOTIFY_TEST})
+                         AdminAction.CONTACTS, AdminAction.VIEW_ACCESS, AdminAction.AUDIT, AdminAction.NOTIFY_TEST,
+                         AdminAction.UNCLASSIFIED})
 _LOCAL_ADMIN = frozenset({AdminAction.VIEW, AdminAction.CONTACTS, AdminAction.VIEW_ACCESS, AdminAction.GRANT,
                           AdminAction.RESTORE, AdminAction.AUDIT, AdminAction.NOTIFY_TEST})
 

@@ -1,11 +1,12 @@
 """Documents, as administration sees them: a centre's archived documents (names and dates, never content) and
-restoring one to where it was."""
+restoring one to where it was; how many documents in the mailboxes no filing rule filed (the security cell's
+count of unclassified documents)."""
 from __future__ import annotations
 
 from auth.policy import AdminAction
 from gateway.admin.base import AdminBase
 from gateway.core import path as vpath
-from storage.errors import AdminConflict, AdminError, AdminNotFound, NotFound
+from storage.errors import AdminConflict, AdminError, AdminForbidden, AdminNotFound, NotFound
 
 
 class DocumentAdmin(AdminBase):
@@ -16,6 +17,18 @@ class DocumentAdmin(AdminBase):
         inst = self._centre(raw_id, AdminAction.RESTORE)
         with self.repo.read() as c:
             return self.repo.archived_in(c, inst.id, limit)
+
+    def unclassified(self) -> list[tuple[str, str, int]]:
+        """Per centre, how many documents in its mailbox no filing rule filed: (centre id, name, count), by id,
+        centres with none left out. Counts only -- no names: the security cell, who sees this, does not read
+        mailboxes; anyone else is refused, on the record."""
+        if not self.may(AdminAction.UNCLASSIFIED):
+            raise self._refuse(AdminAction.UNCLASSIFIED, None, AdminForbidden(
+                f"{self.actor} may not see the counts of unclassified documents (the security cell does)"))
+        with self.repo.read() as c:
+            counts = self.repo.unclassified_counts(c)
+            names = {r.id: r.name for r in self.repo.institutions(c, [cid for cid, _ in counts])} if counts else {}
+        return [(cid, names.get(cid, ""), n) for cid, n in counts]
 
     def restore(self, institution: str, raw_path: str) -> int:
         inst_id = self._centre(institution, AdminAction.RESTORE).id

@@ -9,7 +9,8 @@ possible is a process dying between the relay's "250" and the mark; the Message-
 so such a duplicate carries the same Message-ID as the first copy.
 
 Templates are plain text in ``templates/mail/<kind>.<language>.txt`` (Dutch and French); their first line is
-the subject. Mails name documents and count them, never carry their content.
+the subject. Mails name documents and count them, never carry their content. A digest counts the new documents
+per kind and legislation as the filing rules filed them (:mod:`gateway.core.filing`), the unclassified apart.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from urllib.parse import quote
 import jinja2
 
 from gateway.config import Config
+from gateway.core import filing
 from storage.repository import Repository, as_utc, utcnow
 
 log = logging.getLogger("instpages.notify")
@@ -50,6 +52,46 @@ def render(kind: str, language: str, **context) -> tuple[str, str]:
     subject, _, body = text.partition("\n")
     # a header never carries a line break, whatever a centre's name holds
     return " ".join(subject.split())[:300], body
+
+
+#: how a digest names the kinds of document and the legislations, per language (the codes: gateway.core.filing)
+KIND_WORDS = {
+    "nl": {"monthly-statement": "Maandstaat",
+           "accepted-forms": "Lijst van aanvaarde of gedeeltelijk aanvaarde formulieren",
+           "refused-forms": "Lijst van geweigerde formulieren",
+           "legality-letter": "Brief over illegaliteit of legaliteit",
+           "annual-settlement": "Jaarlijkse afrekening",
+           "settlement-annex": "Bijlage bij de jaarlijkse afrekening"},
+    "fr": {"monthly-statement": "État mensuel",
+           "accepted-forms": "Liste des formulaires acceptés ou partiellement acceptés",
+           "refused-forms": "Liste des formulaires refusés",
+           "legality-letter": "Lettre concernant l'illégalité ou la légalité",
+           "annual-settlement": "Décompte annuel",
+           "settlement-annex": "Annexe au décompte annuel"},
+}
+LEGISLATION_WORDS = {
+    "nl": {"ris": "RMI", "law1965": "Wet van 2 april 1965", "maintenance": "Voorschotten op onderhoudsgelden"},
+    "fr": {"ris": "DIS", "law1965": "Loi du 2 avril 1965", "maintenance": "Avances sur pensions alimentaires"},
+}
+assert all(set(w) == set(filing.KINDS) for w in KIND_WORDS.values())
+assert all(set(w) == set(filing.LEGISLATIONS) for w in LEGISLATION_WORDS.values())
+
+
+def by_kind(docs, language: str) -> tuple[list[tuple[str, int]], int]:
+    """([("<kind> — <legislation>", count)], unclassified count) of documents with ``kind`` and ``legislation``
+    attributes, in the order of the kinds, then of the legislations (codes as filing.py lists them)."""
+    lang = language if language in LANGUAGES else "nl"
+    counts: dict[tuple[str, str], int] = {}
+    unclassified = 0
+    for d in docs:
+        if d.kind is None:
+            unclassified += 1
+        else:
+            counts[(d.kind, d.legislation)] = counts.get((d.kind, d.legislation), 0) + 1
+    order = {k: i for i, k in enumerate(filing.KINDS)}, {k: i for i, k in enumerate(filing.LEGISLATIONS)}
+    groups = sorted(counts.items(), key=lambda kv: (order[0].get(kv[0][0], 99), order[1].get(kv[0][1], 99)))
+    words_k, words_l = KIND_WORDS[lang], LEGISLATION_WORDS[lang]
+    return [(f"{words_k.get(k, k)} — {words_l.get(leg, leg)}", n) for (k, leg), n in groups], unclassified
 
 
 def recipients_of(contacts: str) -> list[str]:
@@ -111,8 +153,9 @@ class Notifier:
                 names = [f"{d.folder}/{d.name}" if d.folder else d.name for d in docs]
                 if not self.repo.advance_digest(c, cand.id, cand.digest_cursor, docs[-1].id, now):
                     continue
+                kinds, unclassified = by_kind(docs, centre.language)
                 self.queue(c, "digest", centre, count=len(names), documents=names[:DIGEST_NAMES],
-                           more=max(0, len(names) - DIGEST_NAMES))
+                           more=max(0, len(names) - DIGEST_NAMES), kinds=kinds, unclassified=unclassified)
                 queued += 1
         return queued
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NoReturn
 
 from auth.policy import Action, sees_only_own_documents
 from auth.principal import Role
@@ -147,6 +148,17 @@ class CatalogueViews:
             raise NotFound("no such document")
         self._audit_now("receipt", "ok", VPath(centre, tuple(row.relpath.split("/"))), document_id=row.id)
         return row
+
+    def refuse_filing_change(self, raw, name: str) -> NoReturn:
+        """A client asked to set or remove ``name``, one of a document's filing values (kind, legislation,
+        period: WebDAV's properties in the gateway's namespace). They are what the filing rules made of the
+        document's path when it was delivered -- a document is never changed -- so the request is refused for
+        everyone, on the record as any refused write of properties."""
+        path = self._parse(raw)
+        err = PermissionDenied(f"{name[:80]} is set by the filing rules from the document's path; it cannot be "
+                               "changed")
+        self._audit_now("upload", "denied", path, detail=f"properties: {err.message}")
+        raise err
 
     def document_path(self, centre: str, document_id: int) -> VPath:
         """Where a document of the centre's mailbox is, by its id (for a download or an archive by id: the

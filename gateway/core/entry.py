@@ -24,6 +24,9 @@ class Entry:
     sha256: str = ""
     content_type: str = ""
     display_name: str = ""  # centres: their name
+    #: a document's (kind, legislation, period) as the filing rules filed it (:mod:`gateway.core.filing`); None:
+    #: unclassified, and for folders
+    filing: tuple[str, str, str] | None = None
     #: the document's row as the session's stat found it (not part of the entry's value): a download opened in the
     #: same operation starts from it instead of looking the name up again (:meth:`MailboxSession.open_download`)
     row: DocumentRow | None = field(default=None, compare=False, repr=False)
@@ -32,7 +35,7 @@ class Entry:
     def of_document(cls, doc: DocumentRow) -> Entry:
         """The entry of a stored document, as the caller may see it (always read-only)."""
         return cls(doc.name, False, doc.size, epoch(doc.committed_at), DOCUMENT_MODE, doc.id, doc.sha256,
-                   doc.content_type, row=doc)
+                   doc.content_type, filing=(doc.kind, doc.legislation, doc.period) if doc.kind else None, row=doc)
 
 
 _EPOCH, _EPOCH_NAIVE = datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(1970, 1, 1)

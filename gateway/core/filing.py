@@ -76,9 +76,11 @@ DEFAULT_RULES: tuple[str, ...] = (
     rf"(?:.*/)?(?P<legislation>[A-Za-z0-9-]{{1,40}})_(?P<kind>[A-Za-z0-9-]{{1,40}})_(?P<period>{_PERIOD})"
     r"(?:_[^/]*)?(?i:\.pdf)",
 )
-_PERIOD_FORMS = re.compile(r"(\d{4})(?:-?(\d{2}))?")
+# ASCII digits only ([0-9], not \d): a rule's \d also matches fullwidth or Arabic-Indic digits, which int() reads,
+# and a period is stored and compared as text
+_PERIOD_FORMS = re.compile(r"([0-9]{4})(?:-?([0-9]{2}))?")
 #: a period as a filter or a stored value: a year, or a year and month
-PERIOD = re.compile(r"\d{4}(?:-(0[1-9]|1[0-2]))?")
+PERIOD = re.compile(r"[0-9]{4}(?:-(0[1-9]|1[0-2]))?")
 
 
 class Filing(NamedTuple):
@@ -143,8 +145,8 @@ def _filing(groups: dict[str, str | None]) -> Filing | None:
         period = period_of(m.group(1), m.group(2)) if m else None
     elif groups.get("year"):
         year, month = groups["year"], groups.get("month")
-        period = period_of(year, month) if re.fullmatch(r"\d{4}", year) and (
-            month is None or re.fullmatch(r"\d{1,2}", month)) else None
+        period = period_of(year, month) if re.fullmatch(r"[0-9]{4}", year) and (
+            month is None or re.fullmatch(r"[0-9]{1,2}", month)) else None
         if period and month is not None:
             period = period_of(year, f"{int(month):02d}")
     else:

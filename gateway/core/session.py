@@ -205,11 +205,12 @@ class MailboxSession(AnsweredFromMemory, CatalogueViews):
                 entries.append(Entry(f.path.rsplit("/", 1)[-1], True, mtime=epoch(f.created_at), mode=mode))
             own_only = sees_only_own_documents(p)
             me = p.account_id
-            for doc_id, name, size, committed, sha256, ctype, state, uploaded_by in \
+            for doc_id, name, size, committed, sha256, ctype, state, uploaded_by, filed in \
                     self.repo.listing(c, inst.id, path.relpath):
                 if (own_only or state == "staged") and uploaded_by != me:
                     continue
-                entries.append(Entry(name, False, size, epoch(committed), DOCUMENT_MODE, doc_id, sha256, ctype))
+                entries.append(Entry(name, False, size, epoch(committed), DOCUMENT_MODE, doc_id, sha256, ctype, "",
+                                     filed and tuple(filed.split("|"))))
         self._audit_now("list", "ok", path, detail=f"{len(entries)} entries")
         entries.sort(key=lambda e: e.name)
         self.known.remember_listing(inst.id, path.relpath, entries)

@@ -15,6 +15,7 @@ from wsgidav import util
 from wsgidav.mw.base_mw import BaseMiddleware
 
 from gateway.core.entry import Entry
+from gateway.dav import filingprops
 from gateway.dav.errors import core_call
 from gateway.dav.middleware import request_target
 from gateway.dav.state import DbLockStorage, DbPropertyManager
@@ -46,8 +47,12 @@ class FastPropfind(BaseMiddleware):
 
     A document's ``<D:response>`` is a pure function of its href, its id, its time and the asked properties (a
     stored document's size, digest and type never change; its time changes when a staged upload is committed): it
-    is made once and kept (bounded), so a folder listed again costs the core's listing and little more. Nothing kept depends on who asks: which documents an answer holds is the core's listing for
-    the caller, every time; documents with dead properties are made afresh."""
+    is made once and kept (bounded), so a folder listed again costs the core's listing and little more. Nothing kept
+    depends on who asks: which documents an answer holds is the core's listing for the caller, every time; documents
+    with dead properties are made afresh.
+
+    A document's filing (kind, legislation, period: :mod:`gateway.dav.filingprops`) comes with the listing's rows
+    and is answered as live properties, their namespace (``ip:``) declared on the response of a filed document."""
 
     def __init__(self, wsgidav_app, next_app, config):
         super().__init__(wsgidav_app, next_app, config)
@@ -103,7 +108,7 @@ class FastPropfind(BaseMiddleware):
                 parts.append(self._response(p, e, wanted, own_dead, dates))
             else:  # made once, answered many times: a document's size, digest and type never change once stored,
                 # its time only when a staged upload is committed (so it is part of the key); the href holds its name
-                key = (p, e.document_id, e.mtime, asked) if e.document_id is not None else (p, e, asked)
+                key = (p, e.document_id, e.mtime, e.filing, asked) if e.document_id is not None else (p, e, asked)
                 xml = made.get(key)
                 if xml is None:
                     xml = made[key] = self._response(p, e, wanted, (), dates)
@@ -117,7 +122,7 @@ class FastPropfind(BaseMiddleware):
 
     @staticmethod
     def _has_dead(wanted) -> bool:
-        return wanted is None or any(not n.startswith("{DAV:}") for n in wanted)
+        return wanted is None or any(not n.startswith("{DAV:}") and not filingprops.is_ours(n) for n in wanted)
 
     @staticmethod
     def _wanted(environ):
@@ -142,7 +147,10 @@ class FastPropfind(BaseMiddleware):
     def _response(self, path: str, e: Entry, wanted, dead, dates: dict) -> str:
         found: list[str] = []
         missing: list[str] = []
-        names = list(_LIVE) + [n for n, _ in dead] if wanted is None else wanted
+        if wanted is None:  # allprop: the live ones, the filing when the document has one, the dead ones
+            names = [*_LIVE, *filingprops.names(e), *(n for n, _ in dead if not filingprops.is_ours(n))]
+        else:
+            names = wanted
         dead_map = dict(dead) if dead else {}
         for name in names:
             render = _RENDER.get(name)
@@ -157,7 +165,7 @@ class FastPropfind(BaseMiddleware):
             elif wanted is not None:
                 missing.append(name)
         href = quote(self.mount + path, safe=_HREF_SAFE)
-        out = [f"<D:response><D:href>{href}</D:href>"]
+        out = [f"<D:response{_FILED_NS if e.filing else ''}><D:href>{href}</D:href>"]
         if found:
             out.append(f"<D:propstat><D:prop>{''.join(found)}</D:prop><D:status>HTTP/1.1 200 OK</D:status>"
                        "</D:propstat>")
@@ -204,3 +212,15 @@ _RENDER = {
     else None,
 }
 assert set(_RENDER) == set(_LIVE)
+
+
+_FILED_NS = f' xmlns:{filingprops.PREFIX}="{filingprops.NS}"'
+
+
+def _filing(index: int, local: str):
+    tag = f"{filingprops.PREFIX}:{local}"
+    return lambda e, d: f"<{tag}>{_x(e.filing[index])}</{tag}>" if e.filing else None
+
+
+# the filing (None for folders and unclassified documents: asked by name, they answer 404)
+_RENDER.update({name: _filing(i, name[len(filingprops.CLARK):]) for i, name in enumerate(filingprops.NAMES)})

@@ -15,6 +15,7 @@ from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 from gateway.core import path as vpath
 from gateway.core.entry import Entry
 from gateway.core.session import MailboxSession
+from gateway.dav import filingprops
 from gateway.dav.domain import session_of
 from gateway.dav.errors import GatewayDAVError, core_call, to_dav_error
 from storage.errors import AlreadyExists, GatewayError, NotFound
@@ -72,8 +73,20 @@ class _Common:
         core_call(self.session.check_writable, self.vp)
 
     def set_property_value(self, name, value, *, dry_run=False):
+        if filingprops.is_ours(name):  # the filing: read-only for everyone (refused once: at the dry run)
+            raise filingprops.refuse_change(self.session, self.vp, name)
         self._check_writable()
         return super().set_property_value(name, value, dry_run=dry_run)
+
+    def get_property_names(self, *, is_allprop):
+        """wsgidav's names, and the document's filing (:mod:`gateway.dav.filingprops`; none when unclassified)."""
+        names = super().get_property_names(is_allprop=is_allprop)
+        return [n for n in names if not filingprops.is_ours(n)] + filingprops.names(self.entry)
+
+    def get_property_value(self, name):
+        if filingprops.is_ours(name):
+            return filingprops.element(self.entry, name)
+        return super().get_property_value(name)
 
     def set_last_modified(self, dest_path, time_stamp, *, dry_run):
         """Windows sets Win32LastModifiedTime after a copy; documents keep their delivery time, and the

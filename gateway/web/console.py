@@ -148,10 +148,11 @@ class Console(StrongLoginPages):
         admin = self.administration(protocol="web", source=req.source, principal=principal)
         if not admin.may(AdminAction.LIST_ALL):
             return self._message(req, ctx, "403 Forbidden", "nothing.title", i18n.t("nothing.text", req.lang))
-        if req.path == "/":
+        if req.path in ("/", "/unclassified"):
             if req.method == "POST":
                 return self._method_not_allowed(req, ctx, "GET, HEAD")
-            return self._guarded(req, ctx, None, lambda: self._centres(req, ctx, admin))
+            page = self._centres if req.path == "/" else self._unclassified
+            return self._guarded(req, ctx, None, lambda: page(req, ctx, admin))
         m = _CENTRE_PATH.fullmatch(req.path)
         if m is None or (m.group(2) is not None and m.group(2) not in ACTIONS + ("record",)):
             return self._not_found(req, ctx)
@@ -193,7 +194,15 @@ class Console(StrongLoginPages):
         shown = [r for r in rows if not wanted or r.status == wanted]
         return self._render(req, "centres.html", title=i18n.t("centres.title", req.lang), centres=shown,
                             total=len(rows), counts=counts, statuses=STATUSES, wanted=wanted,
+                            may_unclassified=admin.may(AdminAction.UNCLASSIFIED),
                             here=self._here(req, status=wanted or None), **ctx)
+
+    def _unclassified(self, req: Req, ctx: dict, admin: Administration) -> Page:
+        """The security cell's count of documents no filing rule filed, per centre (Administration decides who
+        may see it)."""
+        rows = admin.unclassified()
+        return self._render(req, "unclassified.html", title=i18n.t("unclassified.title", req.lang), rows=rows,
+                            total=sum(n for _, _, n in rows), here=self._here(req), **ctx)
 
     def _centre(self, req: Req, ctx: dict, admin: Administration, centre) -> Page:
         cid = centre.id

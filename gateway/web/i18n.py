@@ -235,6 +235,30 @@ LABELS: dict[str, dict[str, str]] = {
                      "fr": "Le document a été restauré dans la boîte aux lettres."},
     "done.notify-test": {"en": "The test mail is queued.", "nl": "Het testbericht staat in de wachtrij.",
                          "fr": "Le message de test est mis en file d'attente."},
+    # -- unclassified documents (the security cell) ------------------------------------------------------------
+    "unclassified.title": {"en": "Unclassified documents", "nl": "Niet-geklasseerde documenten",
+                           "fr": "Documents non classés"},
+    "unclassified.link": {"en": "Unclassified documents per centre", "nl": "Niet-geklasseerde documenten per centrum",
+                          "fr": "Documents non classés par centre"},
+    "unclassified.explain": {
+        "en": "A document is filed by the path POD MI uploads it to, <legislation>/<kind>/<YYYY-MM>/name.pdf or "
+              "<legislation>_<kind>_<period>.pdf (for example ris/monthly-statement/2026-10/statement.pdf or "
+              "1965_maandstaat_202610.pdf), and one that matches no filing rule is still delivered but counted here "
+              "as unclassified.",
+        "nl": "Een document wordt geklasseerd volgens het pad waarnaar POD MI het oplaadt, "
+              "<wetgeving>/<soort>/<JJJJ-MM>/naam.pdf of <wetgeving>_<soort>_<periode>.pdf (bijvoorbeeld "
+              "ris/maandstaat/2026-10/staat.pdf of 1965_maandstaat_202610.pdf), en een document dat met geen enkele "
+              "regel overeenkomt, wordt toch afgeleverd maar hier als niet geklasseerd geteld.",
+        "fr": "Un document est classé selon le chemin où le SPP IS le dépose, <législation>/<type>/<AAAA-MM>/nom.pdf "
+              "ou <législation>_<type>_<période>.pdf (par exemple ris/etat-mensuel/2026-10/etat.pdf ou "
+              "1965_maandstaat_202610.pdf), et un document qui ne correspond à aucune règle est tout de même livré, "
+              "mais compté ici comme non classé."},
+    "unclassified.count": {"en": "Unclassified documents", "nl": "Niet-geklasseerde documenten",
+                           "fr": "Documents non classés"},
+    "unclassified.total": {"en": "In all: {n}", "nl": "In totaal: {n}", "fr": "Au total : {n}"},
+    "unclassified.none": {"en": "Every document in the mailboxes is filed.",
+                          "nl": "Alle documenten in de brievenbussen zijn geklasseerd.",
+                          "fr": "Tous les documents des boîtes aux lettres sont classés."},
 }
 
 #: the institutional page (/page/): a centre's documents, their kinds and legislations, receipts

@@ -34,17 +34,22 @@ class DocumentRow:
     committed_at: datetime | None
     archived_at: datetime | None
     first_fetched_at: datetime | None
+    #: its filing (gateway/core/filing.py); all None: unclassified
+    kind: str | None = None
+    legislation: str | None = None
+    period: str | None = None
 
     @classmethod
     def from_row(cls, r) -> "DocumentRow":
         return cls(r.id, r.institution_id, r.folder, r.name, r.state, r.blob_id, r.size, r.sha256, r.key_id,
                    bytes(r.wrapped_key or b""), r.content_type, r.uploaded_by, as_utc(r.created_at),
-                   as_utc(r.committed_at), as_utc(r.archived_at), as_utc(r.first_fetched_at))
+                   as_utc(r.committed_at), as_utc(r.archived_at), as_utc(r.first_fetched_at), r.kind,
+                   r.legislation, r.period)
 
 
 _DOC_COLS = (D.c.id, D.c.institution_id, D.c.folder, D.c.name, D.c.state, D.c.blob_id, D.c.size, D.c.sha256,
              D.c.key_id, D.c.wrapped_key, D.c.content_type, D.c.uploaded_by, D.c.created_at, D.c.committed_at,
-             D.c.archived_at, D.c.first_fetched_at)
+             D.c.archived_at, D.c.first_fetched_at, D.c.kind, D.c.legislation, D.c.period)
 
 #: "a visible document (or staged upload)", its states as literals in the SQL, not parameters: only then can SQLite
 #: and PostgreSQL prove that a lookup by name falls under the partial unique index ``uq_documents_visible_name``
@@ -79,11 +84,14 @@ class _ListedTime(sa.types.TypeDecorator):
         return lambda value: fromisoformat(value) if value.__class__ is str else value
 
 
-# the listing's columns, in the order MailboxSession.list unpacks them
+#: a document's filing as one column, "kind|legislation|period" (NULL when unclassified: NULL || text is NULL, in
+#: SQLite and PostgreSQL): one column instead of three, in the listing a 10,000-document PROPFIND makes
+_BAR = sa.literal_column("'|'", sa.String)
+_FILED = (D.c.kind + _BAR + D.c.legislation + _BAR + D.c.period).label("filed")
+# the listing's columns, in the order MailboxSession.list unpacks them (the filing last: WebDAV shows it)
 _Q_LISTING = sa.select(D.c.id, D.c.name, D.c.size, sa.type_coerce(D.c.committed_at, _ListedTime()), D.c.sha256,
-                       D.c.content_type, D.c.state,
-                       D.c.uploaded_by).where(D.c.institution_id == _B("i"), D.c.folder == _B("f"),
-                                              _VISIBLE)
+                       D.c.content_type, D.c.state, D.c.uploaded_by,
+                       _FILED).where(D.c.institution_id == _B("i"), D.c.folder == _B("f"), _VISIBLE)
 _Q_MARK_FETCHED = (D.update().where(D.c.id == _B("d"), D.c.first_fetched_at.is_(None))
                    .values(first_fetched_at=_B("t"), first_fetched_by=_B("by"), first_fetched_protocol=_B("pr")))
 # every upload runs these (building a statement per call cost more than running it: storage/repo/base.py)

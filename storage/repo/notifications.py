@@ -21,7 +21,8 @@ class NotificationsRepo:
                               .where(I.c.status == "active", I.c.contacts != "", newer)))
 
     def documents_after(self, c: Connection, institution_id: str, cursor: int, limit: int = 1000) -> list:
-        return list(c.execute(sa.select(D.c.id, D.c.folder, D.c.name, D.c.size, D.c.committed_at)
+        return list(c.execute(sa.select(D.c.id, D.c.folder, D.c.name, D.c.size, D.c.committed_at, D.c.kind,
+                                        D.c.legislation)
                               .where(D.c.institution_id == institution_id, D.c.state == "committed",
                                      D.c.id > cursor).order_by(D.c.id).limit(limit)))
 

@@ -635,3 +635,41 @@ def test_centres_list_and_filter(gw):
     # the console's only "script" is none; other methods are refused
     assert c.request("PUT", "/console/").status == 405
     assert c.request("DELETE", f"/console/centres/{CENTRE_A}").status == 405
+
+
+CENTRE_UNCL = with_check("02666666")
+
+
+def test_security_cell_sees_the_unclassified_documents_counted_per_centre(gw):
+    gw.admin.add_institution(CENTRE_UNCL, "OCMW <Ongeklasseerd>", "active")
+    up = session(gw.services, "podmi")
+    for name in ("ris_maandstaat_2026-10.pdf", "brief.pdf", "2026-10/lijst.pdf", "ris_maandstaat_2026-13.pdf"):
+        u = up.open_upload(f"/{CENTRE_UNCL}/{name}")
+        u.append(pdfsamples.minimal_pdf(name))
+        u.commit()
+    with gw.repo.read() as conn:
+        expected = dict(gw.repo.unclassified_counts(conn))
+    assert expected[CENTRE_UNCL] == 3  # all but the one filed by the naming convention
+    cell = logged_in(gw, "cell", accept_language="nl")
+    assert 'href="/console/unclassified"' in cell.get("/console/").text
+    page = cell.get("/console/unclassified")
+    assert page.status == 200, page.text
+    check_no_script(page.text)
+    row = re.search(rf'<tr id="unclassified-{CENTRE_UNCL}">(.*?)</tr>', page.text).group(1)
+    assert '<td class="count">3</td>' in row and "OCMW &lt;Ongeklasseerd&gt;" in row
+    for cid, n in expected.items():  # every centre with some, as the database counts them
+        assert re.search(rf'<tr id="unclassified-{cid}">.*?<td class="count">{n}</td>', page.text)
+    assert f"In totaal: {sum(expected.values())}" in page.text
+    explain = re.search(r'<p id="filing-conventions">(.*?)</p>', page.text).group(1)
+    assert "&lt;wetgeving&gt;/&lt;soort&gt;/&lt;JJJJ-MM&gt;/naam.pdf" in explain and "niet geklasseerd" in explain
+    assert "brief.pdf" not in page.text  # counts, never names
+    # a local administrator, staff: refused; the local administrator's attempt is on the record
+    local = logged_in(gw, "admin-a")
+    assert "/console/unclassified" not in local.get("/console/").text
+    r = local.get("/console/unclassified")
+    assert r.status == 403 and "may not see the counts of unclassified documents" in r.text
+    assert [e for e in gw.audit(limit=20) if e.action == "admin-unclassified" and e.actor == "admin-a"
+            and e.outcome == "denied"]
+    r = logged_in(gw, "staff-a").get("/console/unclassified")
+    assert r.status == 403 and "Nothing to administer" in r.text
+    assert cell.post("/console/unclassified", csrf=cell.csrf()).status == 405

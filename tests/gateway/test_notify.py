@@ -40,7 +40,7 @@ def test_templates_in_both_languages_and_no_header_injection():
     assert subject.startswith("Institutional Pages : votre page institutionnelle est prête")
     assert "0212345668" in body and "https://gw/dav/0212345668/" in body
     subject_nl, body_nl = render("digest", "nl", centre=Centre, link="L", count=2, documents=["a.pdf", "b.pdf"],
-                                 more=0)
+                                 more=0, kinds=[], unclassified=2)
     assert subject_nl.startswith("Institutional Pages: 2 nieuwe documenten")
     assert "  - a.pdf\n  - b.pdf\n" in body_nl
     # a language we have no template for falls back to Dutch
@@ -115,6 +115,34 @@ def test_digest_batches_names_per_centre_at_most_once_per_interval(make_gateway,
     assert round_at(t0 + timedelta(seconds=10)) == 0  # nothing new, nothing sent
     time.sleep(0.5)
     assert len(smtp_server.messages) == 2
+
+
+@pytest.mark.parametrize("language,lines", [
+    ("nl", ["Per soort en wetgeving:", "  - Maandstaat — RMI: 2\n", "  - Maandstaat — Wet van 2 april 1965: 1\n",
+            "  - Lijst van geweigerde formulieren — Voorschotten op onderhoudsgelden: 1\n",
+            "  - Niet geklasseerd: 2\n"]),
+    ("fr", ["Par type et législation :", "  - État mensuel — DIS : 2\n", "  - État mensuel — Loi du 2 avril 1965 : 1\n",
+            "  - Liste des formulaires refusés — Avances sur pensions alimentaires : 1\n", "  - Non classés : 2\n"]),
+])
+def test_digest_counts_the_new_documents_per_kind_and_legislation(make_gateway, smtp_server, language, lines):
+    gw = make_gateway(env=smtp_server.env(INSTPAGES_NOTIFICATIONS_POLL_SECONDS="3600"))
+    notifier = gw.services.mailbox.notifier
+    gw.admin.set_contacts(CENTRE_A, "team@ocmw-a.test", language)
+    filed = ["ris_maandstaat_2026-10.pdf", "RMI_monthly-statement_202611.pdf", "1965_maandstaat_2026.pdf",
+             "voorschotten_geweigerd_2026-09_lijst.pdf"]
+    unclassified = ["brief.pdf", "ris_maandstaat_2026-13.pdf"]  # no rule; a month that is not one
+    _deliver(gw, filed + unclassified)
+    assert notifier.queue_digests(utcnow()) == 1
+    notifier.deliver_due()
+    [msg] = smtp_server.wait_for(1)
+    body = msg.get_body(("plain",)).get_content().replace("\r\n", "\n")  # (non-ASCII text: CRLF)
+    for line in lines:
+        assert line in body, (line, body)
+    # the kinds come in the order of the codes (gateway.core.filing.KINDS), then the legislations
+    assert body.index(lines[1]) < body.index(lines[2]) < body.index(lines[3]) < body.index(lines[4])
+    for name in filed + unclassified:
+        assert f"  - {name}" in body
+    assert "%PDF" not in msg.as_string() and not list(msg.iter_attachments())
 
 
 def test_failed_sends_are_retried_and_the_outbox_survives_a_restart(tmp_path, smtp_server):
