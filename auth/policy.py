@@ -126,6 +126,7 @@ class AdminAction(StrEnum):
     VIEW_ACCESS = "view-access"      # who has access to the mailbox, since when, granted by whom
     GRANT = "grant"                  # grant and revoke staff access
     RESTORE = "restore"              # list archived documents (names only) and restore them
+    CATALOGUE = "catalogue"          # the centre's documents: names, filing and receipts (never content)
     AUDIT = "audit"                  # the centre's part of the record
     NOTIFY_TEST = "notify-test"      # send a test mail to the centre's contacts
     UNCLASSIFIED = "unclassified"    # per centre, how many documents no filing rule filed (counts, no names)
@@ -135,7 +136,7 @@ _CELL_ADMIN = frozenset({AdminAction.LIST_ALL, AdminAction.VIEW, AdminAction.TRA
                          AdminAction.CONTACTS, AdminAction.VIEW_ACCESS, AdminAction.AUDIT, AdminAction.NOTIFY_TEST,
                          AdminAction.UNCLASSIFIED})
 _LOCAL_ADMIN = frozenset({AdminAction.VIEW, AdminAction.CONTACTS, AdminAction.VIEW_ACCESS, AdminAction.GRANT,
-                          AdminAction.RESTORE, AdminAction.AUDIT, AdminAction.NOTIFY_TEST})
+                          AdminAction.RESTORE, AdminAction.CATALOGUE, AdminAction.AUDIT, AdminAction.NOTIFY_TEST})
 
 
 def decide_admin(p: Principal | None, action: AdminAction, institution_id: str | None = None) -> Decision:

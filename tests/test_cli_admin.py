@@ -131,6 +131,12 @@ def test_api_tokens(site):
     assert "nightly report" in listing and "live" in listing and out[1] not in listing
     ok(after(d, "api-token", "revoke", "cell", token_id))
     assert "revoked" in ok(after(d, "api-token", "list", "cell"))
-    assert "API tokens are for people" in fail(after(d, "api-token", "create", "podmi"))
+    # POD MI's uploader (a machine: no strong login) gets its token from the operator or the security cell, to
+    # read the receipts of what it sent; an archive system gets none
+    out = ok(after(d, "api-token", "create", "podmi", "--label", "receipts")).splitlines()
+    assert out[0].startswith("API token ") and out[1].startswith("ipat-")
+    assert "receipts" in ok(after(d, "api-token", "list", "podmi"))
+    ok(after(d, "account", "add", "arch-b", "--role", "archiver", "--institution", B))
+    assert "API tokens are for people and POD MI's uploaders" in fail(after(d, "api-token", "create", "arch-b"))
     assert query(d, "SELECT kind FROM device_passwords WHERE account_id=(SELECT id FROM accounts WHERE name='cell')") \
         == [("api",)]

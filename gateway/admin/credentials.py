@@ -1,5 +1,6 @@
 """Credentials beyond the first factor: people's token cards (issued and revoked by the operator), device
-passwords and API tokens (each person manages their own; the operator anyone's).
+passwords and API tokens (each person manages their own; the operator anyone's; the security cell those of POD MI's
+uploaders, which read receipts through the REST API with them).
 
 The services that make and keep them (:mod:`auth.secondfactor`) are the administration's collaborators
 (:class:`gateway.admin.base.Collaborators`), declared in :mod:`auth.interfaces`; secrets are shown once and only
@@ -74,14 +75,34 @@ class CredentialAdmin(AdminBase):
         with self.repo.write() as c:
             self._audit(c, "device-password-revoke", acc.institution_id, detail=f"account={name} id={device_id}")
 
-    # -- API tokens (the caller's own) -------------------------------------------------------------------------
-    def create_api_token(self, account: str, label: str = "", days: int | None = None) -> tuple[int, str]:
+    # -- API tokens (a person's own; POD MI's uploaders', from the security cell) -------------------------------
+    def _token_holder(self, account: str, action: str, uploader: bool):
+        """The account whose API tokens the caller manages: a person their own (the operator anyone's); an
+        uploader's -- a machine that cannot log in strongly to make its own -- the security cell's or the
+        operator's, and its own to list and revoke. ``uploader``: the account must be an uploader (any other
+        name answers as one that does not exist). A refusal is on the record."""
         with self.repo.read() as c:
-            acc = self._account(c, account)
-        if Role(acc.role).is_machine:
-            raise AdminError("API tokens are for people")
-        if self.principal is not None and self.principal.account_id != acc.id:
-            raise AdminForbidden("people create their own API tokens")
+            acc = self.repo.account_by_name(c, account)
+        if uploader and (acc is None or Role(acc.role) is not Role.UPLOADER):
+            raise AdminNotFound(f"no uploader account {account[:64]!r}")
+        if acc is None:
+            raise AdminError(f"no account {account}")
+        role, p = Role(acc.role), self.principal
+        if role is Role.ARCHIVER:
+            raise AdminError("API tokens are for people and POD MI's uploaders")
+        if p is None or p.account_id == acc.id:
+            return acc
+        if role is Role.UPLOADER and p.role is Role.SECURITY_CELL:
+            return acc
+        exc = AdminForbidden("the security cell manages the API tokens of POD MI's uploaders" if role is Role.UPLOADER
+                             else "people manage their own API tokens")
+        with self.repo.write() as c:
+            self._audit(c, action, acc.institution_id, detail=f"account={acc.name}; {exc.message}", outcome="denied")
+        raise exc
+
+    def create_api_token(self, account: str, label: str = "", days: int | None = None, *,
+                         uploader: bool = False) -> tuple[int, str]:
+        acc = self._token_holder(account, "api-token-create", uploader)
         if days is not None and not 1 <= days <= 365:
             raise AdminError("an API token lives 1 to 365 days")
         token_id, secret = self.collaborators.api_tokens.create(acc.id, label, days or 90)
@@ -90,18 +111,12 @@ class CredentialAdmin(AdminBase):
                                                                            f"label={label[:100]!r}")
         return token_id, secret
 
-    def api_tokens(self, account: str) -> list:
-        with self.repo.read() as c:
-            acc = self._account(c, account)
-        if self.principal is not None and self.principal.account_id != acc.id:
-            raise AdminForbidden("people see their own API tokens")
+    def api_tokens(self, account: str, *, uploader: bool = False) -> list:
+        acc = self._token_holder(account, "api-token-list", uploader)
         return self.collaborators.api_tokens.list(acc.id)
 
-    def revoke_api_token(self, account: str, token_id: int) -> None:
-        with self.repo.read() as c:
-            acc = self._account(c, account)
-        if self.principal is not None and self.principal.account_id != acc.id:
-            raise AdminForbidden("people revoke their own API tokens")
+    def revoke_api_token(self, account: str, token_id: int, *, uploader: bool = False) -> None:
+        acc = self._token_holder(account, "api-token-revoke", uploader)
         if not self.collaborators.api_tokens.revoke(acc.id, token_id):
             raise AdminNotFound(f"no live API token {token_id}")
         with self.repo.write() as c:

@@ -1,16 +1,65 @@
-"""Documents, as administration sees them: a centre's archived documents (names and dates, never content) and
-restoring one to where it was; how many documents in the mailboxes no filing rule filed (the security cell's
-count of unclassified documents)."""
+"""Documents, as administration sees them: a centre's catalogue (documents filed by kind, legislation and
+period, each with its receipt) and archived documents -- names and dates, never content -- and restoring one to
+where it was; how many documents in the mailboxes no filing rule filed (the security cell's count of unclassified
+documents)."""
 from __future__ import annotations
 
 from auth.policy import AdminAction
 from gateway.admin.base import AdminBase
 from gateway.core import path as vpath
+from gateway.core.catalogue import UNCLASSIFIED, DocumentFilter
 from storage.errors import AdminConflict, AdminError, AdminForbidden, AdminNotFound, NotFound
+from storage.repository import CatalogueQuery, CatalogueRow
 
 
 class DocumentAdmin(AdminBase):
-    """Archived documents and their restoring."""
+    """The catalogue and receipts; archived documents and their restoring."""
+
+    def catalogue(self, raw_id: str, flt: DocumentFilter = DocumentFilter()) -> list[CatalogueRow]:
+        """The centre's documents matching ``flt`` (checked by :func:`gateway.core.catalogue.document_filter`),
+        newest first, each with its receipt. The read is on the record."""
+        inst = self._centre(raw_id, AdminAction.CATALOGUE)
+        unclassified = flt.kind == UNCLASSIFIED
+        q = CatalogueQuery(kind=None if unclassified else flt.kind, unclassified=unclassified,
+                           legislation=flt.legislation, period=flt.period, since=flt.since,
+                           states=("archived",) if flt.archived else ("committed",), limit=flt.limit,
+                           offset=flt.offset)
+        with self.repo.read() as c:
+            rows = self.repo.catalogue(c, inst.id, q)
+        shown = ", ".join(f"{k}={v}" for k, v in (("kind", flt.kind), ("legislation", flt.legislation),
+                                                   ("period", flt.period)) if v)
+        with self.repo.write() as c:
+            self._audit(c, "list", inst.id, detail=f"catalogue: {len(rows)} documents"
+                        f"{' (' + shown + ')' if shown else ''}{' archived' if flt.archived else ''}")
+        return rows
+
+    def receipt(self, institution: str, raw_path: str) -> CatalogueRow:
+        """The receipt of the document at ``raw_path`` (as :meth:`restore` takes it): the one in the mailbox,
+        else the one last archived from there. The read is on the record."""
+        inst_id = self._centre(institution, AdminAction.CATALOGUE).id
+        path = self._document_path(inst_id, raw_path)
+        with self.repo.read() as c:
+            rows = self.repo.catalogue_by_name(c, inst_id, path.folder, path.name)
+        row = next((r for r in rows if r.state == "committed"), rows[0] if rows else None)
+        with self.repo.write() as c:
+            if row is None:
+                self._audit(c, "receipt", inst_id, str(path), detail="no such document", outcome="denied")
+            else:
+                self._audit(c, "receipt", inst_id, str(path), document_id=row.id)
+        if row is None:
+            raise AdminNotFound(f"no document {path}")
+        return row
+
+    def _document_path(self, inst_id: str, raw_path: str) -> vpath.VPath:
+        """A document's path inside the centre's mailbox, given with or without ``/<centre>/`` in front."""
+        rel = raw_path if raw_path.startswith("/" + inst_id) else "/" + inst_id + "/" + raw_path.lstrip("/")
+        try:
+            path = vpath.parse(rel)
+        except NotFound:
+            raise AdminError(f"not a document path: {raw_path}") from None
+        if not path.parts or path.institution != inst_id:
+            raise AdminError("give the document's path inside the mailbox")
+        return path
 
     def archived(self, raw_id: str, limit: int = 500) -> list:
         """Archived documents of a centre (names and dates; restorable)."""
@@ -32,13 +81,7 @@ class DocumentAdmin(AdminBase):
 
     def restore(self, institution: str, raw_path: str) -> int:
         inst_id = self._centre(institution, AdminAction.RESTORE).id
-        rel = raw_path if raw_path.startswith("/" + inst_id) else "/" + inst_id + "/" + raw_path.lstrip("/")
-        try:
-            path = vpath.parse(rel)
-        except NotFound:
-            raise AdminError(f"not a document path: {raw_path}") from None
-        if not path.parts or path.institution != inst_id:
-            raise AdminError("give the document's path inside the mailbox")
+        path = self._document_path(inst_id, raw_path)
         with self.repo.write() as c:
             archived = self.repo.archived_documents(c, inst_id, path.folder, path.name)
             if not archived:

@@ -30,6 +30,17 @@ def test_machines_use_keys_and_certificates_only(role):
         assert not method_allowed(role, method, "webdav", second_factor_required=False)
 
 
+def test_only_the_uploader_calls_the_rest_api_with_a_token():
+    """POD MI's uploader reads the receipts of what it sent with an API token the security cell issued; nowhere
+    else, and no archive system."""
+    assert method_allowed(Role.UPLOADER, "api-token", "api")
+    for protocol in ("sftp", "webdav", "web"):
+        assert not method_allowed(Role.UPLOADER, "api-token", protocol)
+    assert not method_allowed(Role.ARCHIVER, "api-token", "api")
+    for method in ("password", "password+token", "password+eid"):
+        assert not method_allowed(Role.UPLOADER, method, "api")
+
+
 def test_second_factor_off_is_for_people_only():
     assert method_allowed(Role.STAFF, "password", "webdav", second_factor_required=False)
     assert not method_allowed(Role.UPLOADER, "password", "webdav", second_factor_required=False)

@@ -54,16 +54,16 @@ _P = {
 A, D, H = Decision.ALLOWED, Decision.DENIED, Decision.HIDDEN
 # decisions on the caller's own centre (for the cell: any centre)
 _OWN = {
-    #                 view tr  desig cont vacc grant rest audit test
-    "cell":          (A,   A,  A,    A,   A,   D,    D,   A,    A),
-    "local-admin":   (A,   D,  D,    A,   A,   A,    A,   A,    A),
-    "consultant":    (A,   D,  D,    A,   A,   A,    A,   A,    A),
-    "staff":         (H,   H,  H,    H,   H,   H,    H,   H,    H),
-    "uploader":      (D,   D,  D,    D,   D,   D,    D,   D,    D),
-    "archiver":      (D,   D,  D,    D,   D,   D,    D,   D,    D),
+    #                 view tr  desig cont vacc grant rest cat audit test
+    "cell":          (A,   A,  A,    A,   A,   D,    D,   D,  A,    A),
+    "local-admin":   (A,   D,  D,    A,   A,   A,    A,   A,  A,    A),
+    "consultant":    (A,   D,  D,    A,   A,   A,    A,   A,  A,    A),
+    "staff":         (H,   H,  H,    H,   H,   H,    H,   H,  H,    H),
+    "uploader":      (D,   D,  D,    D,   D,   D,    D,   D,  D,    D),
+    "archiver":      (D,   D,  D,    D,   D,   D,    D,   D,  D,    D),
 }
 _ACTIONS = [AdminAction.VIEW, AdminAction.TRANSITION, AdminAction.DESIGNATE, AdminAction.CONTACTS,
-            AdminAction.VIEW_ACCESS, AdminAction.GRANT, AdminAction.RESTORE, AdminAction.AUDIT,
+            AdminAction.VIEW_ACCESS, AdminAction.GRANT, AdminAction.RESTORE, AdminAction.CATALOGUE, AdminAction.AUDIT,
             AdminAction.NOTIFY_TEST]
 
 

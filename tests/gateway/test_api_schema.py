@@ -4,7 +4,8 @@ rejected, authentication enforced, 405 with Allow for undocumented methods, stat
 
 The document is fetched from the gateway itself (GET /api/openapi.json on 127.0.0.1). Runs are deterministic and
 bounded (a few hundred requests each): the security cell with an API token, the local administrator of centre A
-with an API token, and the session endpoints (login, tokens) with a session token -- API tokens skip
+with an API token, POD MI's uploader with the API token the security cell issued it (its catalogue and receipts),
+and the session endpoints (login, tokens) with a session token -- API tokens skip
 DELETE /tokens/{token_id}, which could revoke the very token the run authenticates with.
 """
 from __future__ import annotations
@@ -66,6 +67,18 @@ def test_local_administrator_with_an_api_token(gw, tmp_path):
     _, token = api_token(gw, login(gw, "admin-a"), "schemathesis")
     schemathesis(gw, tmp_path, token, "--exclude-path", "/tokens/{token_id}")
     assert call(gw.dav_port, "GET", "/me", token=token).status == 200
+
+
+def test_uploader_with_an_api_token_from_the_security_cell(gw, tmp_path):
+    """POD MI's uploader reads the catalogue and receipts of what it sent (it delivered document 1) -- in an active
+    centre: the runs before may have suspended centre A (the documented example id)."""
+    if gw.admin.centre(CENTRE_A).status != "active":
+        gw.admin.set_status(CENTRE_A, "active", "schemathesis: the uploader's run")
+    a = call(gw.dav_port, "POST", "/uploaders/podmi/tokens", {"label": "schemathesis"}, token=login(gw, "cell"))
+    assert a.status == 201, a.raw
+    token = a.json["token"]
+    schemathesis(gw, tmp_path, token, "--include-path-regex", "^/(me|institutions/{id}/documents.*)$")
+    assert call(gw.dav_port, "GET", f"/institutions/{CENTRE_A}/documents/1/receipt", token=token).status == 200
 
 
 def test_session_and_token_endpoints_with_a_session(gw, tmp_path):

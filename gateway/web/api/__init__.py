@@ -10,7 +10,9 @@ Authentication, per request (nothing is remembered between requests except by th
 - ``Authorization: Bearer <session token>``: the signed value ``POST /api/session`` returns after a strong login
   (password + token card code, or password + eID certificate), valid for ``webdav.session_seconds``;
 - ``Authorization: Bearer ipat-...``: an API token for scripts, created with ``POST /api/tokens`` after a strong
-  login (never with another API token, so a stolen token cannot mint more);
+  login (never with another API token, so a stolen token cannot mint more); POD MI's uploaders, machine accounts
+  that cannot log in strongly, get theirs from the security cell (``POST /api/uploaders/{account}/tokens``, also
+  after a strong login) or the operator, and read with it the catalogue and receipts of what they sent;
 - the console's cookie ``ip_console`` (same signer), with ``X-CSRF-Token`` on every request that is not a GET.
 
 Whichever it is, the session is resumed in the core for every request (``Mailbox.resume_session``): a revoked
@@ -29,8 +31,9 @@ The modules, by role:
   taken apart;
 - :mod:`~gateway.web.api.request` -- the request and the reply, reading and checking JSON bodies and queries;
 - handlers per resource: :mod:`~gateway.web.api.sessions` (the document, login, logout, who am I),
-  :mod:`~gateway.web.api.tokens` (the caller's API tokens), :mod:`~gateway.web.api.centres` (centres, their
-  lifecycle, designations, contacts, record), :mod:`~gateway.web.api.access` (grants),
-  :mod:`~gateway.web.api.documents` (archived documents, restoring);
+  :mod:`~gateway.web.api.tokens` (the caller's API tokens, uploaders' tokens), :mod:`~gateway.web.api.centres`
+  (centres, their lifecycle, designations, contacts, record), :mod:`~gateway.web.api.access` (grants),
+  :mod:`~gateway.web.api.documents` (the catalogue and receipts, asked of the core on the caller's
+  :class:`~gateway.core.session.MailboxSession`; archived documents, restoring);
 - :mod:`~gateway.web.api.openapi` -- the OpenAPI 3.1 document, whose patterns the handlers enforce.
 """

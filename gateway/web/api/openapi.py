@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import copy
 
+from gateway.core.catalogue import MAX_ROWS, UNCLASSIFIED
+from gateway.core.filing import KINDS, LEGISLATIONS
+
 #: no control characters (the record and PostgreSQL keep none)
 TEXT = r"^[^\x00-\x1f\x7f]*$"
 #: whitespace as Python's str.split() and ECMAScript's \s see it, together
@@ -24,6 +27,11 @@ _COMPONENT = rf"(?:{_N}{_C}*|\.{_N}{_C}*|\.\.{_C}+)"
 DOCUMENT_PATH = rf"^{_COMPONENT}(?:/{_COMPONENT})*$"
 #: YYYY-MM-DD before the year 9000
 DATE = r"^[0-8][0-9]{3}-[0-9]{2}-[0-9]{2}$"
+#: an RFC 3339 date-time with its offset (years 1000 to 2999, no leap second)
+SINCE = (r"^[12][0-9]{3}-[0-9]{2}-[0-9]{2}[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
+         r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$")
+#: a period filter: a year, or a year and month
+PERIOD = r"^[0-9]{4}(-(0[1-9]|1[0-2]))?$"
 
 STATUS_ENUM = ["paper", "requested", "active", "suspended"]
 
@@ -45,6 +53,17 @@ _STR = {"type": "string"}
 _TIME = {"type": "string", "format": "date-time"}
 _TIME_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
 
+_NAME_OR_NULL = {"type": ["string", "null"]}
+#: a document's receipt: delivered when and by whom, first fetched when, by whom and how, archived when and by whom
+_RECEIPT = {
+    "id": {"type": "integer", "minimum": 1}, "path": {"type": "string", "description": "inside the mailbox"},
+    "name": _STR, "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+    "delivered_at": _TIME_OR_NULL, "sender": {"type": "string", "description": "the account that delivered it"},
+    "first_fetched_at": _TIME_OR_NULL, "first_fetched_by": _NAME_OR_NULL,
+    "first_fetched_protocol": {"type": ["string", "null"], "examples": ["sftp", "webdav", "web"]},
+    "archived_at": _TIME_OR_NULL, "archived_by": _NAME_OR_NULL,
+}
+
 SCHEMAS = {
     "Error": _obj({"error": {"type": "string", "description": "what went wrong, in words"}}),
     "Challenge": _obj({"number": {"type": "integer", "minimum": 1,
@@ -64,7 +83,7 @@ SCHEMAS = {
     }),
     "Me": _obj({
         "name": _STR,
-        "role": {"type": "string", "enum": ["staff", "local-admin", "security-cell"]},
+        "role": {"type": "string", "enum": ["staff", "local-admin", "security-cell", "uploader"]},
         "administers": {"type": "array", "items": _STR,
                         "description": "centres this person administers (as local administrator or acting "
                                        "security consultant)"},
@@ -124,6 +143,16 @@ SCHEMAS = {
                                      "description": "the document's path inside the mailbox",
                                      "examples": ["2026-11/maandstaat.pdf"]}}),
     "Restored": _obj({"document_id": {"type": "integer"}}),
+    "Receipt": _obj(_RECEIPT),
+    "Document": _obj({
+        **_RECEIPT, "size": {"type": "integer", "minimum": 0},
+        "kind": {"type": ["string", "null"], "enum": [*KINDS, None],
+                 "description": "the kind of document, by the filing rules; null: unclassified"},
+        "legislation": {"type": ["string", "null"], "enum": [*LEGISLATIONS, None]},
+        "period": {"type": ["string", "null"], "description": "YYYY or YYYY-MM; null: unclassified",
+                   "examples": ["2026-10"]},
+        "archived": {"type": "boolean", "description": "removed from the mailbox (kept, restorable)"},
+    }),
     "AuditEvent": _obj({"id": {"type": "integer"}, "ts": _TIME, "actor": _STR, "protocol": _STR, "action": _STR,
                         "outcome": _STR, "path": _STR, "detail": _STR}),
     "Queued": _obj({"outbox_id": {"type": "integer"}}),
@@ -156,7 +185,30 @@ PARAMETERS = {
                 "schema": {"type": "string", "pattern": ACCOUNT}},
     "TokenId": {"name": "token_id", "in": "path", "required": True,
                 "schema": {"type": "integer", "minimum": 1}},
+    "Uploader": {"name": "account", "in": "path", "required": True,
+                 "description": "an uploader (POD MI machine) account name", "schema": {"type": "string",
+                                                                                     "pattern": ACCOUNT}},
+    "DocumentId": {"name": "doc", "in": "path", "required": True,
+                   "description": "a document's id (as the catalogue gives it)",
+                   "schema": {"type": "integer", "minimum": 1}, "example": 1},
 }
+
+_FILTERS = [
+    {"name": "kind", "in": "query", "required": False,
+     "schema": {"type": "string", "enum": [*KINDS, UNCLASSIFIED]}},
+    {"name": "legislation", "in": "query", "required": False, "schema": {"type": "string", "enum": [*LEGISLATIONS]}},
+    {"name": "period", "in": "query", "required": False, "description": "a year (2026) or a month (2026-10)",
+     "schema": {"type": "string", "pattern": PERIOD}},
+    {"name": "since", "in": "query", "required": False, "description": "delivered after this moment",
+     "schema": {"type": "string", "format": "date-time", "pattern": SINCE}},
+    {"name": "archived", "in": "query", "required": False,
+     "description": "true: the archived documents instead of the mailbox's",
+     "schema": {"type": "string", "enum": ["true", "false"], "default": "false"}},
+    {"name": "limit", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ROWS, "default": 100}},
+    {"name": "offset", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 0, "maximum": 999999999, "default": 0}},
+]
 
 
 def _errors(*codes: int, auth: bool = True, body: bool = False) -> dict:
@@ -220,6 +272,18 @@ PATHS = {
     },
     "/tokens/{token_id}": {"delete": _op("revokeToken", "Revoke one of the caller's API tokens", _NO_CONTENT,
                                          tags=["tokens"], errors=(404,), params=["TokenId"])},
+    "/uploaders/{account}/tokens": {
+        "get": _op("listUploaderTokens", "An uploader's API tokens (security cell)",
+                   {"200": _json({"type": "array", "items": _ref("Token")}, "tokens")}, tags=["tokens"],
+                   errors=(403, 404), params=["Uploader"]),
+        "post": _op("createUploaderToken", "Issue an API token to an uploader, with which it reads the receipts of "
+                                           "what it sent (security cell, only with a session from a strong login)",
+                    {"201": _json(_ref("NewToken"), "the token, shown once")}, tags=["tokens"], errors=(403, 404),
+                    params=["Uploader"], body="TokenRequest", body_required=False),
+    },
+    "/uploaders/{account}/tokens/{token_id}": {"delete": _op(
+        "revokeUploaderToken", "Revoke an uploader's API token (security cell)", _NO_CONTENT, tags=["tokens"],
+        errors=(403, 404), params=["Uploader", "TokenId"])},
     "/institutions": {"get": _op(
         "listInstitutions", "Centres the caller administers (all of them for the security cell)",
         {"200": _json({"type": "array", "items": _ref("Institution")}, "centres")}, tags=["centres"],
@@ -260,6 +324,21 @@ PATHS = {
         "restore", "Restore an archived document into the mailbox (local administrator)",
         {"200": _json(_ref("Restored"), "restored")}, tags=["documents"], errors=(*_CENTRE_ERRORS, 409),
         params=_CENTRE, body="RestoreRequest")},
+    "/institutions/{id}/documents": {"get": _op(
+        "listDocuments", "The centre's documents, newest first, filed by kind, legislation and period, each with "
+                         "its receipt (names and dates, never content)",
+        {"200": _json({"type": "array", "items": _ref("Document")}, "documents")}, tags=["documents"],
+        errors=(400, *_CENTRE_ERRORS), params=_CENTRE, query=_FILTERS,
+        description="Staff see the documents of a centre that granted them access; POD MI's uploader sees what it "
+                    "sent itself; the security cell reads no mailbox (403). Unknown filter values or parameters "
+                    "answer 400 naming what is accepted.")},
+    "/institutions/{id}/documents/{doc}/receipt": {"get": _op(
+        "getReceipt", "A document's receipt: delivered when and by whom, first fetched when, by whom and how, "
+                      "archived when and by whom",
+        {"200": _json(_ref("Receipt"), "the receipt")}, tags=["documents"], errors=(400, *_CENTRE_ERRORS),
+        params=["CentreId", "DocumentId"],
+        description="Another centre's document, another sender's (for an uploader) or an id no document has "
+                    "answers 404 like a missing one.")},
     "/institutions/{id}/audit": {"get": _op(
         "audit", "The centre's part of the record, newest first",
         {"200": _json({"type": "array", "items": _ref("AuditEvent")}, "events")}, tags=["record"],

@@ -28,6 +28,9 @@ ROUTES: tuple[tuple[tuple[str, ...], dict[str, Op]], ...] = (
     (("me",), {"GET": Op("me")}),
     (("tokens",), {"GET": Op("tokens"), "POST": Op("create_token", body="optional", strong=True)}),
     (("tokens", "{token_id}"), {"DELETE": Op("revoke_token")}),
+    (("uploaders", "{account}", "tokens"),
+     {"GET": Op("uploader_tokens"), "POST": Op("create_uploader_token", body="optional", strong=True)}),
+    (("uploaders", "{account}", "tokens", "{token_id}"), {"DELETE": Op("revoke_uploader_token")}),
     (("institutions",), {"GET": Op("institutions")}),
     (("institutions", "{id}"), {"GET": Op("overview")}),
     (("institutions", "{id}", "request"), {"POST": Op("request", body="required")}),
@@ -41,6 +44,8 @@ ROUTES: tuple[tuple[tuple[str, ...], dict[str, Op]], ...] = (
     (("institutions", "{id}", "access", "{account}"), {"PUT": Op("grant", body="optional"), "DELETE": Op("revoke")}),
     (("institutions", "{id}", "archived"), {"GET": Op("archived")}),
     (("institutions", "{id}", "restore"), {"POST": Op("restore", body="required")}),
+    (("institutions", "{id}", "documents"), {"GET": Op("documents")}),
+    (("institutions", "{id}", "documents", "{doc}", "receipt"), {"GET": Op("receipt")}),
     (("institutions", "{id}", "audit"), {"GET": Op("audit")}),
     (("institutions", "{id}", "notify-test"), {"POST": Op("notify_test")}),
 )
