@@ -24,6 +24,7 @@ class Action(StrEnum):
     MKDIR = "mkdir"
     ARCHIVE = "archive"      # remove from the mailbox (kept, restorable)
     RESTORE = "restore"
+    RECEIPTS = "receipts"    # the catalogue: names, filing and receipts of documents (never content)
 
 
 class Decision(Enum):
@@ -61,6 +62,10 @@ def decide(p: Principal, action: Action, institution_id: str, status: str) -> De
         if action is Action.LIST:
             # an uploader lists folders and its own uploads only (the core filters by owner)
             return Decision.ALLOWED if status == ACTIVE else Decision.NOT_ACTIVE
+        if action is Action.RECEIPTS:
+            # the receipts of what it sent (the core filters by owner), whatever the centre's status since: a
+            # sender proves delivery and pick-up to a centre that has been suspended as well
+            return Decision.ALLOWED
         return Decision.DENIED
 
     if p.role is Role.SECURITY_CELL:
@@ -69,7 +74,7 @@ def decide(p: Principal, action: Action, institution_id: str, status: str) -> De
     may_read, may_remove, may_write = _reader_scope(p, institution_id)
     if not may_read:
         return Decision.HIDDEN
-    if action in (Action.SEE, Action.LIST, Action.READ):
+    if action in (Action.SEE, Action.LIST, Action.READ, Action.RECEIPTS):
         return Decision.ALLOWED
     if action in (Action.UPLOAD, Action.MKDIR):
         if not may_write:

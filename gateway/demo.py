@@ -90,6 +90,8 @@ def ensure_demo(admin: Administration, cfg: Config) -> str:
         f"      token card: {card_file}",
         "  The same person's network drive (WebDAV; a device password, which works for WebDAV only):",
         f"    https://{cfg.webdav.host}:{{dav_port}}/dav/   user demo-staff   password: {device}",
+        "  The same person's institutional page in a browser (password, then the token-card code it asks for):",
+        f"    https://{cfg.webdav.host}:{{dav_port}}/page/   user demo-staff   password: {password}",
         "  Web console and REST API (password, then the token-card code the page asks for):",
         f"    https://{cfg.webdav.host}:{{dav_port}}/console/   security cell: demo-cell, local administrator: "
         "demo-admin",

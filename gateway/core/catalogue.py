@@ -89,7 +89,7 @@ class CatalogueViews:
             self._audit_now(action, "denied", path, detail="the security cell does not read mailbox contents")
             raise PermissionDenied("the security cell does not read mailbox contents")
         try:
-            return self._authorize(Action.LIST, path, audit_denial=True)
+            return self._authorize(Action.RECEIPTS, path, audit_denial=True)
         except NotFound:  # not there, or not this caller's to see: one answer, and on the record
             self._audit_now(action, "denied", path, detail="no such centre")
             raise NotFound() from None

@@ -64,12 +64,12 @@ LABELS: dict[str, dict[str, str]] = {
     "notfound.text": {"en": "There is no such centre or page.", "nl": "Dit centrum of deze pagina bestaat niet.",
                       "fr": "Ce centre ou cette page n'existe pas."},
     "nothing.title": {"en": "Nothing to administer", "nl": "Niets te beheren", "fr": "Rien à administrer"},
-    "nothing.text": {"en": "Your account does not administer any centre. To open a mailbox, use the network drive "
-                           "(WebDAV) or SFTP.",
-                     "nl": "Uw account beheert geen enkel centrum. Open een mailbox via de netwerkschijf (WebDAV) "
-                           "of SFTP.",
-                     "fr": "Votre compte n'administre aucun centre. Pour ouvrir une boîte aux lettres, utilisez le "
-                           "lecteur réseau (WebDAV) ou SFTP."},
+    "nothing.text": {"en": "Your account does not administer any centre. Your centres' documents are on the "
+                           "institutional page (/page/), the network drive (WebDAV) and SFTP.",
+                     "nl": "Uw account beheert geen enkel centrum. De documenten van uw centra vindt u op de "
+                           "institutionele pagina (/page/), op de netwerkschijf (WebDAV) en via SFTP.",
+                     "fr": "Votre compte n'administre aucun centre. Les documents de vos centres se trouvent sur la "
+                           "page institutionnelle (/page/), sur le lecteur réseau (WebDAV) et par SFTP."},
     # -- centres list ----------------------------------------------------------------------------------------
     "centres.title": {"en": "Centres", "nl": "Centra", "fr": "Centres"},
     "centres.filter": {"en": "Show", "nl": "Toon", "fr": "Afficher"},

@@ -25,16 +25,17 @@ P = {
 
 # expected decision on the OWN/granted centre when it is active
 ACTIVE_OWN = {
-    #              SEE LIST READ UPLOAD MKDIR ARCHIVE RESTORE
-    "uploader":    (A,  A,   D,   A,     A,    D,      D),
-    "archiver":    (A,  A,   A,   D,     D,    A,      D),
-    "staff":       (A,  A,   A,   D,     D,    D,      D),
-    "staff-rm":    (A,  A,   A,   D,     D,    A,      D),
-    "staff-none":  (H,  H,   H,   H,     H,    H,      H),
-    "local-admin": (A,  A,   A,   D,     D,    D,      A),
-    "cell":        (A,  D,   D,   D,     D,    D,      D),
+    #              SEE LIST READ UPLOAD MKDIR ARCHIVE RESTORE RECEIPTS
+    "uploader":    (A,  A,   D,   A,     A,    D,      D,      A),
+    "archiver":    (A,  A,   A,   D,     D,    A,      D,      A),
+    "staff":       (A,  A,   A,   D,     D,    D,      D,      A),
+    "staff-rm":    (A,  A,   A,   D,     D,    A,      D,      A),
+    "staff-none":  (H,  H,   H,   H,     H,    H,      H,      H),
+    "local-admin": (A,  A,   A,   D,     D,    D,      A,      A),
+    "cell":        (A,  D,   D,   D,     D,    D,      D,      D),
 }
-ACTIONS = [Action.SEE, Action.LIST, Action.READ, Action.UPLOAD, Action.MKDIR, Action.ARCHIVE, Action.RESTORE]
+ACTIONS = [Action.SEE, Action.LIST, Action.READ, Action.UPLOAD, Action.MKDIR, Action.ARCHIVE, Action.RESTORE,
+           Action.RECEIPTS]
 
 
 @pytest.mark.parametrize("who,action", list(itertools.product(ACTIVE_OWN, range(len(ACTIONS)))))
@@ -57,6 +58,7 @@ def test_uploader_is_told_the_centre_does_not_take_uploads(status):
     assert decide(up, Action.MKDIR, OTHER, status) is N
     assert decide(up, Action.SEE, OTHER, status) is N  # not listed in "/", and told why when addressed
     assert decide(up, Action.READ, OTHER, status) is D
+    assert decide(up, Action.RECEIPTS, OTHER, status) is A  # what it sent stays provable (the core filters)
 
 
 @pytest.mark.parametrize("status", ["paper", "suspended"])

@@ -7,7 +7,7 @@ import pytest
 
 from gateway.core.catalogue import document_filter
 from storage.repo.base import D, utcnow
-from storage.errors import AlreadyDelivered, MalformedRequest, NotFound, PermissionDenied
+from storage.errors import AlreadyDelivered, InstitutionNotActive, MalformedRequest, NotFound, PermissionDenied
 from tests import pdfsamples
 from tests.coretools import core_services, session
 
@@ -176,3 +176,14 @@ def test_a_centre_not_to_be_seen_answers_as_none_and_is_recorded(core, centre):
         staff.receipt(centre, 1)
     denied = [e for e in events(core, "list") + events(core, "receipt") if e.outcome == "denied"]
     assert len(denied) == 2 and all(e.detail == "no such centre" for e in denied)
+
+
+def test_a_sender_still_proves_delivery_after_the_centre_is_suspended(core):
+    up = session(core, "podmi")
+    entry = upload(up, f"/{A}/ris/monthly-statement/2026-10/s.pdf", pdfsamples.minimal_pdf("suspended"))
+    core.administration(actor="test").set_status(A, "suspended", "test")
+    up = session(core, "podmi")
+    assert up.receipt(A, entry.document_id).sender == "podmi"
+    assert [d.id for d in up.documents(A).documents] == [entry.document_id]
+    with pytest.raises(InstitutionNotActive):
+        upload(up, f"/{A}/more.pdf", pdfsamples.minimal_pdf("no"))
