@@ -135,6 +135,8 @@ class Console(StrongLoginPages):
     LOGIN_COOKIE = LOGIN_COOKIE
     LOGIN_FORM = b"console-login-form"
     STYLESHEET_PATH = "/static/console.css"
+    BRAND = "app.console"
+    HOME = ("nav.centres", "nav-centres")
     TEMPLATES = (TEMPLATES,)
 
     def __init__(self, mailbox: Mailbox, signer: SessionSigner, *, administration: Callable[..., Administration],

@@ -69,7 +69,9 @@ class InstitutionalPage(StrongLoginPages):
     LOGIN_COOKIE = "ip_page_login"
     LOGIN_FORM = b"page-login-form"
     STYLESHEET_PATH = "/static/page.css"
-    #: the page's own frame first; the login and message pages are the console's, in that frame
+    BRAND = "app.page"
+    HOME = ("page.mailboxes", "nav-mailboxes")
+    #: the page's own templates first; the frame, the login and the message pages are the console's
     TEMPLATES = (TEMPLATES, CONSOLE_TEMPLATES)
 
     def __init__(self, mailbox: Mailbox, signer: SessionSigner, *, secure_cookie: bool = True):

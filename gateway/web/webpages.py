@@ -119,6 +119,9 @@ class StrongLoginPages:
     LOGIN_FORM = b"login-form"
     #: where the stylesheet is served (its bytes: ``stylesheet``)
     STYLESHEET_PATH = "/static/style.css"
+    #: what the shared frame (``console/base.html``) shows of this set of pages: its name and its home link
+    BRAND = "app.console"
+    HOME = ("nav.centres", "nav-centres")
     #: the template folders, first match wins (a page set's own ``base.html`` frames the shared ``login.html``)
     TEMPLATES: tuple[Path, ...] = ()
 
@@ -316,6 +319,8 @@ class StrongLoginPages:
         context.setdefault("csrf", "")
         html = self.env.get_template(template).render(
             lang=lang, base=req.base, t=lambda key, **v: i18n.t(key, lang, **v), langs=i18n.LANGS,
+            frame={"stylesheet": self.STYLESHEET_PATH, "brand": self.BRAND, "home": self.HOME[0],
+                   "home_id": self.HOME[1]},
             lang_links=[(code, f"{here}{sep}lang={code}") for code in i18n.LANGS], **context)
         return Page(status, html.encode("utf-8"), list(headers))
 

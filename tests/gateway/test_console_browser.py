@@ -5,7 +5,6 @@ Screenshots of the main pages go to ``test-artifacts/console/`` under the reposi
 from __future__ import annotations
 
 import base64
-import os
 import re
 import ssl
 import urllib.error
@@ -16,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from tests import pdfsamples
+from tests.browser import chromium
 from tests.conftest import (CENTRE_A, CENTRE_B, CENTRE_PAPER, STAFF_PASSWORD, populate, start_gateway,
                             token_card)
 from tests.coretools import session
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 CTX = ssl._create_unverified_context()
 
@@ -41,18 +40,8 @@ def gw(tmp_path_factory, smtp):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"Chromium is missing at {CHROMIUM} (apt-get install --no-install-recommends chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                              args=["--disable-background-networking", "--disable-component-update",
-                                    "--no-first-run", "--disable-sync", "--disable-gpu"])
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture

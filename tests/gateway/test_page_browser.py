@@ -7,17 +7,16 @@ the download. Screenshots of each page, in Dutch and French, go to ``test-artifa
 from __future__ import annotations
 
 import io
-import os
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from tests import pdfsamples
+from tests.browser import chromium
 from tests.conftest import CENTRE_A, STAFF_PASSWORD, populate, start_gateway, token_card
 from tests.coretools import session
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "page"
 #: each run (JavaScript off, on) has its own month, so that each sees its own first fetches
 MONTHS = {False: "2026-10", True: "2026-11"}
@@ -59,18 +58,8 @@ def gw(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"Chromium is missing at {CHROMIUM} (apt-get install --no-install-recommends chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                              args=["--disable-background-networking", "--disable-component-update",
-                                    "--no-first-run", "--disable-sync", "--disable-gpu"])
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture(params=[False, True], ids=["javascript-off", "javascript-on"])
