@@ -15,6 +15,7 @@ The tree::
 
     GatewayError
     ├── NotFound                  no such file or folder (also: anything the caller may not see)
+    │   └── DocumentNotFound      no such document id in a centre the caller sees (the catalogue)
     ├── PermissionDenied          the caller sees the object but may not do this to it
     ├── AuthenticationFailed      the one generic login failure; ``reason``... for the record only
     ├── Throttled (= Banned)      a login refused before its credentials were looked at (auth.throttle)
@@ -68,6 +69,13 @@ class NotFound(GatewayError):
     """No such file or folder -- also the answer for anything the caller may not see."""
 
     default_message = "no such file or folder"
+
+
+class DocumentNotFound(NotFound):
+    """No such document of that centre: a document id the caller may not see, of another centre, or of none (the
+    centre itself was found; a front-end that names what it did not find says "document", not "centre")."""
+
+    default_message = "no such document"
 
 
 class PermissionDenied(GatewayError):

@@ -22,7 +22,7 @@ from gateway.core import enterprise
 from gateway.core import filing as filings
 from gateway.core.filing import Filing
 from gateway.core.path import VPath
-from storage.errors import MalformedRequest, NotFound, PermissionDenied
+from storage.errors import DocumentNotFound, MalformedRequest, NotFound, PermissionDenied
 from storage.repository import CatalogueQuery, CatalogueRow, utcnow
 
 #: the kind filter for the documents no filing rule filed
@@ -145,7 +145,7 @@ class CatalogueViews:
     def _receipt_seen(self, centre: str, row: CatalogueRow | None) -> CatalogueRow:
         if row is None or not self._may_see_receipt(row):
             self._audit_now("receipt", "denied", VPath(centre, ()), detail="no such document")
-            raise NotFound("no such document")
+            raise DocumentNotFound()
         self._audit_now("receipt", "ok", VPath(centre, tuple(row.relpath.split("/"))), document_id=row.id)
         return row
 
@@ -168,7 +168,7 @@ class CatalogueViews:
             row = self.repo.catalogue_entry(c, inst.id, document_id)
         if row is None or row.state != "committed" or not self._may_see_receipt(row):
             self._audit_now("read", "denied", VPath(inst.id, ()), detail=f"no document {document_id} here")
-            raise NotFound("no such document")
+            raise DocumentNotFound()
         return VPath(inst.id, tuple(row.relpath.split("/")))
 
     def record_refusal(self, action: str, centre: str | None, reason: str, *, outcome: str = "refused") -> None:

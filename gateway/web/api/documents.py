@@ -14,12 +14,13 @@ from gateway.core.catalogue import document_filter
 from gateway.core.session import MailboxSession
 from gateway.web.api.openapi import DOCUMENT_PATH, SINCE
 from gateway.web.api.request import ApiError, Handlers, Reply, Request, fields, iso, query, required, text
-from storage.errors import CentreNotFound, NotFound
+from storage.errors import CentreNotFound, DocumentNotFound, NotFound
 from storage.repository import CatalogueRow
 
 # the OpenAPI document's patterns: the server accepts exactly what the document describes
 _PATH, _SINCE = re.compile(DOCUMENT_PATH), re.compile(SINCE)
-#: the core's answer for a document id it does not show this caller (any other NotFound is about the centre)
+#: the answer for a document id the core does not show this caller (DocumentNotFound; any other NotFound is about
+#: the centre)
 NO_SUCH_DOCUMENT = "no such document"
 FILTERS = ("kind", "legislation", "period", "since", "archived", "limit", "offset")
 DEFAULT_LIMIT = 100
@@ -90,9 +91,9 @@ class DocumentHandlers(Handlers):
             centre = raw  # the core answers it as a centre that does not exist, on the record
         try:
             return ask(MailboxSession(self.mailbox, req.principal, "api", req.source), centre)
-        except NotFound as exc:
-            if exc.message == NO_SUCH_DOCUMENT:
-                raise ApiError(404, NO_SUCH_DOCUMENT) from None
+        except DocumentNotFound:
+            raise ApiError(404, NO_SUCH_DOCUMENT) from None
+        except NotFound:
             raise CentreNotFound() from None
 
     def _documents(self, req: Request) -> Reply:
