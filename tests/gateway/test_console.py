@@ -4,11 +4,7 @@ without JavaScript would (forms, cookies, redirects), and checked against the da
 One gateway for the whole module; each test uses its own centres and accounts where it changes anything."""
 from __future__ import annotations
 
-import http.client
 import re
-import ssl
-import urllib.parse
-from dataclasses import dataclass
 from datetime import date, timedelta
 
 import pytest
@@ -20,10 +16,11 @@ from tests import pdfsamples
 from tests.conftest import CENTRE_A, CENTRE_B, CENTRE_PAPER, STAFF_PASSWORD, populate, start_gateway, token_card
 from tests.coretools import session
 from tests.pki import EidPki, national_register_number
+from tests.webclient import Resp
+from tests.webclient import Client as WebClient
 
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; "
        "frame-ancestors 'none'")
-CTX = ssl._create_unverified_context()
 XSS = "<script>alert(1)</script>"
 
 # centres of this module's own tests (besides conftest's)
@@ -58,67 +55,8 @@ def gw(tmp_path_factory):
         g.services.close()
 
 
-@dataclass
-class Resp:
-    status: int
-    headers: dict[str, str]
-    cookies: list[str]
-    text: str
-
-    @property
-    def location(self) -> str:
-        return self.headers.get("location", "")
-
-
-class Client:
-    """A browser without JavaScript: keeps cookies (per name), sends forms, follows nothing by itself."""
-
-    def __init__(self, gw, accept_language: str | None = None, cert=None):
-        self.gw = gw
-        self.jar: dict[str, str] = {}
-        self.accept_language = accept_language
-        self.ctx = CTX
-        if cert is not None:  # an eID card in the reader: its certificate in the TLS handshake
-            self.ctx = ssl._create_unverified_context()
-            self.ctx.load_cert_chain(str(cert.chain), str(cert.key))
-
-    def request(self, method: str, path: str, form: dict | None = None, headers: dict | None = None) -> Resp:
-        conn = http.client.HTTPSConnection("127.0.0.1", self.gw.dav_port, context=self.ctx, timeout=30)
-        h = dict(headers or {})
-        if self.jar:
-            h["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.jar.items())
-        if self.accept_language:
-            h["Accept-Language"] = self.accept_language
-        body = None
-        if form is not None:
-            body = urllib.parse.urlencode(form)
-            h["Content-Type"] = "application/x-www-form-urlencoded"
-        try:
-            conn.request(method, path, body=body, headers=h)
-            r = conn.getresponse()
-            text = r.read().decode()
-            cookies = [v for k, v in r.getheaders() if k.lower() == "set-cookie"]
-            for c in cookies:
-                name, _, rest = c.partition("=")
-                value = rest.split(";")[0]
-                if "Max-Age=0" in c:
-                    self.jar.pop(name, None)
-                else:
-                    self.jar[name] = value
-            return Resp(r.status, {k.lower(): v for k, v in r.getheaders()}, cookies, text)
-        finally:
-            conn.close()
-
-    def get(self, path: str, **kw) -> Resp:
-        return self.request("GET", path, **kw)
-
-    def post(self, url: str, /, **form) -> Resp:
-        return self.request("POST", url, form=form)
-
-    def follow(self, r: Resp) -> Resp:
-        while r.status in (302, 303):
-            r = self.get(r.location.split("#")[0])
-        return r
+class Client(WebClient):
+    """The shared browser without JavaScript, with the console's two-step login."""
 
     def login(self, name: str, password: str = STAFF_PASSWORD) -> Resp:
         page = self.get("/console/login")

@@ -6,13 +6,11 @@ or document that does not exist; bad input (unknown filter values, a ZIP over it
 token) gets a clear answer, changes nothing, and is on the record."""
 from __future__ import annotations
 
-import http.client
 import io
 import re
 import time
-import urllib.parse
 import zipfile
-from dataclasses import dataclass
+from datetime import date
 
 import pytest
 
@@ -22,7 +20,9 @@ from gateway.web.zipstream import member_names
 from tests import pdfsamples
 from tests.conftest import CENTRE_A, CENTRE_B, STAFF_PASSWORD, populate, start_gateway, token_card
 from tests.coretools import session
-from tests.gateway.test_console import CSP, CTX, csrf_of, minted
+from tests.gateway.test_console import CSP, csrf_of, minted
+from tests.pki import EidPki, national_register_number
+from tests.webclient import Client
 
 XSS = '<img src=x onerror="alert(1)">'
 NOWHERE = with_check("09999999")  # a well-formed centre id no centre has
@@ -52,65 +52,6 @@ def deliver(gw, path: str, data: bytes) -> int:
     up = session(gw.services, "podmi").open_upload(path)
     up.append(data)
     return up.commit().document_id
-
-
-@dataclass
-class Resp:
-    status: int
-    headers: dict[str, str]
-    cookies: list[str]
-    raw: bytes
-
-    @property
-    def text(self) -> str:
-        return self.raw.decode("utf-8", "replace")
-
-    @property
-    def location(self) -> str:
-        return self.headers.get("location", "")
-
-
-class Client:
-    """A browser without JavaScript: keeps cookies, sends forms (a field may repeat: a list), follows nothing."""
-
-    def __init__(self, gw):
-        self.gw = gw
-        self.jar: dict[str, str] = {}
-
-    def request(self, method: str, path: str, form: dict | None = None, headers: dict | None = None) -> Resp:
-        conn = http.client.HTTPSConnection("127.0.0.1", self.gw.dav_port, context=CTX, timeout=30)
-        h = dict(headers or {})
-        if self.jar:
-            h["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.jar.items())
-        body = None
-        if form is not None:
-            body = urllib.parse.urlencode(form, doseq=True)
-            h["Content-Type"] = "application/x-www-form-urlencoded"
-        try:
-            conn.request(method, path, body=body, headers=h)
-            r = conn.getresponse()
-            raw = r.read()
-            cookies = [v for k, v in r.getheaders() if k.lower() == "set-cookie"]
-            for c in cookies:
-                name, _, rest = c.partition("=")
-                if "Max-Age=0" in c:
-                    self.jar.pop(name, None)
-                else:
-                    self.jar[name] = rest.split(";")[0]
-            return Resp(r.status, {k.lower(): v for k, v in r.getheaders()}, cookies, raw)
-        finally:
-            conn.close()
-
-    def get(self, path: str, **kw) -> Resp:
-        return self.request("GET", path, **kw)
-
-    def post(self, path: str, /, **form) -> Resp:
-        return self.request("POST", path, form=form)
-
-    def follow(self, r: Resp) -> Resp:
-        while r.status in (302, 303):
-            r = self.get(r.location.split("#")[0])
-        return r
 
 
 def staff(gw, name: str = "staff-a") -> Client:
@@ -418,3 +359,42 @@ def test_zip_member_names_are_safe_and_unique():
                      "x/y (3).pdf", "_", "ok/_/v.pdf", "trail"]
     for n in names:
         assert not n.startswith("/") and ".." not in n.split("/") and "\\" not in n
+
+
+def test_an_eid_card_and_the_password_open_the_page(make_gateway, tmp_path):
+    pki = EidPki(tmp_path / "pki")
+    nrn = national_register_number(date(1982, 3, 9), 57)
+    card = pki.person("els", "Els", "Peeters", nrn=nrn)
+    # the second factor required, as in production: the card is what makes the password enough
+    g = make_gateway(env={"INSTPAGES_WEBDAV_CLIENT_CA_FILE": str(pki.ca_bundle),
+                          "INSTPAGES_AUTH_SECOND_FACTOR": "required"})
+    g.admin.add_account("els", "staff", password=STAFF_PASSWORD, nrn=nrn)
+    g.admin.grant("els", CENTRE_A)
+    doc = deliver(g, f"/{CENTRE_A}/ris/maandstaat/2026-11/eid.pdf", pdfsamples.minimal_pdf("eid"))
+    c = Client(g, cert=card)
+    page = c.get("/page/login")
+    assert "Your eID card is the second factor." in page.text and 'name="code"' not in page.text
+    r = c.post("/page/login", csrf=csrf_of(page.text), username="els", password=STAFF_PASSWORD)
+    assert r.status == 303, r.text
+    r = c.follow(r)
+    assert r.status == 200 and "eid.pdf" in r.text  # straight into the one centre granted
+    r = c.get(f"/page/centres/{CENTRE_A}/documents/{doc}/download")
+    assert r.status == 200 and r.raw == pdfsamples.minimal_pdf("eid")
+    deadline = time.monotonic() + 10  # recorded as the server finishes sending: a moment after the last byte
+    while (row := receipt_of(g, doc)).first_fetched_at is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (row.first_fetched_by, row.first_fetched_protocol) == ("els", "web")
+    assert "method=password+eid" in [e.detail for e in g.audit("login") if e.actor == "els" and e.outcome == "ok"]
+    # without a card, the password alone is not enough: the page asks for a token code
+    page = Client(g).get("/page/login")
+    assert "Your eID card is the second factor." not in page.text and 'name="step" value="username"' in page.text
+    # someone else's card with els's password is no second factor of els's
+    other = Client(g, cert=pki.person("piet", "Piet", "Janssens", nrn=national_register_number(date(1975, 1, 2), 77)))
+    page = other.get("/page/login")
+    r = other.post("/page/login", csrf=csrf_of(page.text), username="els", password=STAFF_PASSWORD)
+    assert r.status == 401 and "ip_page" not in other.jar
+
+
+def receipt_of(gw, doc_id: int):
+    with gw.repo.read() as c:
+        return gw.repo.catalogue_entry(c, CENTRE_A, doc_id)
