@@ -80,14 +80,23 @@ class CredentialAdmin(AdminBase):
         """The account whose API tokens the caller manages: a person their own (the operator anyone's); an
         uploader's -- a machine that cannot log in strongly to make its own -- the security cell's or the
         operator's, and its own to list and revoke. ``uploader``: the account must be an uploader (any other
-        name answers as one that does not exist). A refusal is on the record."""
+        name answers as one that does not exist). A refusal is on the record. Whoever may not manage uploaders'
+        tokens is refused before the name is looked up, whatever it is: the refusal does not tell which names are
+        POD MI's machine accounts."""
+        p = self.principal
+        if uploader and p is not None and p.role is not Role.SECURITY_CELL and \
+                not (p.role is Role.UPLOADER and p.name == account):
+            exc = AdminForbidden("the security cell manages the API tokens of POD MI's uploaders")
+            with self.repo.write() as c:
+                self._audit(c, action, None, detail=f"account={account[:64]}; {exc.message}", outcome="denied")
+            raise exc
         with self.repo.read() as c:
             acc = self.repo.account_by_name(c, account)
         if uploader and (acc is None or Role(acc.role) is not Role.UPLOADER):
             raise AdminNotFound(f"no uploader account {account[:64]!r}")
         if acc is None:
             raise AdminError(f"no account {account}")
-        role, p = Role(acc.role), self.principal
+        role = Role(acc.role)
         if role is Role.ARCHIVER:
             raise AdminError("API tokens are for people and POD MI's uploaders")
         if p is None or p.account_id == acc.id:

@@ -189,7 +189,14 @@ def test_uploader_reads_receipts_of_what_it_sent_with_a_token_from_the_security_
     cell_token = call(port, "POST", "/tokens", {"label": "cell script"}, token=cell).json["token"]
     assert call(port, "POST", "/uploaders/podmi/tokens", {"label": "x"}, token=cell_token).status == 403
     assert call(port, "POST", "/uploaders/podmi/tokens", {"label": "x"}, token=staff).status == 403
-    assert call(port, "GET", "/uploaders/podmi/tokens", token=login(gw, "admin-a")).status == 403
+    admin_a = login(gw, "admin-a")
+    assert call(port, "GET", "/uploaders/podmi/tokens", token=admin_a).status == 403
+    # to anyone but the cell, an uploader's name and any other name answer alike: nothing tells them apart
+    answers = {call(port, "GET", f"/uploaders/{name}/tokens", token=admin_a).raw
+               for name in ("podmi", "staff-a", "nobody-here")}
+    answers |= {call(port, "POST", f"/uploaders/{name}/tokens", {}, token=staff).raw
+                for name in ("podmi", "staff-a", "nobody-here")}
+    assert len(answers) == 1 and b"security cell" in answers.pop()
     for name in ("staff-a", "arch-a", "nobody-here"):  # only uploaders have tokens issued to them
         assert call(port, "POST", f"/uploaders/{name}/tokens", {}, token=cell).status == 404, name
     a = call(port, "POST", "/uploaders/podmi/tokens", {"label": "receipts", "days": 30}, token=cell)
