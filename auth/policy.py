@@ -135,6 +135,7 @@ class AdminAction(StrEnum):
     AUDIT = "audit"                  # the centre's part of the record
     NOTIFY_TEST = "notify-test"      # send a test mail to the centre's contacts
     UNCLASSIFIED = "unclassified"    # per centre, how many documents no filing rule filed (counts, no names)
+    REFILE = "refile"                # file delivered documents again by the current rules (the operator only)
 
 
 _CELL_ADMIN = frozenset({AdminAction.LIST_ALL, AdminAction.VIEW, AdminAction.TRANSITION, AdminAction.DESIGNATE,

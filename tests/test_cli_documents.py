@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.config import load_config
+from gateway.core.enterprise import with_check
 from gateway.services import build
 from tests.coretools import session
 from tests.pdfsamples import minimal_pdf
@@ -107,3 +108,50 @@ def test_receipt_by_path(site):
 def test_errors_are_one_line(site, args, message):
     line = one_error_line(after(site, "document", *args))
     assert message in line, line
+
+
+def test_refile_files_again_by_the_current_rules(tmp_path):
+    d = tmp_path / "var"
+    ok(before(d, "institution", "add", A, "--name", "OCMW Aalst", "--status", "active"))
+    ok(after(d, "institution", "add", B, "--name", "CPAS de Bstad", "--status", "active"))
+    ok(after(d, "account", "add", "podmi", "--role", "uploader"))
+    services = build(load_config(None, env={}, overrides={"data_dir": str(d)}))
+    try:
+        up = session(services, "podmi")
+        ids = {}
+        for centre, relpath in [(A, "ris/maandstaat/2026-10/old.pdf"), (A, "law1965_geweigerd_202609.pdf"),
+                                (A, "misc/letter.pdf"), (B, "ris/maandstaat/2026-10/b.pdf")]:
+            u = up.open_upload(f"/{centre}/{relpath}")
+            u.append(minimal_pdf(relpath))
+            ids[relpath] = u.commit().document_id
+        repo = services.repo
+        with repo.write() as c:
+            # as delivered before filing existed (revision 0009), and one filed wrongly by an older rule
+            for relpath in ("ris/maandstaat/2026-10/old.pdf", "law1965_geweigerd_202609.pdf",
+                            "ris/maandstaat/2026-10/b.pdf"):
+                repo.set_filing(c, ids[relpath], None, None, None)
+            repo.set_filing(c, ids["misc/letter.pdf"], "legality-letter", "ris", "2026-01")
+    finally:
+        services.close()
+
+    def filing(relpath):
+        return query(d, "SELECT kind, legislation, period FROM documents WHERE id=?", ids[relpath])[0]
+
+    out = ok(after(d, "document", "refile", A))
+    assert out.strip() == "examined 2 documents: 2 filed anew, 0 unclassified by the current rules"
+    assert filing("ris/maandstaat/2026-10/old.pdf") == ("monthly-statement", "ris", "2026-10")
+    assert filing("law1965_geweigerd_202609.pdf") == ("refused-forms", "law1965", "2026-09")
+    assert filing("ris/maandstaat/2026-10/b.pdf") == (None, None, None)  # another centre: not asked
+    assert filing("misc/letter.pdf") == ("legality-letter", "ris", "2026-01")  # filed already: left as it is
+    # --all: every document again, after a change of the rules (here: none files misc/letter.pdf)
+    out = ok(after(d, "document", "refile", "--all"))
+    assert out.strip() == "examined 4 documents: 2 filed anew, 1 unclassified by the current rules"
+    assert filing("misc/letter.pdf") == (None, None, None)
+    assert filing("ris/maandstaat/2026-10/b.pdf") == ("monthly-statement", "ris", "2026-10")
+    assert ok(after(d, "document", "refile")).strip() == \
+        "examined 1 documents: 0 filed anew, 1 unclassified by the current rules"  # nothing left to change
+    events = query(d, "SELECT institution_id, detail FROM audit_events WHERE action='refile' ORDER BY id")
+    assert events == [(A, "2 documents filed again by the current rules"),  # one event a centre and a run
+                      (B, "1 documents filed again by the current rules"),
+                      (A, "1 documents filed again by the current rules")]
+    assert "no centre" in one_error_line(after(d, "document", "refile", with_check("09999999")))

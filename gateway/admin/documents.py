@@ -12,6 +12,10 @@ from storage.errors import AdminConflict, AdminError, AdminForbidden, AdminNotFo
 from storage.repository import CatalogueQuery, CatalogueRow
 
 
+#: documents refiled in one transaction
+REFILE_BATCH = 1000
+
+
 class DocumentAdmin(AdminBase):
     """The catalogue and receipts; archived documents and their restoring."""
 
@@ -78,6 +82,39 @@ class DocumentAdmin(AdminBase):
             counts = self.repo.unclassified_counts(c)
             names = {r.id: r.name for r in self.repo.institutions(c, [cid for cid, _ in counts])} if counts else {}
         return [(cid, names.get(cid, ""), n) for cid, n in counts]
+
+    def refile(self, institution: str | None = None, *, everything: bool = False) -> dict[str, int]:
+        """File delivered documents again by the current filing rules (``[documents] filing_rules``): the
+        unclassified ones (documents delivered before filing existed, or before a rule that files them), or with
+        ``everything`` every one, after a change of the rules. Names only, never content; the operator's task, on
+        the record (one event per centre whose documents changed). Returns the counts."""
+        inst_id = self._institution_id(institution) if institution is not None else None
+        if not self.may(AdminAction.REFILE, inst_id):
+            raise self._refuse(AdminAction.REFILE, inst_id, AdminForbidden(
+                f"{self.actor} may not refile documents (the operator does, from the gateway host)"))
+        counts = {"examined": 0, "changed": 0, "unclassified": 0}
+        changed: dict[str, int] = {}
+        after = 0
+        while True:
+            with self.repo.write() as c:
+                rows = self.repo.filings_after(c, after, REFILE_BATCH, institution_id=inst_id,
+                                               unclassified_only=not everything)
+                for doc_id, centre, folder, name, old in rows:
+                    new = self.mailbox.filing.classify(f"{folder}/{name}" if folder else name)
+                    filed = tuple(new) if new is not None else None
+                    if filed != old:
+                        self.repo.set_filing(c, doc_id, *(filed or (None, None, None)))
+                        changed[centre] = changed.get(centre, 0) + 1
+                    counts["unclassified"] += filed is None
+                counts["examined"] += len(rows)
+            if len(rows) < REFILE_BATCH:
+                break
+            after = rows[-1][0]
+        counts["changed"] = sum(changed.values())
+        with self.repo.write() as c:
+            for centre, n in sorted(changed.items()):
+                self._audit(c, "refile", centre, detail=f"{n} documents filed again by the current rules")
+        return counts
 
     def restore(self, institution: str, raw_path: str) -> int:
         inst_id = self._centre(institution, AdminAction.RESTORE).id

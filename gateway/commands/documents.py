@@ -24,6 +24,11 @@ def add_document(sub, common) -> None:
                 help="when a document was delivered, first fetched (by whom, how) and archived")
     a.add_argument("institution")
     a.add_argument("path")
+    a = command(doc, common, "refile", refile,
+                help="file delivered documents again by the current filing rules (by default the unclassified)")
+    a.add_argument("institution", nargs="?", help="only this centre (default: every centre)")
+    a.add_argument("--all", action="store_true", help="every delivered document, not only the unclassified "
+                   "(after a change of [documents] filing_rules)")
     a = command(doc, common, "restore", restore)
     a.add_argument("institution")
     a.add_argument("path")
@@ -59,6 +64,13 @@ def receipt(args, admin: Administration) -> str:
         f"archived   {_when(r.archived_at) + ' by ' + (r.archived_by or '?') if r.archived_at else 'no'}",
     ]
     return "\n".join(lines)
+
+
+@reports
+def refile(args, admin: Administration) -> str:
+    n = admin.refile(args.institution, everything=args.all)
+    return (f"examined {n['examined']} documents: {n['changed']} filed anew, {n['unclassified']} unclassified by the "
+            "current rules")
 
 
 @reports

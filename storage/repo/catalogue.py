@@ -116,6 +116,18 @@ class CatalogueRepo:
                    period: str | None) -> None:
         c.execute(D.update().where(D.c.id == document_id).values(kind=kind, legislation=legislation, period=period))
 
+    def filings_after(self, c: Connection, after_id: int, limit: int, *, institution_id: str | None = None,
+                      unclassified_only: bool = True) -> list[tuple[int, str, str, str, tuple | None]]:
+        """Delivered documents (in the mailbox or archived) by id after ``after_id``, at most ``limit``: (id, centre,
+        folder, name, (kind, legislation, period) or None) -- what refiling goes through in batches."""
+        q = (sa.select(D.c.id, D.c.institution_id, D.c.folder, D.c.name, D.c.kind, D.c.legislation, D.c.period)
+             .where(D.c.id > after_id, D.c.state.in_(SHOWN_STATES)).order_by(D.c.id).limit(limit))
+        if institution_id is not None:
+            q = q.where(D.c.institution_id == institution_id)
+        if unclassified_only:
+            q = q.where(D.c.kind.is_(None))
+        return [(r[0], r[1], r[2], r[3], (r[4], r[5], r[6]) if r[4] is not None else None) for r in c.execute(q)]
+
     def unclassified_counts(self, c: Connection) -> list[tuple[str, int]]:
         """Per centre, how many documents in the mailboxes no filing rule filed."""
         return [(r[0], r[1]) for r in c.execute(

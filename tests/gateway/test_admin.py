@@ -54,17 +54,17 @@ _P = {
 A, D, H = Decision.ALLOWED, Decision.DENIED, Decision.HIDDEN
 # decisions on the caller's own centre (for the cell: any centre)
 _OWN = {
-    #                 view tr  desig cont vacc grant rest cat audit test
-    "cell":          (A,   A,  A,    A,   A,   D,    D,   D,  A,    A),
-    "local-admin":   (A,   D,  D,    A,   A,   A,    A,   A,  A,    A),
-    "consultant":    (A,   D,  D,    A,   A,   A,    A,   A,  A,    A),
-    "staff":         (H,   H,  H,    H,   H,   H,    H,   H,  H,    H),
-    "uploader":      (D,   D,  D,    D,   D,   D,    D,   D,  D,    D),
-    "archiver":      (D,   D,  D,    D,   D,   D,    D,   D,  D,    D),
+    #                 view tr  desig cont vacc grant rest cat audit test refile
+    "cell":          (A,   A,  A,    A,   A,   D,    D,   D,  A,    A,   D),
+    "local-admin":   (A,   D,  D,    A,   A,   A,    A,   A,  A,    A,   D),
+    "consultant":    (A,   D,  D,    A,   A,   A,    A,   A,  A,    A,   D),
+    "staff":         (H,   H,  H,    H,   H,   H,    H,   H,  H,    H,   H),
+    "uploader":      (D,   D,  D,    D,   D,   D,    D,   D,  D,    D,   D),
+    "archiver":      (D,   D,  D,    D,   D,   D,    D,   D,  D,    D,   D),
 }
 _ACTIONS = [AdminAction.VIEW, AdminAction.TRANSITION, AdminAction.DESIGNATE, AdminAction.CONTACTS,
             AdminAction.VIEW_ACCESS, AdminAction.GRANT, AdminAction.RESTORE, AdminAction.CATALOGUE, AdminAction.AUDIT,
-            AdminAction.NOTIFY_TEST]
+            AdminAction.NOTIFY_TEST, AdminAction.REFILE]
 
 
 @pytest.mark.parametrize("who", list(_OWN))
@@ -76,6 +76,7 @@ def test_admin_policy_matrix(who):
         other = decide_admin(p, action, OTHER)
         assert other is (expected if who in ("cell", "uploader", "archiver") else H), (who, action)
     assert decide_admin(None, AdminAction.GRANT, OTHER) is A  # the operator on the host
+    assert decide_admin(None, AdminAction.REFILE) is A  # refiling by the current rules: the operator's alone
     assert decide_admin(p, AdminAction.LIST_ALL) is (A if who in ("cell", "local-admin", "consultant") else D)
 
 
