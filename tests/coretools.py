@@ -23,3 +23,10 @@ def session(services: Services, name: str) -> MailboxSession:
     with mb.repo.read() as c:
         acc = mb.repo.account_by_name(c, name)
     return MailboxSession(mb, mb.load_principal(acc.id, "test"), "test", "127.0.0.1")
+
+
+def deliver(sess: MailboxSession, path: str, data: bytes):
+    """``data`` uploaded at ``path`` through the core, as a front-end would; the entry it became."""
+    up = sess.open_upload(path)
+    up.append(data)
+    return up.commit()

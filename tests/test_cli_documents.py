@@ -8,7 +8,7 @@ import pytest
 from gateway.config import load_config
 from gateway.core.enterprise import with_check
 from gateway.services import build
-from tests.coretools import session
+from tests.coretools import deliver, session
 from tests.pdfsamples import minimal_pdf
 from tests.test_cli import A, B, after, before, ok, one_error_line, query, table
 
@@ -27,9 +27,7 @@ def site(tmp_path_factory):
     try:
         up = session(services, "podmi")
         for relpath in DELIVERED:
-            u = up.open_upload(f"/{A}/{relpath}")
-            u.append(minimal_pdf(relpath))
-            u.commit()
+            deliver(up, f"/{A}/{relpath}", minimal_pdf(relpath))
         arch = session(services, "arch-a")
         dl = arch.open_download(f"/{A}/{DELIVERED[1]}")
         dl.read(0, dl.size)
@@ -121,9 +119,7 @@ def test_refile_files_again_by_the_current_rules(tmp_path):
         ids = {}
         for centre, relpath in [(A, "ris/maandstaat/2026-10/old.pdf"), (A, "law1965_geweigerd_202609.pdf"),
                                 (A, "misc/letter.pdf"), (B, "ris/maandstaat/2026-10/b.pdf")]:
-            u = up.open_upload(f"/{centre}/{relpath}")
-            u.append(minimal_pdf(relpath))
-            ids[relpath] = u.commit().document_id
+            ids[relpath] = deliver(up, f"/{centre}/{relpath}", minimal_pdf(relpath)).document_id
         repo = services.repo
         with repo.write() as c:
             # as delivered before filing existed (revision 0009), and one filed wrongly by an older rule

@@ -16,3 +16,8 @@ BRUSSELS = ZoneInfo("Europe/Brussels")
 def last_day(expires: datetime) -> str:
     """The last day (Brussels, ``YYYY-MM-DD``) of a grant ending at ``expires``: what ``until`` was given as."""
     return (as_utc(expires).astimezone(BRUSSELS) - timedelta(microseconds=1)).date().isoformat()
+
+
+def minute(moment: datetime | None, none: str = "-") -> str:
+    """A stored moment as people read it: Brussels time to the minute (``YYYY-MM-DD HH:MM``); ``none`` for none."""
+    return as_utc(moment).astimezone(BRUSSELS).strftime("%Y-%m-%d %H:%M") if moment else none

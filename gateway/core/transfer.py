@@ -16,11 +16,11 @@ from auth.policy import sees_only_own_documents
 from gateway.core.content import check_content
 from gateway.core.entry import DOCUMENT_MODE, Entry
 from gateway.core.known import changes_tree
-from gateway.core.localtime import BRUSSELS
+from gateway.core.localtime import minute
 from gateway.core.path import VPath
 from storage.errors import (AlreadyDelivered, AlreadyExists, Conflict, ContentRefused, GatewayError,
                             InstitutionNotActive, ServiceUnavailable, TooLarge, UploadFinished)
-from storage.repository import DocumentRow, as_utc, utcnow
+from storage.repository import DocumentRow, utcnow
 
 if TYPE_CHECKING:
     from gateway.core.session import MailboxSession
@@ -142,12 +142,8 @@ def earlier_delivery(s, c, inst, path: VPath, sha256: str, size: int, existing: 
         return None
     if earlier.state != "archived":
         return ""
-    return (f"already delivered on {_local(earlier.committed_at)} and archived on {_local(earlier.archived_at)} "
-            "(Brussels time); nothing stored")
-
-
-def _local(moment) -> str:
-    return as_utc(moment).astimezone(BRUSSELS).strftime("%Y-%m-%d %H:%M") if moment else "?"
+    return (f"already delivered on {minute(earlier.committed_at, '?')} and archived on "
+            f"{minute(earlier.archived_at, '?')} (Brussels time); nothing stored")
 
 
 class Upload:
@@ -312,7 +308,7 @@ class Upload:
                                 detail="replaced by a new version")
                 s.repo.finish_document(c, self.doc_id, state=state, size=ref.size, sha256=ref.sha256,
                                        key_id=ref.key_id, wrapped_key=ref.wrapped_key, content_type=content_type,
-                                       filing=None if self.staged else s.mailbox.filing.classify(path.relpath))
+                                       filing=None if self.staged else s._filing(path))
                 s.audit(c, "upload", "staged" if self.staged else "committed", path, document_id=self.doc_id,
                         nbytes=ref.size, detail=f"sha256={ref.sha256}")
         except Conflict:

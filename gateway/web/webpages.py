@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, quote, urlencode
 import jinja2
 
 from auth.principal import Principal
-from gateway.core.localtime import BRUSSELS, last_day
+from gateway.core.localtime import last_day, minute
 from gateway.core.mailbox import Mailbox
 from gateway.web import i18n
 from gateway.web.httpauth import session_cookie
@@ -36,7 +36,6 @@ from gateway.web.websession import (SessionSigner, WebSession, cookie_value, has
                                     retry_after, strong_login)
 from storage.errors import (AuthenticationFailed, GatewayError, MalformedCredentials, MalformedRequest,
                             ServiceUnavailable)
-from storage.repository import as_utc
 
 log = logging.getLogger("instpages.web")
 
@@ -91,7 +90,7 @@ def when(value) -> str:
     if not value:
         return "-"
     if isinstance(value, datetime):
-        return as_utc(value).astimezone(BRUSSELS).strftime("%Y-%m-%d %H:%M")
+        return minute(value)
     return str(value)
 
 

@@ -9,7 +9,7 @@ from gateway.core.catalogue import document_filter
 from storage.repo.base import D, utcnow
 from storage.errors import AlreadyDelivered, InstitutionNotActive, MalformedRequest, NotFound, PermissionDenied
 from tests import pdfsamples
-from tests.coretools import core_services, session
+from tests.coretools import core_services, deliver, session
 
 A, B = "0212345668", "0207123407"
 
@@ -32,10 +32,6 @@ def core(request, tmp_path):
     services.close()
 
 
-def upload(sess, path, data):
-    up = sess.open_upload(path)
-    up.append(data)
-    return up.commit()
 
 
 def fetch(sess, path) -> bytes:
@@ -52,10 +48,10 @@ def events(core, action):
 
 def test_documents_are_filed_by_the_default_conventions_and_filtered(core):
     up, staff = session(core, "podmi"), session(core, "staff")
-    upload(up, f"/{A}/ris/maandstaat/2026-10/statement.pdf", pdfsamples.minimal_pdf("1"))
-    upload(up, f"/{A}/law1965/refused-forms/2026-09/refused.pdf", pdfsamples.minimal_pdf("2"))
-    upload(up, f"/{A}/maintenance_afrekening_2025.pdf", pdfsamples.minimal_pdf("3"))
-    upload(up, f"/{A}/misc/letter.pdf", pdfsamples.minimal_pdf("4"))
+    deliver(up, f"/{A}/ris/maandstaat/2026-10/statement.pdf", pdfsamples.minimal_pdf("1"))
+    deliver(up, f"/{A}/law1965/refused-forms/2026-09/refused.pdf", pdfsamples.minimal_pdf("2"))
+    deliver(up, f"/{A}/maintenance_afrekening_2025.pdf", pdfsamples.minimal_pdf("3"))
+    deliver(up, f"/{A}/misc/letter.pdf", pdfsamples.minimal_pdf("4"))
     every = staff.documents(A).documents
     assert [(d.name, d.kind, d.legislation, d.period) for d in every] == [
         ("letter.pdf", None, None, None),
@@ -87,7 +83,7 @@ def test_the_receipt_follows_delivery_first_fetch_and_archive(core):
     up, staff = session(core, "podmi"), session(core, "staff")
     staff.protocol = "web"
     path = f"/{A}/ris/monthly-statement/2026-10/s.pdf"
-    entry = upload(up, path, pdfsamples.minimal_pdf("r"))
+    entry = deliver(up, path, pdfsamples.minimal_pdf("r"))
     r = staff.receipt(A, entry.document_id)
     assert r.sender == "podmi" and r.delivered_at is not None and r.first_fetched_at is None
     fetch(staff, path)
@@ -102,7 +98,7 @@ def test_the_receipt_follows_delivery_first_fetch_and_archive(core):
 
 def test_who_sees_which_receipts(core):
     up, other, staff = session(core, "podmi"), session(core, "podmi2"), session(core, "staff")
-    entry = upload(up, f"/{A}/x.pdf", pdfsamples.minimal_pdf("mine"))
+    entry = deliver(up, f"/{A}/x.pdf", pdfsamples.minimal_pdf("mine"))
     assert up.receipt(A, entry.document_id).name == "x.pdf"
     with pytest.raises(NotFound):
         other.receipt(A, entry.document_id)  # another sender: as if there were none
@@ -127,11 +123,11 @@ def test_resending_an_archived_document_tells_the_sender_when(core):
     up, staff = session(core, "podmi"), session(core, "staff")
     pdf = pdfsamples.minimal_pdf("again")
     path = f"/{A}/ris/monthly-statement/2026-10/again.pdf"
-    upload(up, path, pdf)
-    upload(up, path, pdf)  # still in the mailbox: harmless, silent
+    deliver(up, path, pdf)
+    deliver(up, path, pdf)  # still in the mailbox: harmless, silent
     staff.archive(path)
     with pytest.raises(AlreadyDelivered) as exc:
-        upload(up, path, pdf)
+        deliver(up, path, pdf)
     assert "already delivered on" in exc.value.message and "archived on" in exc.value.message
     assert staff.documents(A).documents == []  # nothing came back
     outcomes = [(e.outcome, e.detail) for e in events(core, "upload") if e.actor == "podmi"]
@@ -141,7 +137,7 @@ def test_resending_an_archived_document_tells_the_sender_when(core):
 
 def test_a_staged_upload_is_filed_by_its_final_name(core):
     up, staff = session(core, "podmi"), session(core, "staff")
-    upload(up, f"/{A}/ris/accepted-forms/2026-11/list.pdf.filepart", pdfsamples.minimal_pdf("staged"))
+    deliver(up, f"/{A}/ris/accepted-forms/2026-11/list.pdf.filepart", pdfsamples.minimal_pdf("staged"))
     up.rename(f"/{A}/ris/accepted-forms/2026-11/list.pdf.filepart", f"/{A}/ris/accepted-forms/2026-11/list.pdf")
     [d] = staff.documents(A).documents
     assert (d.name, d.kind, d.legislation, d.period) == ("list.pdf", "accepted-forms", "ris", "2026-11")
@@ -153,7 +149,7 @@ def test_new_since_my_last_visit(core):
     from storage.repo import catalogue as repo_catalogue
 
     up, staff = session(core, "podmi"), session(core, "staff")
-    upload(up, f"/{A}/old.pdf", pdfsamples.minimal_pdf("old"))
+    deliver(up, f"/{A}/old.pdf", pdfsamples.minimal_pdf("old"))
     first = staff.documents(A, visit=True)
     assert first.last_visit is None
     # the visit ends: its time, and the old document's, moved back beyond a visit's length
@@ -161,7 +157,7 @@ def test_new_since_my_last_visit(core):
     with core.repo.write() as c:
         c.execute(repo_catalogue.PV.update().values(seen_at=utcnow() - back))
         c.execute(D.update().values(committed_at=utcnow() - 2 * back))
-    upload(up, f"/{A}/new.pdf", pdfsamples.minimal_pdf("new"))
+    deliver(up, f"/{A}/new.pdf", pdfsamples.minimal_pdf("new"))
     again = staff.documents(A, document_filter(new=True), visit=True)
     assert again.last_visit is not None
     assert [d.name for d in again.documents] == ["new.pdf"]
@@ -180,10 +176,10 @@ def test_a_centre_not_to_be_seen_answers_as_none_and_is_recorded(core, centre):
 
 def test_a_sender_still_proves_delivery_after_the_centre_is_suspended(core):
     up = session(core, "podmi")
-    entry = upload(up, f"/{A}/ris/monthly-statement/2026-10/s.pdf", pdfsamples.minimal_pdf("suspended"))
+    entry = deliver(up, f"/{A}/ris/monthly-statement/2026-10/s.pdf", pdfsamples.minimal_pdf("suspended"))
     core.administration(actor="test").set_status(A, "suspended", "test")
     up = session(core, "podmi")
     assert up.receipt(A, entry.document_id).sender == "podmi"
     assert [d.id for d in up.documents(A).documents] == [entry.document_id]
     with pytest.raises(InstitutionNotActive):
-        upload(up, f"/{A}/more.pdf", pdfsamples.minimal_pdf("no"))
+        deliver(up, f"/{A}/more.pdf", pdfsamples.minimal_pdf("no"))

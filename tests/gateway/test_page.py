@@ -19,6 +19,7 @@ from gateway.web import page as page_module
 from gateway.web.zipstream import member_names
 from tests import pdfsamples
 from tests.conftest import CENTRE_A, CENTRE_B, STAFF_PASSWORD, populate, start_gateway, token_card
+from tests.coretools import deliver as core_deliver
 from tests.coretools import session
 from tests.gateway.test_console import CSP, csrf_of, minted
 from tests.pki import EidPki, national_register_number
@@ -49,9 +50,7 @@ def gw(tmp_path_factory):
 
 
 def deliver(gw, path: str, data: bytes) -> int:
-    up = session(gw.services, "podmi").open_upload(path)
-    up.append(data)
-    return up.commit().document_id
+    return core_deliver(session(gw.services, "podmi"), path, data).document_id
 
 
 def staff(gw, name: str = "staff-a") -> Client:

@@ -15,7 +15,7 @@ import pytest
 from tests import pdfsamples
 from tests.browser import chromium
 from tests.conftest import CENTRE_A, STAFF_PASSWORD, populate, start_gateway, token_card
-from tests.coretools import session
+from tests.coretools import deliver, session
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "page"
 #: each run (JavaScript off, on) has its own month, so that each sees its own first fetches
@@ -47,9 +47,7 @@ def gw(tmp_path_factory):
         deliveries["maintenance/annual-settlement/2025/afrekening-2025.pdf"] = pdfsamples.minimal_pdf("settlement")
         deliveries[MARKUP] = pdfsamples.minimal_pdf("markup")
         for path, data in deliveries.items():
-            u = up.open_upload(f"/{CENTRE_A}/{path}")
-            u.append(data)
-            g.ids[path] = u.commit().document_id
+            g.ids[path] = deliver(up, f"/{CENTRE_A}/{path}", data).document_id
         yield g
     finally:
         g.stop()
