@@ -126,6 +126,9 @@ def test_since_is_a_moment(gw, staff):
 def test_bad_filters_answer_400_with_what_is_accepted(gw, staff, query, message):
     a = documents(gw, staff, query)
     assert a.status == 400 and message in a.json["error"], (query, a.json)
+    last = gw.audit("list", limit=1)[0]  # on the record, as the core's refusals are
+    assert (last.actor, last.outcome, last.protocol, last.institution_id) == ("staff-a", "refused", "api", CENTRE_A)
+    assert message in last.detail
 
 
 def test_other_centres_forged_ids_and_the_security_cell(gw, staff, cell):
@@ -141,6 +144,8 @@ def test_other_centres_forged_ids_and_the_security_cell(gw, staff, cell):
     for doc in ("abc", "-1", "1.0", "%C2%B2"):
         a = call(gw.dav_port, "GET", f"/institutions/{CENTRE_A}/documents/{doc}/receipt", token=staff)
         assert a.status == 400 and "document id" in a.json["error"], doc
+        last = gw.audit("receipt", limit=1)[0]
+        assert (last.actor, last.outcome) == ("staff-a", "refused") and "document id" in last.detail, doc
     # the security cell reads no mailbox: the core refuses, on the record
     a = documents(gw, cell)
     assert a.status == 403 and "does not read mailbox contents" in a.json["error"]

@@ -10,11 +10,11 @@ import re
 from datetime import datetime, timezone
 
 from gateway.core import enterprise
-from gateway.core.catalogue import document_filter
+from gateway.core.catalogue import DocumentFilter, document_filter
 from gateway.core.session import MailboxSession
 from gateway.web.api.openapi import DOCUMENT_PATH, SINCE
 from gateway.web.api.request import ApiError, Handlers, Reply, Request, fields, iso, query, required, text
-from storage.errors import CentreNotFound, DocumentNotFound, NotFound
+from storage.errors import CentreNotFound, DocumentNotFound, MalformedRequest, NotFound
 from storage.repository import CatalogueRow
 
 # the OpenAPI document's patterns: the server accepts exactly what the document describes
@@ -97,23 +97,36 @@ class DocumentHandlers(Handlers):
             raise CentreNotFound() from None
 
     def _documents(self, req: Request) -> Reply:
+        flt = self._recorded(req, "list", self._filter)
+        rows = self._catalogue(req, lambda s, centre: s.documents(centre, flt).documents)
+        return Reply(200, [document_json(r) for r in rows])
+
+    def _receipt(self, req: Request) -> Reply:
+        document_id = self._recorded(req, "receipt", lambda r: _document_id(r.params["doc"]))
+        return Reply(200, receipt_json(self._catalogue(req, lambda s, centre: s.receipt(centre, document_id))))
+
+    def _recorded(self, req: Request, action: str, parse):
+        """``parse(req)``; a malformed request is refused (400) and, as the core's refusals are, on the record."""
+        try:
+            return parse(req)
+        except (ApiError, MalformedRequest) as exc:
+            session = MailboxSession(self.mailbox, req.principal, "api", req.source)
+            session.record_refusal(action, req.params["id"], f"request refused: {exc.message}")
+            raise
+
+    @staticmethod
+    def _filter(req: Request) -> DocumentFilter:
         unknown = sorted(set(req.query) - set(FILTERS))
         if unknown:
             raise ApiError(400, f"unknown query parameter {unknown[0][:40]!r}; filters: {', '.join(FILTERS)}")
         empty = [name for name in FILTERS if query(req, name) == ""]
         if empty:
             raise ApiError(400, f"{empty[0]} is empty; leave it out to take any")
-        flt = document_filter(kind=query(req, "kind"), legislation=query(req, "legislation"),
-                              period=query(req, "period"), since=_since(query(req, "since")),
-                              archived=_flag(query(req, "archived"), "archived"),
-                              limit=_number(query(req, "limit"), "limit", DEFAULT_LIMIT),
-                              offset=_number(query(req, "offset"), "offset", 0))
-        rows = self._catalogue(req, lambda s, centre: s.documents(centre, flt).documents)
-        return Reply(200, [document_json(r) for r in rows])
-
-    def _receipt(self, req: Request) -> Reply:
-        document_id = _document_id(req.params["doc"])
-        return Reply(200, receipt_json(self._catalogue(req, lambda s, centre: s.receipt(centre, document_id))))
+        return document_filter(kind=query(req, "kind"), legislation=query(req, "legislation"),
+                               period=query(req, "period"), since=_since(query(req, "since")),
+                               archived=_flag(query(req, "archived"), "archived"),
+                               limit=_number(query(req, "limit"), "limit", DEFAULT_LIMIT),
+                               offset=_number(query(req, "offset"), "offset", 0))
 
     # -- archived documents, as administration ----------------------------------------------------------------
     def _archived(self, req: Request) -> Reply:
